@@ -1,0 +1,269 @@
+"""The ``blinkbench`` command: every pipeline step, for one video or a whole dataset.
+
+Snakemake rules call the one-video form (explicit input and output paths); DVC stages call
+the ``--dataset`` form, which walks the manifest and skips videos already up to date. Both
+run the same functions in :mod:`blinkbench.steps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__, config, paths, steps
+
+log = logging.getLogger("blinkbench")
+
+
+def _params(args) -> dict:
+    path = Path(args.params)
+    if not path.exists() and args.params == "params.yaml" and getattr(args, "allow_default_params", False):
+        return config.validate({"datasets": {}}, source="built-in defaults")
+    return config.load(path)
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+
+
+def _batch_or_one(p: argparse.ArgumentParser, one: list[tuple[str, str]]) -> None:
+    _add_params(p)
+    p.add_argument("--dataset", help="process every video of this dataset's manifest (DVC stage form)")
+    for flag, help_ in one:
+        p.add_argument(flag, help=help_ + " (one-video form)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="blinkbench", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"blinkbench {__version__}")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("validate-params", help="check a params file against the schema")
+    p.add_argument("file", nargs="?", default="params.yaml")
+
+    p = sub.add_parser("demo", help="generate the embedded demo dataset")
+    _add_params(p)
+    p.add_argument("--root", help="output folder (default: datasets.demo.root)")
+
+    p = sub.add_parser("manifest", help="scan a dataset and write its manifest parquet")
+    _add_params(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", help="default: " + paths.PATTERNS["manifest"])
+
+    _batch_or_one(sub.add_parser("faces", help="face track and sampled face crops"),
+                  [("--video-path", "input video"), ("--track", "output track parquet"), ("--crops", "output crops .npz")])
+    _batch_or_one(sub.add_parser("landmarks", help="per-frame facial landmarks"),
+                  [("--video-path", "input video"), ("--track", "input face track"), ("--out", "output parquet")])
+    _batch_or_one(sub.add_parser("ear", help="eye aspect ratio series"),
+                  [("--landmarks", "input landmarks parquet"), ("--out", "output parquet")])
+    _batch_or_one(sub.add_parser("blinks", help="blink and closure events + per-video summary"),
+                  [("--ear", "input EAR parquet"), ("--out", "output events parquet"), ("--summary", "output summary JSON")])
+
+    p = sub.add_parser("report", help="build the HTML report and metrics from all datasets")
+    _add_params(p)
+
+    p = sub.add_parser("analyze", help="faces, landmarks, EAR and blinks for one video; print a summary")
+    p.add_argument("video")
+    _add_params(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--plot", metavar="PNG", help="save EAR over time with blinks marked")
+    p.add_argument("--keep", metavar="DIR", help="keep the intermediate artifacts in DIR")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.cmd](args)
+    except config.ParamsError as exc:
+        print(f"blinkbench: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_validate(args) -> int:
+    config.load(args.file)
+    print(f"{args.file}: valid")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from . import demo
+
+    params = _params(args)
+    root = args.root or params["datasets"].get("demo", {}).get("root")
+    if not root:
+        print("blinkbench: no --root and no datasets.demo.root in params", file=sys.stderr)
+        return 2
+    demo.generate(root, params["demo"], params["base"]["seed"])
+    print(root)
+    return 0
+
+
+def cmd_manifest(args) -> int:
+    from . import datasets
+
+    params = _params(args)
+    if args.dataset not in params["datasets"]:
+        print(f"blinkbench: dataset {args.dataset!r} is not in params datasets: {sorted(params['datasets'])}", file=sys.stderr)
+        return 2
+    df = datasets.build_manifest(args.dataset, params["datasets"][args.dataset], params, progress=sys.stderr.isatty())
+    out = args.out or paths.path("manifest", dataset=args.dataset)
+    datasets.write_manifest(df, out)
+    counts = df["status"].value_counts().to_dict()
+    log.info("%s: %d videos %s -> %s", args.dataset, len(df), counts, out)
+    return 0
+
+
+def _need(args, *names: str) -> None:
+    missing = [n for n in names if getattr(args, n) is None]
+    if missing:
+        flags = ", ".join("--" + n.replace("_", "-") for n in missing)
+        raise SystemExit(f"blinkbench {args.cmd}: give --dataset, or all of {flags}")
+
+
+def _step_command(step: str, one) -> callable:
+    def run(args) -> int:
+        params = _params(args)
+        if args.dataset:
+            counts = steps.run_batch(step, args.dataset, params, progress=sys.stderr.isatty())
+            log.info("%s %s: %s", step, args.dataset, counts)
+            return 0
+        meta = one(args, params)
+        level = logging.INFO if meta.get("status") == "ok" else logging.WARNING
+        log.log(level, "%s: status %s %s", step, meta.get("status"), meta.get("error", ""))
+        return 0
+
+    return run
+
+
+def _faces(args, params):
+    _need(args, "video_path", "track", "crops")
+    return steps.faces_one(args.video_path, args.track, args.crops, params)
+
+
+def _landmarks(args, params):
+    _need(args, "video_path", "track", "out")
+    return steps.landmarks_one(args.video_path, args.track, args.out, params)
+
+
+def _ear(args, params):
+    _need(args, "landmarks", "out")
+    return steps.ear_one(args.landmarks, args.out)
+
+
+def _blinks(args, params):
+    _need(args, "ear", "out", "summary")
+    return steps.blinks_one(args.ear, args.out, args.summary, params)
+
+
+def cmd_report(args) -> int:
+    from . import report
+
+    params = _params(args)
+    out = report.build(params)
+    print(Path(out).resolve())
+    return 0
+
+
+def analyze(video: str, params: dict, workdir: str | Path, plot: str | None = None, progress: bool = False) -> dict:
+    """faces -> landmarks -> EAR -> blinks for one video into ``workdir``; returns the summary
+    plus the event lists. Used by ``blinkbench analyze`` and, later, ``blinkbench detect``."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .video import probe
+
+    w = Path(workdir)
+    params = {**params, "faces": {**params["faces"], "crops": {**params["faces"]["crops"], "n_per_video": 0}}}
+    n_hint = probe(video).n_frames
+    with tqdm(total=2 * n_hint or None, desc="analyze", unit="frame", disable=not progress, leave=False) as bar:
+        steps.faces_one(video, w / "faces.parquet", w / "crops.npz", params, progress=bar)
+        steps.landmarks_one(video, w / "faces.parquet", w / "landmarks.parquet", params, progress=bar)
+    steps.ear_one(w / "landmarks.parquet", w / "ear.parquet")
+    summary = steps.blinks_one(w / "ear.parquet", w / "blinks.parquet", w / "summary.json", params)
+    events = pd.read_parquet(w / "blinks.parquet")
+    ev = lambda kind: [  # noqa: E731
+        {"start_frame": int(r.start_frame), "end_frame": int(r.end_frame), "start_s": round(float(r.start_s), 4),
+         "end_s": round(float(r.end_s), 4), "duration_ms": round(float(r.duration_ms), 1), "min_ear": round(float(r.min_ear), 4)}
+        for r in events[events["kind"] == kind].itertuples()
+    ]
+    if plot:
+        from .plotting import plot_ear
+
+        plot_ear(pd.read_parquet(w / "ear.parquet"), events, plot, title=Path(video).name)
+    out = {"video": str(video), **summary, "blinks": ev("blink"), "closures": ev("closure")}
+    out.pop("stamp", None)
+    return out
+
+
+def cmd_analyze(args) -> int:
+    args.allow_default_params = True
+    params = _params(args)
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+        res = analyze(args.video, params, args.keep, args.plot, progress=sys.stderr.isatty())
+    else:
+        with tempfile.TemporaryDirectory(prefix="blinkbench-") as tmp:
+            res = analyze(args.video, params, tmp, args.plot, progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(_finite(res), sort_keys=True))
+    else:
+        print(_format_summary(res))
+    return 0 if res["status"] == "ok" else 1
+
+
+def _finite(obj):
+    """JSON has no NaN: replace non-finite floats by null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _format_summary(r: dict) -> str:
+    f = lambda x, fmt: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)  # noqa: E731
+    lines = [
+        f"video        {r['video']}",
+        f"status       {r['status']}" + (f"  ({r['error']})" if r.get("error") else ""),
+        f"frames       {r.get('frames', 0)}  fps {f(r.get('fps'), '.2f')}  duration {f(r.get('duration_s'), '.2f')} s",
+        f"face frames  {r.get('face_frames', 0)}",
+        f"EAR median   {f(r.get('ear_median'), '.3f')}",
+        f"blinks       {len(r['blinks'])}  rate {f(r.get('blink_rate_per_min'), '.1f')}/min  "
+        f"mean {f(r.get('mean_blink_ms'), '.0f')} ms  IBI mean {f(r.get('ibi_mean_s'), '.2f')} s",
+        f"closures     {len(r['closures'])}  ({f(r.get('closure_total_s'), '.2f')} s)",
+    ]
+    for w in r.get("warnings", []):
+        lines.append(f"warning      {w}")
+    if r["blinks"] or r["closures"]:
+        lines.append("  kind     start_frame  end_frame  duration_ms  min_EAR")
+        for kind in ("blinks", "closures"):
+            for e in r[kind]:
+                lines.append(f"  {kind[:-1]:<8} {e['start_frame']:>11}  {e['end_frame']:>9}  {e['duration_ms']:>11.0f}  {e['min_ear']:.3f}")
+    return "\n".join(lines)
+
+
+COMMANDS = {
+    "validate-params": cmd_validate,
+    "demo": cmd_demo,
+    "manifest": cmd_manifest,
+    "faces": _step_command("faces", _faces),
+    "landmarks": _step_command("landmarks", _landmarks),
+    "ear": _step_command("ear", _ear),
+    "blinks": _step_command("blinks", _blinks),
+    "report": cmd_report,
+    "analyze": cmd_analyze,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

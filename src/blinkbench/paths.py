@@ -1,0 +1,42 @@
+"""Where every artifact lives: one definition, used by the CLI, Snakemake rules and DVC.
+
+Per-video artifacts are ``data/<step>/<dataset>/<video>.<ext>``; logs and job timings sit
+beside them under ``logs/<step>/<dataset>/<video>.{log,tsv}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = "data"
+
+PATTERNS = {
+    "manifest": DATA + "/manifests/{dataset}.parquet",
+    "faces": DATA + "/faces/{dataset}/{video}.parquet",
+    "crops": DATA + "/crops/{dataset}/{video}.npz",
+    "landmarks": DATA + "/landmarks/{dataset}/{video}.parquet",
+    "ear": DATA + "/ear/{dataset}/{video}.parquet",
+    "blinks": DATA + "/blinks/{dataset}/{video}.parquet",
+    "blink_summary": DATA + "/blinks/{dataset}/{video}.json",
+    "dataset_summary": DATA + "/reports/{dataset}/videos.csv",
+    "report": DATA + "/reports/index.html",
+    "metrics": DATA + "/reports/metrics.json",
+}
+
+# Per-dataset folders holding one step's per-video artifacts (the DVC outs).
+STEP_DIRS = {
+    "faces": DATA + "/faces/{dataset}",
+    "crops": DATA + "/crops/{dataset}",
+    "landmarks": DATA + "/landmarks/{dataset}",
+    "ear": DATA + "/ear/{dataset}",
+    "blinks": DATA + "/blinks/{dataset}",
+}
+
+
+def path(kind: str, **wildcards: str) -> Path:
+    return Path(PATTERNS[kind].format(**wildcards))
+
+
+def log(step: str, ext: str = "log", **wildcards: str) -> str:
+    parts = [wildcards[k] for k in ("dataset", "video") if k in wildcards]
+    return "/".join(["logs", step, *parts]) + f".{ext}"
