@@ -129,7 +129,8 @@ class Frame:
         return f.to_ndarray(format="rgb24")
 
     def rgb_crop(self, box: tuple[int, int, int, int]) -> np.ndarray:
-        """RGB pixels of the integer box (x0, y0, x1, y1), clipped to the frame, converting
+        """RGB pixels of the box (x0, y0, x1, y1), clipped to the frame and snapped to even
+        coordinates (origin ``(x0 & ~1, y0 & ~1)`` whatever the pixel format), converting
         only that region from the decoder's planar YUV (a 720p frame costs ~5 ms to convert
         whole; a face crop a fraction of that). Falls back to whole-frame conversion for
         pixel formats other than 8-bit 4:2:0."""
@@ -149,7 +150,6 @@ class Frame:
         if fmt == "yuv444p" and x1 > x0 and y1 > y0:
             yuv = np.stack([_plane(f, i, full=True)[y0:y1, x0:x1] for i in range(3)], axis=-1)
             return _bt601_limited_to_rgb(yuv)
-        x0, y0, x1, y1 = _clip_box(box, f.width, f.height)
         return f.to_ndarray(format="rgb24")[y0:y1, x0:x1]
 
 

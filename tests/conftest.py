@@ -1,0 +1,52 @@
+"""Shared fixtures: the ../shared real clips and models, small synthetic videos."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blinkbench import config
+from blinkbench.video import write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SKIP_SHARED = "../shared not found: real-clip tests need the shared samples beside the project root"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The ../shared folder (real clips and models); skips the test where it is absent."""
+    if not (SHARED / "samples").is_dir():
+        pytest.skip(SKIP_SHARED)
+    return SHARED
+
+
+@pytest.fixture
+def params() -> dict:
+    """The project's params.yaml, validated (a fresh copy per test)."""
+    return copy.deepcopy(_params())
+
+
+_cache: dict = {}
+
+
+def _params() -> dict:
+    if "p" not in _cache:
+        _cache["p"] = config.load(ROOT / "params.yaml")
+    return _cache["p"]
+
+
+def make_video(path: Path, frames, fps: float = 25, **kw) -> Path:
+    write_video(path, iter(frames), fps=fps, **kw)
+    return path
+
+
+@pytest.fixture(scope="session")
+def flat_video(tmp_path_factory) -> Path:
+    """A valid 20-frame 64x64 video with no face in it."""
+    rng = np.random.default_rng(0)
+    frames = [np.clip(rng.normal(120, 10, (64, 64, 3)), 0, 255).astype(np.uint8) for _ in range(20)]
+    return make_video(tmp_path_factory.mktemp("flat") / "flat.mp4", frames)
