@@ -73,6 +73,10 @@ def _meta_of(path) -> dict:
     return meta
 
 
+# Counts carried from step to step, so a video that stops early still reports its size.
+_COUNTS = ("n_frames", "face_frames", "fps")
+
+
 # ---------------------------------------------------------------------------- faces
 
 def faces_one(video: str | Path, out_track: str | Path, out_crops: str | Path, params: dict,
@@ -122,7 +126,8 @@ def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, pa
     model_sha = io.sha256_file(cfg["pfld_model"]) if cfg["backend"] == "pfld" and cfg.get("pfld_model") and Path(cfg["pfld_model"]).is_file() else ""
     st = io.stamp("landmarks", VERSION["landmarks"], tmeta.get("stamp"), cfg, model_sha)
     meta = {"stamp": st, "status": tmeta.get("status", "error"), "error": tmeta.get("error", ""),
-            "warnings": list(tmeta.get("warnings", [])), "backend": cfg["backend"]}
+            "warnings": list(tmeta.get("warnings", [])), "backend": cfg["backend"],
+            **{k: tmeta[k] for k in _COUNTS if k in tmeta}}
     if meta["status"] == "ok":
         try:
             track = pd.read_parquet(track_path)
@@ -150,7 +155,8 @@ def ear_one(landmarks_path: str | Path, out: str | Path) -> dict:
     lmeta = _meta_of(landmarks_path)
     st = io.stamp("ear", VERSION["ear"], lmeta.get("stamp"))
     meta = {"stamp": st, "status": lmeta.get("status", "error"), "error": lmeta.get("error", ""),
-            "warnings": lmeta.get("warnings", []), "scheme": lmeta.get("scheme"), "backend": lmeta.get("backend")}
+            "warnings": lmeta.get("warnings", []), "scheme": lmeta.get("scheme"), "backend": lmeta.get("backend"),
+            **{k: lmeta[k] for k in _COUNTS if k in lmeta}}
     parts = []
     if meta["status"] == "ok":
         try:
@@ -178,15 +184,16 @@ def blinks_one(ear_path: str | Path, out_events: str | Path, out_summary: str | 
     st = io.stamp("blinks", VERSION["blinks"], emeta.get("stamp"), cfg)
     meta = {"stamp": st, "status": emeta.get("status", "error"), "error": emeta.get("error", ""),
             "warnings": emeta.get("warnings", [])}
+    counts = {"frames": emeta.get("n_frames", 0), "face_frames": emeta.get("face_frames", 0)}
     events = blinks_mod.detect(np.zeros(0), np.zeros(0), cfg)
-    summary: dict = {}
-    if meta["status"] == "ok" or Path(ear_path).exists():
+    summary: dict = dict(counts)
+    if Path(ear_path).exists():
         try:
             ear = pq.read_table(ear_path).to_pandas()
             t, e, face = ear["timestamp_s"].to_numpy(), ear["ear_mean"].to_numpy(), ear["face_present"].to_numpy(bool)
             if meta["status"] == "ok":
                 events = blinks_mod.detect(t, e, cfg)
-            summary = blinks_mod.summarize(t, e, face, events)
+            summary = blinks_mod.summarize(t, e, face, events) if len(t) else counts
             if len(t) > 1:
                 summary["fps"] = float(1.0 / np.median(np.diff(t)))
         except Exception as exc:

@@ -1,0 +1,90 @@
+"""Per-video steps on bad input: every case gets outputs with a clear status, nothing raises,
+status propagates to the end; stamps follow inputs and params."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from skimage import data as skdata
+
+from blinkbench import io, steps
+from conftest import make_video
+
+
+def run_chain(video, out, params):
+    out.mkdir(parents=True, exist_ok=True)
+    steps.faces_one(video, out / "f.parquet", out / "c.npz", params)
+    steps.landmarks_one(video, out / "f.parquet", out / "l.parquet", params)
+    steps.ear_one(out / "l.parquet", out / "e.parquet")
+    return steps.blinks_one(out / "e.parquet", out / "b.parquet", out / "b.json", params)
+
+
+@pytest.fixture(scope="module")
+def face_frame():
+    img = cv2.resize(skdata.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def test_no_face_anywhere(tmp_path, flat_video, params):
+    s = run_chain(flat_video, tmp_path / "o", params)
+    assert s["status"] == "no_face"
+    assert s["frames"] == 20 and s["face_frames"] == 0
+    for f in ("f.parquet", "l.parquet", "e.parquet", "b.parquet", "b.json"):
+        assert (tmp_path / "o" / f).exists()
+    assert io.read_meta(tmp_path / "o" / "l.parquet")["status"] == "no_face"
+
+
+@pytest.mark.parametrize("kind, status", [("zero", "unreadable"), ("noise", "unreadable"), ("missing", "missing")])
+def test_broken_files_get_status_rows(tmp_path, params, kind, status):
+    v = tmp_path / f"{kind}.mp4"
+    if kind == "zero":
+        v.write_bytes(b"")
+    elif kind == "noise":
+        v.write_bytes(os.urandom(4096))
+    s = run_chain(v, tmp_path / "o", params)
+    assert s["status"] == status
+    assert s["error"]
+    assert pd.read_parquet(tmp_path / "o" / "b.parquet").empty
+
+
+def test_truncated_video_keeps_decoded_part(tmp_path, params, face_frame):
+    # Moving frames, so the bytes spread over all frames and a cut lands mid-stream.
+    v = make_video(tmp_path / "v.mkv", [np.roll(face_frame, 2 * i, axis=1) for i in range(50)], fps=25)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(v.read_bytes()[: int(v.stat().st_size * 0.9)])  # keeps whole clusters
+    s = run_chain(cut, tmp_path / "o", params)
+    assert s["status"] == "ok"
+    assert 0 < s["frames"] < 50 and s["face_frames"] == s["frames"]
+
+
+def test_two_faces_keeps_most_persistent_and_warns(tmp_path, params, face_frame):
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(40):
+        right = face_frame if i < 25 else np.full_like(face_frame, 90)  # second face leaves at 1 s
+        frames.append(np.concatenate([face_frame, right], axis=1))
+    v = make_video(tmp_path / "two.mp4", frames, fps=25)
+    out = tmp_path / "o"
+    out.mkdir()
+    meta = steps.faces_one(v, out / "f.parquet", out / "c.npz", params)
+    assert meta["status"] == "ok"
+    assert meta["n_tracks"] >= 2
+    assert any(w.startswith("multiple_faces") for w in meta["warnings"])
+    track = pd.read_parquet(out / "f.parquet")
+    assert track["face_present"].all()
+    assert (track["x1"] <= 256 + 1).all(), "kept the face present in every frame (left one)"
+    crops = np.load(out / "c.npz")
+    assert crops["crops"].shape[1:] == (256, 256, 3) and len(crops["frames"]) > 0
+
+
+def test_stamps_follow_params(tmp_path, flat_video, params):
+    a = steps.faces_one(flat_video, tmp_path / "a.parquet", tmp_path / "a.npz", params)
+    params["faces"]["detect_every"] = 3
+    b = steps.faces_one(flat_video, tmp_path / "b.parquet", tmp_path / "b.npz", params)
+    assert a["stamp"] != b["stamp"]
+    e1 = steps.ear_one(tmp_path / "missing.parquet", tmp_path / "e.parquet")
+    assert e1["status"] == "error" and "missing" in e1["error"]
