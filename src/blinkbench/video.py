@@ -274,18 +274,31 @@ def write_video(
     codec: str = "libx264",
     options: dict | None = None,
     pix_fmt: str = "yuv420p",
+    bitexact: bool = False,
 ) -> int:
-    """Encode RGB uint8 frames to ``path`` atomically; returns the number of frames."""
+    """Encode RGB uint8 frames to ``path`` atomically; returns the number of frames.
+
+    ``bitexact``: single-threaded encoding and no muxer/encoder version or time stamps in
+    the file. For libx264 that is not enough: its adaptive quantisation and macroblock tree
+    gave different bitstreams for identical frames from run to run here; pass
+    ``{"aq-mode": "0", "mbtree": "0"}`` too (as the demo does) for byte-identical output."""
     from .io import atomic_path
 
     n = 0
     with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format=_format_for(Path(path))) as out:
+        container_opts = {"fflags": "+bitexact"} if bitexact else {}
+        with av.open(str(tmp), mode="w", format=_format_for(Path(path)), options=container_opts) as out:
             rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
             stream = out.add_stream(codec, rate=rate)
             stream.pix_fmt = pix_fmt
-            if options:
-                stream.options = {k: str(v) for k, v in options.items()}
+            opts = {k: str(v) for k, v in (options or {}).items()}
+            if bitexact:
+                stream.codec_context.thread_count = 1
+                stream.codec_context.thread_type = "NONE"
+                opts.setdefault("flags", "+bitexact")
+                opts.setdefault("threads", "1")
+            if opts:
+                stream.options = opts
             for arr in frames:
                 if n == 0:
                     stream.height, stream.width = arr.shape[:2]
