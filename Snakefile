@@ -1,0 +1,29 @@
+# blinkbench: raw videos -> manifests -> face tracks -> landmarks -> EAR -> blinks -> report.
+# Each rule calls the `blinkbench` CLI (the same entry points as the stages in dvc.yaml).
+# Run:  snakemake --cores all            (profile: profiles/default)
+#       snakemake --configfile other.yaml --cores all
+
+configfile: "params.yaml"
+
+
+include: "rules/common.smk"
+
+# Dataset names from params; video ids are filesystem-safe by construction (adapters).
+wildcard_constraints:
+    dataset="|".join(DATASETS) or "NO_DATASET",
+    video=r"[A-Za-z0-9_.\-]+",
+
+
+include: "rules/demo.smk"
+include: "rules/manifest.smk"
+include: "rules/faces.smk"
+include: "rules/landmarks.smk"
+include: "rules/ear.smk"
+include: "rules/blinks.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        paths.PATTERNS["report"],
+        paths.PATTERNS["metrics"],

@@ -1,0 +1,27 @@
+rule report:
+    """HTML report, per-dataset video tables and DVC metrics over all datasets."""
+    input:
+        manifests=expand(paths.PATTERNS["manifest"], dataset=DATASETS),
+        ear=per_video("ear"),
+        events=per_video("blinks"),
+        summaries=per_video("blink_summary"),
+    output:
+        html=report(paths.PATTERNS["report"], category="Report", labels={"figure": "blinkbench report"}),
+        metrics=paths.PATTERNS["metrics"],
+        tables=report(
+            expand(paths.PATTERNS["dataset_summary"], dataset=DATASETS),
+            category="Per-video tables",
+            labels=lambda wc: {"table": "videos"},
+        ),
+    params:
+        file=PARAMS_FILE,
+        **step_params("report"),
+    log:
+        "logs/report/report.log",
+    benchmark:
+        "logs/report/report.tsv"
+    threads: 1
+    conda:
+        "../envs/blinkbench.yaml"
+    shell:
+        "blinkbench report --params {params.file:q} > {log} 2>&1"

@@ -1,0 +1,175 @@
+"""The run report: per-dataset video status, blink statistics by label, ground-truth blink
+recovery where a dataset ships annotations, EAR plots; plus DVC metrics.
+
+Outputs (paths in :mod:`blinkbench.paths`): ``data/reports/index.html``,
+``data/reports/metrics.json`` (read by ``dvc metrics show``), and per dataset
+``data/reports/<dataset>/videos.csv`` (one row per video: manifest fields, pipeline status,
+blink summary) and ``ear_<video>.png``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io, paths
+from .blinks import match_events
+
+SUMMARY_FIELDS = ["frames", "face_frames", "duration_s", "n_blinks", "n_closures", "blink_rate_per_min",
+                  "mean_blink_ms", "ibi_mean_s", "ibi_cv", "ear_median"]
+TRUTH_TOLERANCE_FRAMES = 2
+
+
+def dataset_table(name: str) -> pd.DataFrame:
+    """Manifest joined with each video's pipeline status and blink summary."""
+    man = pd.read_parquet(paths.path("manifest", dataset=name))
+    rows = []
+    for r in man.itertuples(index=False):
+        row = {"video_id": r.video_id, "label": r.label, "split": r.split, "method": r.method,
+               "input_status": r.status, "status": r.status, "error": r.error, "warnings": ""}
+        sp = paths.path("blink_summary", dataset=name, video=r.video_id)
+        if r.status != "missing" and sp.exists():
+            s = io.read_json(sp)
+            row.update({k: s.get(k) for k in SUMMARY_FIELDS})
+            row.update(status=s.get("status", "error"), error=s.get("error", ""), warnings="; ".join(s.get("warnings", [])))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def truth_recovery(name: str, root: str | Path, table: pd.DataFrame) -> dict | None:
+    """Precision/recall of blink and closure events against ``root/blinks.csv`` if present."""
+    truth_path = Path(root) / "blinks.csv"
+    if not truth_path.exists():
+        return None
+    truth = pd.read_csv(truth_path)
+    truth = truth[truth["kind"].isin(["blink", "closure"])]
+    tp = n_truth = n_det = 0
+    for vid in table.loc[table["status"] == "ok", "video_id"]:
+        ev = pd.read_parquet(paths.path("blinks", dataset=name, video=vid))
+        m = match_events(ev, truth[truth["video_id"] == vid], TRUTH_TOLERANCE_FRAMES)
+        tp, n_truth, n_det = tp + m["tp"], n_truth + m["n_truth"], n_det + m["n_detected"]
+    return {"tolerance_frames": TRUTH_TOLERANCE_FRAMES, "true_positives": tp, "truth_events": n_truth,
+            "detected_events": n_det, "precision": tp / n_det if n_det else float("nan"),
+            "recall": tp / n_truth if n_truth else float("nan")}
+
+
+def _label_stats(table: pd.DataFrame) -> dict:
+    out = {}
+    ok = table[table["status"] == "ok"]
+    for label, g in ok.groupby("label"):
+        out[label] = {
+            "videos": int(len(g)),
+            "blink_rate_median": _num(g["blink_rate_per_min"].median()),
+            "mean_blink_ms_median": _num(g["mean_blink_ms"].median()),
+            "closures_total": int(g["n_closures"].fillna(0).sum()),
+            "videos_without_blinks": int((g["n_blinks"].fillna(0) == 0).sum()),
+        }
+    return out
+
+
+def _num(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def _plot_choice(table: pd.DataFrame, n: int) -> list[str]:
+    ok = table[table["status"] == "ok"]
+    by_label = [list(ok.loc[ok["label"] == lab, "video_id"]) for lab in ("real", "fake")]
+    out = []
+    while len(out) < n and any(by_label):
+        for lst in by_label:
+            if lst and len(out) < n:
+                out.append(lst.pop(0))
+    return out
+
+
+def build(params: dict) -> Path:
+    from .plotting import plot_ear
+
+    out_dir = Path(paths.PATTERNS["report"]).parent
+    metrics: dict = {}
+    sections = []
+    for name, ds in params["datasets"].items():
+        table = dataset_table(name)
+        csv = paths.path("dataset_summary", dataset=name)
+        with io.atomic_path(csv) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.4f")
+        truth = truth_recovery(name, ds["root"], table)
+        stats = _label_stats(table)
+        status_counts = table["status"].value_counts().sort_index().to_dict()
+        metrics[name] = {"videos": int(len(table)), "ok": int((table["status"] == "ok").sum()),
+                         "status": {k: int(v) for k, v in status_counts.items()}, "by_label": stats}
+        if truth:
+            metrics[name]["blink_truth"] = {k: (_num(v) if isinstance(v, float) else v) for k, v in truth.items()}
+        plots = []
+        truth_df = pd.read_csv(Path(ds["root"]) / "blinks.csv") if truth else None
+        for vid in _plot_choice(table, params["report"]["ear_plots"]):
+            png = csv.parent / f"ear_{vid}.png"
+            ear = pd.read_parquet(paths.path("ear", dataset=name, video=vid))
+            ev = pd.read_parquet(paths.path("blinks", dataset=name, video=vid))
+            label = table.loc[table["video_id"] == vid, "label"].iloc[0]
+            tr = truth_df[truth_df["video_id"] == vid] if truth_df is not None else None
+            plot_ear(ear, ev, png, title=f"{name} / {vid} ({label})", truth=tr)
+            plots.append(png.relative_to(out_dir).as_posix())
+        sections.append(_section_html(name, ds, table, stats, truth, plots, csv.relative_to(out_dir).as_posix()))
+    io.write_json(metrics, paths.PATTERNS["metrics"])
+    page = _PAGE.format(body="\n".join(sections) or "<p>No datasets configured.</p>")
+    report = Path(paths.PATTERNS["report"])
+    with io.atomic_path(report) as tmp:
+        tmp.write_text(page)
+    return report
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3g}", border=0, classes="t", escape=True)
+
+
+def _section_html(name, ds, table, stats, truth, plots, csv_rel) -> str:
+    e = html.escape
+    parts = [f"<h2>{e(name)}</h2>",
+             f"<p>adapter <code>{e(ds['adapter'])}</code>, root <code>{e(str(ds['root']))}</code>; "
+             f"{len(table)} videos; per-video table: <a href='{e(csv_rel)}'>{e(csv_rel)}</a></p>"]
+    counts = table.groupby(["status", "label"]).size().unstack(fill_value=0).reset_index()
+    parts += ["<h3>Status</h3>", _table_html(counts)]
+    bad = table[table["status"] != "ok"][["video_id", "label", "status", "error"]]
+    if len(bad):
+        parts += ["<p>Videos not processed to the end, and why:</p>", _table_html(bad)]
+    warn = table[table["warnings"].fillna("") != ""][["video_id", "warnings"]]
+    if len(warn):
+        parts += ["<p>Warnings:</p>", _table_html(warn)]
+    if stats:
+        st = pd.DataFrame(stats).T.reset_index().rename(columns={"index": "label"})
+        parts += ["<h3>Blinks by label</h3>",
+                  "<p>Human range at rest: about 15-20 blinks per minute, 100-400 ms each.</p>", _table_html(st)]
+    if truth:
+        parts += ["<h3>Ground-truth blinks recovered</h3>",
+                  f"<p>Event found when start and end are each within {truth['tolerance_frames']} frames and the kind "
+                  f"(blink/closure) agrees: precision {truth['precision']:.3f}, recall {truth['recall']:.3f} "
+                  f"({truth['true_positives']} of {truth['truth_events']} annotated, {truth['detected_events']} detected).</p>"]
+    for p in plots:
+        parts.append(f"<figure><img src='{e(p)}' alt='EAR plot'><figcaption>{e(p)}</figcaption></figure>")
+    cols = ["video_id", "label", "split", "status", "frames", "face_frames", "n_blinks", "n_closures",
+            "blink_rate_per_min", "mean_blink_ms", "ear_median"]
+    parts += ["<h3>Videos</h3>", _table_html(table[[c for c in cols if c in table]])]
+    return "\n".join(parts)
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>blinkbench report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table.t {{ border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }}
+table.t th, table.t td {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
+table.t th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }} figure {{ margin: 0.5em 0; }} figcaption {{ font-size: 0.75em; color: #777; }}
+</style></head><body>
+<h1>blinkbench report</h1>
+<p>Face tracks, landmarks, eye aspect ratio (EAR) and blink events for every configured dataset.
+Metrics for <code>dvc metrics show</code>: <a href="metrics.json">metrics.json</a>.</p>
+{body}
+</body></html>
+"""

@@ -1,0 +1,257 @@
+"""Snakemake and DVC: both describe the same steps; a complete run leaves nothing to do;
+a blink parameter change reruns blinks and what follows, never landmarks; a new video runs
+only its own per-video jobs; the demo's ground-truth blinks are found.
+
+The end-to-end tests (marked slow) run the real workflow on a tiny demo config in a
+temporary folder; they take a few minutes on 2 cores and run in CI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from blinkbench import io, paths
+from blinkbench.steps import STEPS
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+PER_VIDEO = [s for s, spec in STEPS.items() if spec.per_video]
+
+
+# ------------------------------------------------------------------ same stages, both tools
+
+def _dvc_stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def _snakemake_rules() -> dict[str, dict]:
+    """rule name -> {shell, params} read from rules/*.smk (Snakemake's own --list-rules
+    confirms the names)."""
+    rules = {}
+    for smk in sorted((ROOT / "rules").glob("*.smk")):
+        text = smk.read_text()
+        for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text, re.S | re.M):
+            body = m.group(2)
+            shell = "".join(re.findall(r'"([^"]*)"', body.split("shell:")[1])) if "shell:" in body else ""
+            step_params = re.search(r'step_params\("(\w+)"\)', body)
+            rules[m.group(1)] = {"shell": shell, "step_params": step_params.group(1) if step_params else None}
+    return rules
+
+
+def test_dvc_and_snakemake_describe_the_same_steps():
+    dvc = _dvc_stages()
+    smk = _snakemake_rules()
+    assert set(dvc) == set(STEPS), "dvc.yaml stages differ from blinkbench.steps.STEPS"
+    assert set(smk) == set(STEPS), "rules/*.smk rules differ from blinkbench.steps.STEPS"
+    for name, spec in STEPS.items():
+        stage = dvc[name].get("do", dvc[name])
+        assert stage["cmd"].startswith(f"blinkbench {name} "), stage["cmd"]
+        assert smk[name]["shell"].startswith(f"blinkbench {name} "), smk[name]["shell"]
+        # Same params keys: the spec's, with {dataset} spelled ${key} in DVC's foreach.
+        want = {p.replace("{dataset}", "${key}") for p in spec.params}
+        got = set(stage.get("params", []))
+        if name == "report":
+            got.discard("datasets")  # the report also reads which datasets exist
+        assert got == want, f"dvc stage {name} params {got} != {want}"
+        if spec.params:
+            assert smk[name]["step_params"] == name, f"rule {name} must declare params via step_params('{name}')"
+        # Per-video steps run per dataset in DVC (foreach) and per video in Snakemake.
+        assert ("foreach" in dvc[name]) == (spec.per_video or name == "manifest")
+        if spec.per_video:
+            assert "--dataset ${key}" in stage["cmd"]
+            outs = {next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]}
+            for kind in spec.outputs:
+                folder = Path(paths.PATTERNS[kind]).parent.as_posix().replace("{dataset}", "${key}")
+                assert folder in outs, f"dvc stage {name} lacks out {folder}"
+
+
+def test_snakemake_lists_the_same_rules():
+    r = subprocess.run([str(BIN / "snakemake"), "--list-rules"], cwd=ROOT, capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    names = set(r.stdout.split())
+    assert names == set(STEPS) | {"all"}
+
+
+def test_snakemake_lint_clean():
+    r = subprocess.run([str(BIN / "snakemake"), "--lint"], cwd=ROOT, capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Lints for" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ end to end (slow)
+
+TINY = {
+    "datasets": {"demo": {"adapter": "folder", "root": "data/raw/demo"},
+                 "extra": {"adapter": "folder", "root": "extra"}},
+    "demo": {"n_real": 2, "n_fake": 2, "duration_s": 4.0, "fps": [25, 30], "size": 192},
+    "faces": {"crops": {"n_per_video": 4, "size": 64}},
+    "report": {"ear_plots": 2},
+}
+
+
+def _smk(work: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+           "--configfile", str(work / "params.yaml"), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=work)
+
+
+def _planned(work: Path) -> Counter:
+    """Jobs a dry run would execute, per rule."""
+    r = _smk(work, "-n", "--quiet", "rules")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    jobs = Counter()
+    table = out.split("Job stats:")[-1] if "Job stats:" in out else ""
+    for line in table.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def snake_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smk")
+    (work / "params.yaml").write_text(yaml.safe_dump(TINY))
+    # "extra": a folder dataset of copies of two demo videos, to which the test adds a third.
+    r = _smk(work, "--until", "demo")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for label, name in (("real", "demo_real_00"), ("fake", "demo_fake_00")):
+        src = next((work / "data/raw/demo" / label).glob(f"{name}*.mp4"))
+        (work / "extra" / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, work / "extra" / label / f"clip_{label}.mp4")
+    r = _smk(work)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return work
+
+
+@pytest.mark.slow
+def test_snakemake_complete_run_then_nothing_to_do(snake_run):
+    work = snake_run
+    assert (work / paths.PATTERNS["report"]).exists()
+    metrics = json.loads((work / paths.PATTERNS["metrics"]).read_text())
+    assert metrics["demo"]["videos"] == 4 and metrics["demo"]["ok"] == 4
+    assert _planned(work) == Counter()
+
+
+@pytest.mark.slow
+def test_demo_ground_truth_blinks_found(snake_run):
+    truth = json.loads((snake_run / paths.PATTERNS["metrics"]).read_text())["demo"]["blink_truth"]
+    print(f"\ndemo blink recovery: {truth}")
+    assert truth["truth_events"] > 0
+    assert truth["recall"] >= 0.9 and truth["precision"] >= 0.9
+
+
+@pytest.mark.slow
+def test_snakemake_blink_param_change_reruns_blinks_not_landmarks(snake_run):
+    work = snake_run
+    cfg = yaml.safe_load((work / "params.yaml").read_text())
+    cfg["blinks"] = {"min_blink_ms": 60}
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg))
+    try:
+        n_videos = 4 + 2
+        assert _planned(work) == Counter({"blinks": n_videos, "report": 1})
+        lm = work / paths.path("landmarks", dataset="demo", video="real_demo_real_00")
+        before = lm.stat().st_mtime_ns
+        assert _smk(work).returncode == 0
+        assert lm.stat().st_mtime_ns == before
+        assert _planned(work) == Counter()
+    finally:
+        cfg.pop("blinks")
+        (work / "params.yaml").write_text(yaml.safe_dump(cfg))
+        assert _smk(work).returncode == 0
+
+
+@pytest.mark.slow
+def test_snakemake_new_video_runs_only_its_jobs(snake_run):
+    work = snake_run
+    src = next((work / "data/raw/demo/real").glob("demo_real_01*.mp4"))
+    shutil.copy(src, work / "extra/real/clip_new.mp4")
+    want = Counter({"manifest": 1, **{s: 1 for s in PER_VIDEO}, "report": 1})
+    assert _planned(work) == want
+    r = _smk(work)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (work / paths.path("blinks", dataset="extra", video="real_clip_new")).exists()
+    assert _planned(work) == Counter()
+
+
+@pytest.mark.slow
+def test_snakemake_bad_video_is_a_status_and_the_run_goes_on(snake_run):
+    work = snake_run
+    (work / "extra/fake/broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    try:
+        r = _smk(work)
+        assert r.returncode == 0, r.stdout + r.stderr
+        table = (work / paths.path("dataset_summary", dataset="extra")).read_text()
+        assert "fake_broken" in table and "unreadable" in table
+        assert "unreadable" in (work / paths.PATTERNS["report"]).read_text()
+    finally:
+        (work / "extra/fake/broken.mp4").unlink()
+        assert _smk(work).returncode == 0
+
+
+# ------------------------------------------------------------------ DVC (slow)
+
+def _dvc(work: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=work, capture_output=True, text=True, env=ENV)
+
+
+@pytest.mark.slow
+def test_dvc_repro_status_and_incremental(tmp_path):
+    work = tmp_path / "repo"
+    work.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
+    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    cfg = {k: v for k, v in TINY.items() if k != "datasets"}
+    cfg["datasets"] = {"demo": TINY["datasets"]["demo"]}
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"]):
+        subprocess.run(cmd, cwd=work, check=True)
+    assert _dvc(work, "init", "-q").returncode == 0
+    assert _dvc(work, "repro", "demo").returncode == 0
+    # "extra": a plain folder dataset (a DVC dependency, not an output) with two videos.
+    for label, name in (("real", "demo_real_00"), ("fake", "demo_fake_00")):
+        (work / "extra" / label).mkdir(parents=True)
+        shutil.copy(next((work / "data/raw/demo" / label).glob(f"{name}*.mp4")), work / "extra" / label / "clip.mp4")
+    cfg["datasets"]["extra"] = TINY["datasets"]["extra"]
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg))
+    r = _dvc(work, "repro")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "up to date" in _dvc(work, "status").stdout.lower()
+    metrics = _dvc(work, "metrics", "show", "--json")
+    assert metrics.returncode == 0 and "blink_truth" in metrics.stdout
+
+    # A blink parameter: blinks and report rerun, landmarks do not.
+    lm = work / paths.path("landmarks", dataset="demo", video="real_demo_real_00")
+    before = lm.stat().st_mtime_ns
+    cfg["blinks"] = {"min_blink_ms": 60}
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg))
+    status = _dvc(work, "status").stdout
+    assert "blinks@demo" in status and "landmarks@demo" not in status and "faces@demo" not in status
+    r = _dvc(work, "repro")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Running stage 'blinks@demo'" in r.stdout and "Running stage 'landmarks@demo'" not in r.stdout
+    assert lm.stat().st_mtime_ns == before
+    assert "up to date" in _dvc(work, "status").stdout.lower()
+
+    # A new video: the dataset's stages rerun, but only the new video is processed.
+    faces_dir = work / "data/faces/extra"
+    faces_before = {p.name: p.stat().st_mtime_ns for p in faces_dir.glob("*.parquet")}
+    shutil.copy(work / "extra/real/clip.mp4", work / "extra/real/added.mp4")
+    r = _dvc(work, "repro")
+    assert r.returncode == 0, r.stdout + r.stderr
+    faces_after = {p.name: p.stat().st_mtime_ns for p in faces_dir.glob("*.parquet")}
+    assert set(faces_after) == set(faces_before) | {"real_added.parquet"}
+    assert all(faces_after[k] == v for k, v in faces_before.items()), "existing videos were recomputed"
+    assert io.read_meta(faces_dir / "real_added.parquet")["status"] == "ok"
+    assert "up to date" in _dvc(work, "status").stdout.lower()
