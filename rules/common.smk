@@ -14,8 +14,30 @@ min_version("9.0")
 # Same schema as the Python entry points: a wrong key or type fails here, at parse time.
 validate(config, schema=str(bb_config.SCHEMA_PATH), set_default=True)
 
-# The params file the CLI re-reads inside each job (the last --configfile wins).
-PARAMS_FILE = str(workflow.configfiles[-1]) if workflow.configfiles else "params.yaml"
+# Every job's CLI reads one params file: the validated config Snakemake itself uses
+# (params.yaml, merged with any --configfile/--config), written to a fixed path, so jobs
+# see exactly what the workflow sees and a different config file name triggers no rerun.
+PARAMS_FILE = "logs/params.yaml"
+
+
+def _write_effective_params():
+    import json
+
+    import yaml
+
+    plain = json.loads(json.dumps(config))  # Snakemake hands OrderedDicts; YAML wants dicts
+    text = "# Written by Snakemake (rules/common.smk): the params every job of this run reads.\n"
+    text += yaml.safe_dump(plain, sort_keys=True)
+    target = Path(PARAMS_FILE)
+    if not target.exists() or target.read_text() != text:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+
+
+if not workflow.dryrun:
+    _write_effective_params()
 
 DATASETS = sorted(config["datasets"])
 DEMO_FILES = (
