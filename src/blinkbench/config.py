@@ -57,6 +57,12 @@ def validate(params: dict, source: str = "params") -> dict:
     return params
 
 
+def defaults(name: str) -> dict:
+    """The schema's default values of one top-level params section."""
+    props = schema()["properties"][name].get("properties", {})
+    return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
+
+
 def load(path: str | os.PathLike = "params.yaml") -> dict:
     """Read and validate a params file; defaults are filled for omitted keys."""
     path = Path(path)

@@ -1,0 +1,51 @@
+"""Blink-based deepfake detectors on EAR series: one interface, registered by name.
+
+    from blinkbench.detectors import create, available
+    det = create("minirocket", series=SeriesConfig(), seed=42)
+    det.fit(train_videos, y_train)
+    p_fake = det.predict_proba(test_videos)
+    det.save("model.pkl"); Detector.load("model.pkl")
+
+Families: ``rule`` (blink rate against the human range), ``classical`` (tslearn, sktime,
+scikit-learn), ``neural`` (PyTorch networks trained with Lightning).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..series import SeriesConfig
+from .base import REGISTRY, Detector, FeatureDetector, WindowDetector, register
+
+# Modules that register detectors when imported (heavy imports stay inside them).
+_MODULES = ("blinkbench.detectors.rule", "blinkbench.detectors.classical", "blinkbench.detectors.neural")
+
+
+def _load_all() -> None:
+    for m in _MODULES:
+        importlib.import_module(m)
+
+
+def available() -> list[str]:
+    """Names of every registered detector, in registration order."""
+    _load_all()
+    return list(REGISTRY)
+
+
+def get(name: str) -> type[Detector]:
+    _load_all()
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown detector {name!r}; available: {', '.join(REGISTRY)}") from None
+
+
+def create(name: str, series: SeriesConfig | dict | None = None, seed: int = 0, **hyper: Any) -> Detector:
+    if isinstance(series, dict) or series is None:
+        series = SeriesConfig.from_params(series)
+    return get(name)(series=series, seed=seed, **hyper)
+
+
+__all__ = ["Detector", "WindowDetector", "FeatureDetector", "register", "available", "get", "create",
+           "REGISTRY", "SeriesConfig"]
