@@ -117,3 +117,31 @@ def test_write_video_atomic_on_error(tmp_path):
     with pytest.raises(RuntimeError):
         video.write_video(tmp_path / "x.mp4", boom(), fps=25)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_yuv444_opencv_path_matches_numpy_reference():
+    """rgb_crop's OpenCV affine conversion equals the plain NumPy BT.601 formula (to 1 level)."""
+    rng = np.random.default_rng(5)
+    yuv = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    ref = video._bt601_limited_to_rgb(yuv).astype(int)
+    fast = video._bt601_limited_to_rgb_cv(yuv).astype(int)
+    assert fast.shape == ref.shape
+    assert np.abs(fast - ref).max() <= 1
+    assert (fast != ref).mean() < 1e-3
+
+
+def test_reader_prepare_runs_in_order_and_errors_reach_consumer(tmp_path):
+    p = make_video(tmp_path / "v.mp4", _frames(20))
+    seen = [f.data for f in video.FrameReader(p, prepare=lambda f: f.index * 10)]
+    assert seen == [i * 10 for i in range(20)]
+
+    def bad(f):
+        if f.index == 5:
+            raise ZeroDivisionError("bug in prepare")
+        return f.index
+
+    got = []
+    with pytest.raises(ZeroDivisionError, match="bug in prepare"):
+        for f in video.FrameReader(p, prepare=bad, queue_size=2):
+            got.append(f.data)
+    assert got == [0, 1, 2, 3, 4]

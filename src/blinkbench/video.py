@@ -14,7 +14,7 @@ import threading
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import cv2
@@ -109,6 +109,7 @@ class Frame:
     index: int
     timestamp_s: float
     av_frame: av.VideoFrame
+    data: object = None  # what FrameReader's ``prepare`` returned for this frame
 
     @property
     def width(self) -> int:
@@ -148,8 +149,7 @@ class Frame:
             i420[h:].reshape(-1)[u.size :] = v.reshape(-1)
             return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
         if fmt == "yuv444p" and x1 > x0 and y1 > y0:
-            yuv = np.stack([_plane(f, i, full=True)[y0:y1, x0:x1] for i in range(3)], axis=-1)
-            return _bt601_limited_to_rgb(yuv)
+            return _bt601_limited_to_rgb_cv(cv2.merge([_plane(f, i, full=True)[y0:y1, x0:x1] for i in range(3)]))
         return f.to_ndarray(format="rgb24")[y0:y1, x0:x1]
 
 
@@ -166,7 +166,20 @@ _YUV2RGB = np.array(  # ITU-R BT.601, limited range (what swscale assumes for SD
 )
 
 
+# The same conversion as one 3x4 affine map (offsets folded in), for cv2.transform.
+_YUV2RGB_AFFINE = np.hstack(
+    [_YUV2RGB, -(_YUV2RGB @ np.array([16.0, 128.0, 128.0], dtype=np.float32))[:, None]]
+).astype(np.float32)
+
+
+def _bt601_limited_to_rgb_cv(yuv: np.ndarray) -> np.ndarray:
+    """:func:`_bt601_limited_to_rgb` in OpenCV (SIMD, releases the GIL): ~0.3 ms for a 430 px
+    crop instead of ~2-3 ms; rounding differs by 1 level in a tiny share of values."""
+    return cv2.convertScaleAbs(cv2.max(cv2.transform(np.float32(yuv), _YUV2RGB_AFFINE), 0.0))
+
+
 def _bt601_limited_to_rgb(yuv: np.ndarray) -> np.ndarray:
+    """Reference conversion (NumPy), kept for the test of the OpenCV path."""
     x = yuv.astype(np.float32) - np.array([16.0, 128.0, 128.0], dtype=np.float32)
     return np.clip(x @ _YUV2RGB.T + 0.5, 0, 255).astype(np.uint8)
 
@@ -191,16 +204,21 @@ _END = object()
 class FrameReader:
     """Iterate a video's frames in decode order, decoding on a background thread.
 
-    ``queue_size`` bounds memory (frames in flight). Timestamps come from the stream's
+    ``queue_size`` bounds memory (frames in flight). ``prepare(frame)``, if given, runs on the
+    decode thread, in frame order, and its result is ``frame.data``: per-frame work such as
+    cropping then overlaps with the consumer (an exception in it is re-raised to the
+    consumer). Timestamps come from the stream's
     presentation times, so variable-frame-rate videos get true times; if the stream has no
     timestamps they are ``index / fps``. A decode error after some frames ends the iteration
     and is kept in ``self.error`` (the frames before it are still delivered).
     """
 
-    def __init__(self, path: str | os.PathLike, queue_size: int = 32, threads: bool = True):
+    def __init__(self, path: str | os.PathLike, queue_size: int = 32, threads: bool = True,
+                 prepare: "Callable[[Frame], object] | None" = None):
         self.path = str(path)
         self.queue_size = queue_size
         self.threads = threads
+        self.prepare = prepare
         self.error: str = ""
         self.fps: float = float("nan")
         self.n_frames_hint: int = 0
@@ -222,6 +240,7 @@ class FrameReader:
         tb = float(stream.time_base) if stream.time_base else None
         q: queue.Queue = queue.Queue(maxsize=self.queue_size)
         stop = threading.Event()
+        failed: list[BaseException] = []
 
         def produce() -> None:
             t0 = None
@@ -234,7 +253,14 @@ class FrameReader:
                         ts = (fr.pts - t0) * tb
                     else:
                         ts = i / self.fps if self.fps == self.fps and self.fps > 0 else float(i)
-                    _put(q, Frame(i, float(ts), fr), stop)
+                    frame = Frame(i, float(ts), fr)
+                    if self.prepare is not None:
+                        try:
+                            frame.data = self.prepare(frame)
+                        except BaseException as exc:  # a bug in the consumer's code, not the video
+                            failed.append(exc)
+                            break
+                    _put(q, frame, stop)
             except Exception as exc:  # truncated/corrupt: keep what decoded, record why
                 self.error = f"decode stopped: {type(exc).__name__}: {exc}"
             finally:
@@ -246,6 +272,8 @@ class FrameReader:
             while True:
                 item = q.get()
                 if item is _END:
+                    if failed:
+                        raise failed[0]
                     break
                 yield item
         finally:

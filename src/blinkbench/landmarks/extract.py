@@ -5,9 +5,11 @@ kept fixed while the face stays inside a tolerance (centre moves < 10 % of the c
 size changes < 15 %) so a tracking backend such as Face Mesh sees a stable image and its
 frame-to-frame tracking stays valid; it is re-centred only when the face moves on.
 
-Decoding runs on a background thread (:class:`~blinkbench.video.FrameReader`), only the crop
-is converted to RGB, and rows are written in batches (:class:`~blinkbench.io.ParquetStream`),
-so throughput is bounded by the backend and memory does not grow with video length.
+Decoding, the crop choice and the crop's conversion to RGB run on a background thread
+(:class:`~blinkbench.video.FrameReader` with ``prepare``), so the calling thread only runs the
+backend; rows are collected in preallocated arrays and written in batches
+(:class:`~blinkbench.io.ParquetStream`), so throughput is bounded by the backend and memory
+does not grow with video length.
 
 Output columns: ``frame`` (decode order, 0-based), ``timestamp_s``, ``face_present``, and
 ``x``, ``y``, ``z``: fixed-size lists of ``n_points`` float32 frame pixels (NaN without a
@@ -28,6 +30,7 @@ from .base import LandmarkBackend
 
 LANDMARK_COLUMNS = ["frame", "timestamp_s", "face_present", "x", "y", "z"]
 BATCH = 256
+QUEUE = 8  # decoded frames in flight
 RECENTRE_SHIFT = 0.10
 RESIZE_TOLERANCE = 0.15
 
@@ -83,39 +86,37 @@ def extract(
     scale = backend.crop_scale_hint or crop_scale
     crop = StableCrop(scale)
     p = backend.n_points
-    nan_pts = np.full(p, np.nan, np.float32)
-    reader = FrameReader(video_path)
-    cols: dict[str, list] = {k: [] for k in LANDMARK_COLUMNS}
+
+    def prepare(fr):  # on the decode thread, in frame order (StableCrop is stateful)
+        if fr.index < n_track and has_face[fr.index]:
+            x0, y0, x1, y1 = crop.update(boxes[fr.index], fr.width, fr.height)
+            # rgb_crop keeps chroma-aligned (even) edges; use the box it really cut.
+            rgb = fr.rgb_crop((x0, y0, x1, y1))
+            if rgb.size:
+                return rgb, x0 & ~1, y0 & ~1
+        return None
+
+    # A few frames of slack are enough to overlap decoding with inference; each queued 1080p
+    # frame holds ~3 MB, so 32 (the reader's default) would add ~100 MB for nothing.
+    reader = FrameReader(video_path, queue_size=QUEUE, prepare=prepare)
+    batch = _Batch(BATCH, p)
     face_frames = n = 0
     backend.reset()
     with ParquetStream(out_path, landmark_schema(p), meta) as sink:
         for fr in reader:
             n += 1
-            pts = None
-            if fr.index < n_track and has_face[fr.index]:
-                x0, y0, x1, y1 = crop.update(boxes[fr.index], fr.width, fr.height)
-                # rgb_crop keeps chroma-aligned (even) edges; use the box it really cut.
-                rgb = fr.rgb_crop((x0, y0, x1, y1))
-                ox, oy = x0 & ~1, y0 & ~1
-                if rgb.size:
-                    pts = backend.process(rgb)
-                if pts is not None:
-                    pts = pts.copy()
-                    pts[:, 0] += ox
-                    pts[:, 1] += oy
-            cols["frame"].append(fr.index)
-            cols["timestamp_s"].append(fr.timestamp_s)
-            cols["face_present"].append(pts is not None)
-            for k, j in (("x", 0), ("y", 1), ("z", 2)):
-                cols[k].append(pts[:, j] if pts is not None else nan_pts)
+            pts, ox, oy = None, 0, 0
+            if fr.data is not None:
+                rgb, ox, oy = fr.data
+                pts = backend.process(rgb)
+            batch.add(fr.index, fr.timestamp_s, pts, ox, oy)
             face_frames += pts is not None
-            if len(cols["frame"]) >= BATCH:
-                sink.write(cols)
-                cols = {k: [] for k in LANDMARK_COLUMNS}
+            if batch.full:
+                sink.write(batch.flush())
             if progress is not None:
                 progress.update(1)
-        if cols["frame"]:
-            sink.write(cols)
+        if batch.k:
+            sink.write(batch.flush())
         warnings = list(meta.get("warnings", []))
         if reader.error:
             warnings.append(reader.error)
@@ -128,6 +129,39 @@ def extract(
             meta["status"] = "no_face"
         sink.set_meta(meta)
     return meta
+
+
+class _Batch:
+    """Rows for one parquet batch in preallocated arrays (no per-frame Python lists)."""
+
+    def __init__(self, size: int, n_points: int):
+        self.size, self.p, self.k = size, n_points, 0
+        self.frame = np.zeros(size, np.int32)
+        self.ts = np.zeros(size, np.float64)
+        self.present = np.zeros(size, bool)
+        self.xyz = np.full((3, size, n_points), np.nan, np.float32)
+
+    @property
+    def full(self) -> bool:
+        return self.k >= self.size
+
+    def add(self, frame: int, ts: float, pts: np.ndarray | None, ox: int, oy: int) -> None:
+        k = self.k
+        self.frame[k], self.ts[k], self.present[k] = frame, ts, pts is not None
+        if pts is None:
+            self.xyz[:, k] = np.nan
+        else:  # backend points are in crop pixels: shift x, y to frame pixels
+            self.xyz[:, k] = pts.T
+            self.xyz[0, k] += ox
+            self.xyz[1, k] += oy
+        self.k += 1
+
+    def flush(self) -> dict:
+        k, self.k = self.k, 0
+        lists = {c: pa.FixedSizeListArray.from_arrays(pa.array(self.xyz[j, :k].reshape(-1)), self.p)
+                 for j, c in enumerate(("x", "y", "z"))}
+        return {"frame": self.frame[:k].copy(), "timestamp_s": self.ts[:k].copy(),
+                "face_present": self.present[:k].copy(), **lists}
 
 
 def read_landmarks(path, columns: list[str] | None = None, batch_size: int = 4096):

@@ -20,8 +20,7 @@ class MediaPipeMesh(LandmarkBackend):
             min_detection_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
         )
-        self._mesh = None
-        self.reset()
+        self._mesh = None  # the graph is built by reset() (extract calls it once per video)
 
     def reset(self) -> None:
         import mediapipe as mp
@@ -30,6 +29,8 @@ class MediaPipeMesh(LandmarkBackend):
         self._mesh = mp.solutions.face_mesh.FaceMesh(**self._args)
 
     def process(self, rgb: np.ndarray) -> np.ndarray | None:
+        if self._mesh is None:
+            self.reset()
         res = self._mesh.process(np.ascontiguousarray(rgb))
         if not res.multi_face_landmarks:
             return None
