@@ -88,3 +88,25 @@ def test_stamps_follow_params(tmp_path, flat_video, params):
     assert a["stamp"] != b["stamp"]
     e1 = steps.ear_one(tmp_path / "missing.parquet", tmp_path / "e.parquet")
     assert e1["status"] == "error" and "missing" in e1["error"]
+
+
+def test_batch_skips_exactly_what_the_per_video_steps_stamped(tmp_path, monkeypatch, params, face_frame, flat_video):
+    """run_batch's up-to-date check and the *_one functions share one stamp definition: after
+    a batch run every video is up to date; a blink parameter change redoes only blinks."""
+    from blinkbench import datasets
+
+    root = tmp_path / "raw"
+    (root / "real").mkdir(parents=True)
+    (root / "fake").mkdir()
+    make_video(root / "real" / "face.mp4", [face_frame] * 12)
+    (root / "fake" / "flat.mp4").write_bytes(flat_video.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    ds = {"adapter": "folder", "root": str(root)}
+    params["datasets"] = {"t": ds}
+    datasets.write_manifest(datasets.build_manifest("t", ds, params), "data/manifests/t.parquet")
+    for step in ("faces", "landmarks", "ear", "blinks"):
+        assert steps.run_batch(step, "t", params)["done"] == 2
+    for step in ("faces", "landmarks", "ear", "blinks"):
+        assert steps.run_batch(step, "t", params) == {"done": 0, "up_to_date": 2, "not_ok": 0}
+    params["blinks"]["close_ratio"] = 0.45
+    assert [steps.run_batch(s, "t", params)["done"] for s in ("faces", "landmarks", "ear", "blinks")] == [0, 0, 0, 2]

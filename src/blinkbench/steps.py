@@ -35,7 +35,7 @@ from .video import OK, probe
 log = logging.getLogger(__name__)
 
 # Bump a step's version when its output for the same inputs and params changes.
-VERSION = {"faces": 1, "landmarks": 1, "ear": 1, "blinks": 1}
+VERSION = {"faces": 1, "landmarks": 2, "ear": 1, "blinks": 1}  # landmarks 2: OpenCV yuv444p conversion
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,32 @@ def _meta_of(path) -> dict:
 _COUNTS = ("n_frames", "face_frames", "fps")
 
 
+# ---------------------------------------------------------------------------- stamps
+# One definition of each step's stamp, used by the per-video functions (to stamp what they
+# write) and by run_batch (to skip videos that are up to date): the two can never disagree.
+
+def _model_sha(cfg: dict) -> str:
+    model = cfg.get("pfld_model")
+    return io.sha256_file(model) if cfg["backend"] == "pfld" and model and Path(model).is_file() else ""
+
+
+def faces_stamp(video_sha: str, params: dict) -> str:
+    return io.stamp("faces", VERSION["faces"], video_sha, params["faces"])
+
+
+def landmarks_stamp(track_stamp: str | None, params: dict) -> str:
+    cfg = params["landmarks"]
+    return io.stamp("landmarks", VERSION["landmarks"], track_stamp, cfg, _model_sha(cfg))
+
+
+def ear_stamp(landmarks_stamp_: str | None) -> str:
+    return io.stamp("ear", VERSION["ear"], landmarks_stamp_)
+
+
+def blinks_stamp(ear_stamp_: str | None, params: dict) -> str:
+    return io.stamp("blinks", VERSION["blinks"], ear_stamp_, params["blinks"])
+
+
 # ---------------------------------------------------------------------------- faces
 
 def faces_one(video: str | Path, out_track: str | Path, out_crops: str | Path, params: dict,
@@ -85,7 +111,7 @@ def faces_one(video: str | Path, out_track: str | Path, out_crops: str | Path, p
 
     cfg = params["faces"]
     sha = video_sha or (io.sha256_file(video) if Path(video).is_file() else "")
-    st = io.stamp("faces", VERSION["faces"], sha, cfg)
+    st = faces_stamp(sha, params)
     meta: dict = {"stamp": st, "video": str(video), "video_sha256": sha, "warnings": []}
     table = pd.DataFrame({c: pd.Series(dtype=d) for c, d in _TRACK_DTYPES.items()})
     crops = np.zeros((0, cfg["crops"]["size"], cfg["crops"]["size"], 3), np.uint8)
@@ -123,8 +149,7 @@ def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, pa
 
     cfg = params["landmarks"]
     tmeta = _meta_of(track_path)
-    model_sha = io.sha256_file(cfg["pfld_model"]) if cfg["backend"] == "pfld" and cfg.get("pfld_model") and Path(cfg["pfld_model"]).is_file() else ""
-    st = io.stamp("landmarks", VERSION["landmarks"], tmeta.get("stamp"), cfg, model_sha)
+    st = landmarks_stamp(tmeta.get("stamp"), params)
     meta = {"stamp": st, "status": tmeta.get("status", "error"), "error": tmeta.get("error", ""),
             "warnings": list(tmeta.get("warnings", [])), "backend": cfg["backend"],
             **{k: tmeta[k] for k in _COUNTS if k in tmeta}}
@@ -153,7 +178,7 @@ def ear_one(landmarks_path: str | Path, out: str | Path) -> dict:
     from .landmarks import read_landmarks
 
     lmeta = _meta_of(landmarks_path)
-    st = io.stamp("ear", VERSION["ear"], lmeta.get("stamp"))
+    st = ear_stamp(lmeta.get("stamp"))
     meta = {"stamp": st, "status": lmeta.get("status", "error"), "error": lmeta.get("error", ""),
             "warnings": lmeta.get("warnings", []), "scheme": lmeta.get("scheme"), "backend": lmeta.get("backend"),
             **{k: lmeta[k] for k in _COUNTS if k in lmeta}}
@@ -181,7 +206,7 @@ def ear_one(landmarks_path: str | Path, out: str | Path) -> dict:
 def blinks_one(ear_path: str | Path, out_events: str | Path, out_summary: str | Path, params: dict) -> dict:
     cfg = params["blinks"]
     emeta = _meta_of(ear_path)
-    st = io.stamp("blinks", VERSION["blinks"], emeta.get("stamp"), cfg)
+    st = blinks_stamp(emeta.get("stamp"), params)
     meta = {"stamp": st, "status": emeta.get("status", "error"), "error": emeta.get("error", ""),
             "warnings": emeta.get("warnings", [])}
     counts = {"frames": emeta.get("n_frames", 0), "face_frames": emeta.get("face_frames", 0)}
@@ -224,27 +249,25 @@ def run_batch(step: str, dataset: str, params: dict, progress: bool = False) -> 
     for row in tqdm(rows, desc=f"{step} {dataset}", unit="video", disable=not progress):
         outs = video_outputs(dataset, row.video_id)
         if step == "faces":
-            expected = io.stamp("faces", VERSION["faces"], row.sha256, params["faces"])
+            expected = faces_stamp(row.sha256, params)
             if io.is_current(outs["faces"], expected) and outs["crops"].exists():
                 counts["up_to_date"] += 1
                 continue
             meta = faces_one(row.path, outs["faces"], outs["crops"], params, video_sha=row.sha256)
         elif step == "landmarks":
-            cfg = params["landmarks"]
-            model_sha = io.sha256_file(cfg["pfld_model"]) if cfg["backend"] == "pfld" and cfg.get("pfld_model") and Path(cfg["pfld_model"]).is_file() else ""
-            expected = io.stamp("landmarks", VERSION["landmarks"], io.read_meta(outs["faces"]).get("stamp"), cfg, model_sha)
+            expected = landmarks_stamp(io.read_meta(outs["faces"]).get("stamp"), params)
             if io.is_current(outs["landmarks"], expected):
                 counts["up_to_date"] += 1
                 continue
             meta = landmarks_one(row.path, outs["faces"], outs["landmarks"], params)
         elif step == "ear":
-            expected = io.stamp("ear", VERSION["ear"], io.read_meta(outs["landmarks"]).get("stamp"))
+            expected = ear_stamp(io.read_meta(outs["landmarks"]).get("stamp"))
             if io.is_current(outs["ear"], expected):
                 counts["up_to_date"] += 1
                 continue
             meta = ear_one(outs["landmarks"], outs["ear"])
         elif step == "blinks":
-            expected = io.stamp("blinks", VERSION["blinks"], io.read_meta(outs["ear"]).get("stamp"), params["blinks"])
+            expected = blinks_stamp(io.read_meta(outs["ear"]).get("stamp"), params)
             if io.is_current(outs["blinks"], expected) and outs["blink_summary"].exists():
                 counts["up_to_date"] += 1
                 continue
