@@ -13,6 +13,8 @@ import pytest
 
 from blinkbench import blinks, datasets, demo
 from blinkbench.cli import analyze
+from blinkbench.io import read_json
+from blinkbench.video import probe
 
 CFG = {"n_real": 3, "n_fake": 4, "duration_s": 4.0, "fps": [25, 30], "size": 192}
 
@@ -73,6 +75,47 @@ def test_ground_truth_statistics(tmp_path):
             assert 1 <= len(kinds) <= max(1, round(cfg["duration_s"] / demo.RARE_PERIOD_S)) + 1
 
 
+def test_written_truth_is_consistent(generated):
+    """blinks.csv and demo.json agree with each other, with the videos and with the rules."""
+    truth = pd.read_csv(generated / "blinks.csv")
+    assert tuple(truth.columns) == demo.CSV_COLUMNS
+    man = read_json(generated / "demo.json")
+    videos = {v["video_id"]: v for v in man["videos"]}
+    assert list(videos) == demo.video_ids(CFG)
+    assert set(truth["video_id"]) <= set(videos)
+    for vid, v in videos.items():
+        info = probe(generated / v["path"])
+        assert info.status == "ok" and info.n_frames == v["n_frames"] == round(CFG["duration_s"] * v["fps"])
+        assert (info.width, info.height) == (CFG["size"], CFG["size"]) and info.fps == pytest.approx(v["fps"])
+        rows = truth[truth["video_id"] == vid]
+        assert (rows["label"] == v["label"]).all() and len(rows) == v["n_events"]
+        fps = v["fps"]
+        for r in rows.itertuples():
+            # frames are where the lid is lowered, inside the planned movement, away from the ends
+            assert 0 <= r.start_frame <= r.end_frame < v["n_frames"]
+            assert r.start_s - 1e-4 <= r.start_frame / fps <= r.end_frame / fps <= r.end_s + 1e-4
+            assert r.start_s >= demo.EDGE_MARGIN_S - 1e-4 and r.end_s <= CFG["duration_s"] - demo.EDGE_MARGIN_S + 1e-4
+            d = r.end_s - r.start_s
+            if r.kind == "closure":
+                assert demo.LONG_MIN_S - 1e-3 <= d <= demo.LONG_MAX_S + 1e-3
+            else:
+                assert demo.BLINK_MIN_S - 1e-3 <= d <= demo.BLINK_MAX_S + 1e-3
+        kinds = set(rows["kind"])
+        if v["label"] == "real":
+            assert kinds == {"blink"} and v["face_alteration"] is None
+        else:
+            assert v["face_alteration"]["kind"] == "blended_inner_face"
+            expected = {"none": set(), "long": {"closure"}, "one_eye": {"blink_one_eye"}, "rare": {"blink"}}
+            assert kinds == expected[v["blink_behaviour"]], vid
+            assert (v["one_eye"] in ("left", "right")) == (v["blink_behaviour"] == "one_eye")
+    assert {v["blink_behaviour"] for v in videos.values() if v["label"] == "fake"} == set(demo.FAKE_BEHAVIOURS)
+    real = truth[truth["label"] == "real"]
+    n_real = sum(v["label"] == "real" for v in videos.values())
+    assert real["video_id"].nunique() == n_real, "every real video blinks"
+    rate = len(real) / (n_real * CFG["duration_s"] / 60)
+    assert 6 <= rate <= 45, f"{rate:.1f} blinks/min in the generated real videos"
+
+
 def test_mediapipe_sees_the_planted_blinks(generated, params):
     """The key property: the real pipeline recovers every planted blink within 2 frames."""
     truth = pd.read_csv(generated / "blinks.csv")
@@ -94,6 +137,13 @@ def test_mediapipe_sees_the_planted_blinks(generated, params):
         for r in t.itertuples():
             assert e[r.start_frame: r.end_frame + 1].min() < 0.5 * open_med, f"{vid}: planted blink not closed"
         assert np.percentile(e[~inside], 1) > 0.75 * open_med, f"{vid}: EAR dips outside planted blinks"
+        for r in truth[(truth["video_id"] == vid) & (truth["kind"] == "blink_one_eye")].itertuples():
+            shut = demo.plan(CFG, seed=7)[demo.video_ids(CFG).index(vid)].eye
+            other = {"left": "right", "right": "left"}[shut]
+            sl = slice(r.start_frame, r.end_frame + 1)
+            ear_shut, ear_other = ear[f"ear_{shut}"].to_numpy(), ear[f"ear_{other}"].to_numpy()
+            assert ear_shut[sl].min() < 0.5 * np.median(ear_shut[~inside]), f"{vid}: the {shut} eye did not close"
+            assert ear_other[sl].min() > 0.8 * np.median(ear_other[~inside]), f"{vid}: the {other} eye closed too"
     assert n_truth >= 5
     assert tp == n_truth, f"{tp}/{n_truth} planted events recovered"
     assert tp == n_det, f"{n_det - tp} spurious events"

@@ -70,7 +70,8 @@ MIN_DURATION_S = 2.0  # shortest demo video that fits a long closure inside the 
 
 # Byte-identical reruns (stable DVC hashes): single thread, and x264's adaptive quantisation
 # and macroblock tree off; with them on, identical frames gave different bitstreams here.
-ENCODE_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1", "aq-mode": "0", "mbtree": "0"}
+# "veryfast" encodes ~2.7x faster than "medium" at the same crf (files ~15% larger).
+ENCODE_OPTIONS = {"crf": "18", "preset": "veryfast", "threads": "1", "aq-mode": "0", "mbtree": "0"}
 
 # Face Mesh contour indices, corner to corner. "right"/"left" are the subject's own eyes.
 _EYE_CONTOURS = {
@@ -271,7 +272,7 @@ def _plan_video(label: str, index: int, stem: str, demo_cfg: dict, seed: int) ->
             "warp_rotation_deg": _r(rng.uniform(-2.0, 2.0)),
             "warp_shift_px": [_r(rng.uniform(-1.5, 1.5)), _r(rng.uniform(-1.5, 1.5))],
             "lab_shift": [_r(rng.uniform(-7, 7)), _r(rng.uniform(-6, 6)), _r(rng.uniform(-6, 6))],
-            "smooth_sigma_px": _r(rng.uniform(0.6, 1.4)),
+            "smooth_sigma_px": _r(rng.uniform(0.4, 0.8)),  # skin detail gone, features kept
             "mask_shrink": _r(rng.uniform(0.84, 0.9)),
             "feather_frac": _r(rng.uniform(0.04, 0.08)),
         }
@@ -441,8 +442,9 @@ class _Renderer:
         g = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / size
         self.gx, self.gy = g[None, :], g[:, None]
         rng = np.random.default_rng(vp.render_seed)
+        # sensor noise: each frame takes a random window of one larger noise field (no copy)
         sigma = vp.lighting["noise_sigma"]
-        self.noise = [(rng.standard_normal((size, size, 3)) * sigma).astype(np.float32) for _ in range(6)]
+        self.noise = (rng.standard_normal((2 * size, 2 * size, 3)) * sigma).astype(np.float32)
         self.rng = rng
 
     def _affine(self, t: float) -> np.ndarray:
@@ -516,16 +518,16 @@ class _Renderer:
         mult = 1.0 + g * (math.cos(ang) * self.gx + math.sin(ang) * self.gy)  # soft light falloff
         if shade is not None:
             mult = mult * (1.0 - shade)
-        ch = np.array([1.0 + a * math.sin(2 * math.pi * f * t + p) for a, f, p in li["channel_gain"]],
-                      dtype=np.float32)
-        x = img.astype(np.float32)
-        x = ((x - 128.0) * contrast + 128.0 + offset) * gain
-        x *= mult[..., None]
-        x *= ch
-        k = int(self.rng.integers(len(self.noise)))
+        ch = np.array([1.0 + a * math.sin(2 * math.pi * f * t + p) for a, f, p in li["channel_gain"]])
+        # ((x - 128) * contrast + 128 + offset) * gain * channel gain, then the gradient/shade
+        # (OpenCV arithmetic: ~5x faster than NumPy here, and it rounds and saturates to uint8)
+        scale = contrast * gain * ch
+        bias = (128.0 * (1.0 - contrast) + offset) * gain * ch
+        mult = mult.astype(np.float32, copy=False)
+        x = cv2.multiply(img, cv2.merge([mult * float(k) for k in scale]), dtype=cv2.CV_32F)
+        x = cv2.add(x, cv2.merge([mult * float(b) for b in bias]))
         dy, dx = (int(v) for v in self.rng.integers(0, self.size, size=2))
-        x += np.roll(self.noise[k], (dy, dx), axis=(0, 1))
-        return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+        return cv2.add(x, self.noise[dy : dy + self.size, dx : dx + self.size], dtype=cv2.CV_8U)
 
     def frames(self):
         closures = self.vp.closures()
