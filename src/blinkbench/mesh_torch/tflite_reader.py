@@ -1,0 +1,319 @@
+"""Read a ``.tflite`` flatbuffer into plain Python: operators, tensors, constant weights.
+
+A small hand-written reader of the parts of the TFLite schema (``schema.fbs``) that the
+MediaPipe face models use, so the PyTorch port needs only numpy at run time (no TFLite
+runtime, no generated schema code). Field ids follow ``schema.fbs``; a field id ``i`` sits
+at vtable slot ``4 + 2 i``. Constant fp16 weights (the ``DEQUANTIZE`` inputs) are returned
+as float32 arrays; custom-op options (FlexBuffers maps) are decoded by :func:`flexbuffer_loads`.
+
+Only what the face models need is decoded; an operator whose options are not decoded keeps
+``options == {}``, and :mod:`.graph` refuses operators it cannot execute, naming them.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# BuiltinOperator codes (schema.fbs) of the operators this package knows by name.
+BUILTIN_OPS = {
+    0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 3: "CONV_2D", 4: "DEPTHWISE_CONV_2D",
+    5: "DEPTH_TO_SPACE", 6: "DEQUANTIZE", 14: "LOGISTIC", 17: "MAX_POOL_2D", 18: "MUL",
+    19: "RELU", 20: "RELU_N1_TO_1", 21: "RELU6", 22: "RESHAPE", 23: "RESIZE_BILINEAR",
+    28: "TANH", 32: "CUSTOM", 34: "PAD", 41: "SUB", 45: "STRIDED_SLICE", 54: "PRELU",
+    117: "HARD_SWISH", 124: "DENSIFY",
+}
+
+# TensorType -> numpy dtype.
+TENSOR_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
+                6: np.bool_, 7: np.int16, 9: np.int8, 10: np.float64}
+
+PADDING = {0: "SAME", 1: "VALID"}
+ACTIVATION = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+
+
+@dataclass
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: type
+    data: np.ndarray | None = None   # constant value (fp16 already widened to fp32), else None
+    sparse: bool = False             # data is a sparse encoding (DENSIFY input), kept flat
+
+
+@dataclass
+class Operator:
+    index: int
+    op: str                    # builtin name, or "CUSTOM:<name>"
+    version: int
+    inputs: list[int]          # tensor indices (-1: optional input left out)
+    outputs: list[int]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Model:
+    tensors: list[Tensor]
+    operators: list[Operator]
+    inputs: list[int]
+    outputs: list[int]
+    description: str = ""
+
+    def tensor(self, name: str) -> Tensor:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def op_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for o in self.operators:
+            out[o.op] = out.get(o.op, 0) + 1
+        return out
+
+
+# ------------------------------------------------------------------ flatbuffer access
+
+class _Table:
+    """One flatbuffer table: scalar, vector, string and sub-table fields by field id."""
+
+    __slots__ = ("buf", "pos", "vt", "vt_len")
+
+    def __init__(self, buf: bytes, pos: int):
+        self.buf, self.pos = buf, pos
+        self.vt = pos - struct.unpack_from("<i", buf, pos)[0]
+        self.vt_len = struct.unpack_from("<H", buf, self.vt)[0]
+
+    def _off(self, fid: int) -> int:
+        slot = 4 + 2 * fid
+        if slot >= self.vt_len:
+            return 0
+        return struct.unpack_from("<H", self.buf, self.vt + slot)[0]
+
+    def has(self, fid: int) -> bool:
+        return self._off(fid) != 0
+
+    def scalar(self, fid: int, fmt: str, default=0):
+        o = self._off(fid)
+        return struct.unpack_from("<" + fmt, self.buf, self.pos + o)[0] if o else default
+
+    def _indirect(self, fid: int) -> int | None:
+        o = self._off(fid)
+        if not o:
+            return None
+        p = self.pos + o
+        return p + struct.unpack_from("<I", self.buf, p)[0]
+
+    def table(self, fid: int) -> "_Table | None":
+        p = self._indirect(fid)
+        return None if p is None else _Table(self.buf, p)
+
+    def string(self, fid: int) -> str:
+        p = self._indirect(fid)
+        if p is None:
+            return ""
+        n = struct.unpack_from("<I", self.buf, p)[0]
+        return self.buf[p + 4 : p + 4 + n].decode("utf-8", "replace")
+
+    def vector(self, fid: int, dtype) -> np.ndarray:
+        p = self._indirect(fid)
+        if p is None:
+            return np.zeros(0, dtype)
+        n = struct.unpack_from("<I", self.buf, p)[0]
+        return np.frombuffer(self.buf, dtype=np.dtype(dtype).newbyteorder("<"), count=n, offset=p + 4)
+
+    def tables(self, fid: int) -> list["_Table"]:
+        p = self._indirect(fid)
+        if p is None:
+            return []
+        n = struct.unpack_from("<I", self.buf, p)[0]
+        out = []
+        for k in range(n):
+            e = p + 4 + 4 * k
+            out.append(_Table(self.buf, e + struct.unpack_from("<I", self.buf, e)[0]))
+        return out
+
+
+# ------------------------------------------------------------------ flexbuffers
+
+def flexbuffer_loads(data: bytes):
+    """Decode a FlexBuffers value (custom-op options): maps, vectors, ints, floats, strings."""
+    if len(data) < 3:
+        raise ValueError("flexbuffer too short")
+    root_width = data[-1]
+    packed = data[-2]
+    return _flex_value(data, len(data) - 2 - root_width, root_width, packed)
+
+
+def _flex_read(data: bytes, pos: int, width: int, kind: str):
+    fmt = {("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
+           ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q",
+           ("f", 4): "f", ("f", 8): "d"}[(kind, width)]
+    return struct.unpack_from("<" + fmt, data, pos)[0]
+
+
+def _flex_value(data: bytes, pos: int, parent_width: int, packed: int):
+    t, child_width = packed >> 2, 1 << (packed & 3)
+    if t == 0:
+        return None
+    if t == 1:
+        return _flex_read(data, pos, parent_width, "i")
+    if t == 2:
+        return _flex_read(data, pos, parent_width, "u")
+    if t == 3:
+        return _flex_read(data, pos, parent_width, "f")
+    if t == 26:
+        return bool(_flex_read(data, pos, parent_width, "u"))
+    target = pos - _flex_read(data, pos, parent_width, "u")
+    if t in (6, 7, 8):  # indirect int / uint / float
+        return _flex_read(data, target, child_width, "iuf"[t - 6])
+    if t == 4:  # key: NUL-terminated
+        return data[target : data.index(b"\0", target)].decode()
+    if t == 5:  # string: size-prefixed
+        n = _flex_read(data, target - child_width, child_width, "u")
+        return data[target : target + n].decode()
+    if t == 9:  # map
+        n = _flex_read(data, target - child_width, child_width, "u")
+        keys_pos = target - 3 * child_width
+        kvec = keys_pos - _flex_read(data, keys_pos, child_width, "u")
+        kw = _flex_read(data, keys_pos + child_width, child_width, "u")
+        types = data[target + n * child_width : target + n * child_width + n]
+        out = {}
+        for k in range(n):
+            kp = kvec + k * kw
+            kstart = kp - _flex_read(data, kp, kw, "u")
+            key = data[kstart : data.index(b"\0", kstart)].decode()
+            out[key] = _flex_value(data, target + k * child_width, child_width, types[k])
+        return out
+    if t == 10:  # untyped vector
+        n = _flex_read(data, target - child_width, child_width, "u")
+        types = data[target + n * child_width : target + n * child_width + n]
+        return [_flex_value(data, target + k * child_width, child_width, types[k]) for k in range(n)]
+    if t in (11, 12, 13, 36):  # typed vector of int / uint / float / bool
+        n = _flex_read(data, target - child_width, child_width, "u")
+        kind = {11: "i", 12: "u", 13: "f", 36: "u"}[t]
+        vals = [_flex_read(data, target + k * child_width, child_width, kind) for k in range(n)]
+        return [bool(v) for v in vals] if t == 36 else vals
+    if 16 <= t <= 24:  # fixed-length typed vectors (2, 3, 4 of int/uint/float)
+        length = (t - 16) // 3 + 2
+        kind = "iuf"[(t - 16) % 3]
+        return [_flex_read(data, target + k * child_width, child_width, kind) for k in range(length)]
+    raise ValueError(f"unsupported flexbuffer type {t}")
+
+
+# ------------------------------------------------------------------ options per operator
+
+def _opts_conv(t: _Table) -> dict:
+    return {"padding": PADDING[t.scalar(0, "b")], "stride_w": t.scalar(1, "i"), "stride_h": t.scalar(2, "i"),
+            "activation": ACTIVATION[t.scalar(3, "b")],
+            "dilation_w": t.scalar(4, "i", 1), "dilation_h": t.scalar(5, "i", 1)}
+
+
+def _opts_depthwise(t: _Table) -> dict:
+    return {"padding": PADDING[t.scalar(0, "b")], "stride_w": t.scalar(1, "i"), "stride_h": t.scalar(2, "i"),
+            "depth_multiplier": t.scalar(3, "i"), "activation": ACTIVATION[t.scalar(4, "b")],
+            "dilation_w": t.scalar(5, "i", 1), "dilation_h": t.scalar(6, "i", 1)}
+
+
+def _opts_pool(t: _Table) -> dict:
+    return {"padding": PADDING[t.scalar(0, "b")], "stride_w": t.scalar(1, "i"), "stride_h": t.scalar(2, "i"),
+            "filter_w": t.scalar(3, "i"), "filter_h": t.scalar(4, "i"), "activation": ACTIVATION[t.scalar(5, "b")]}
+
+
+def _opts_act0(t: _Table) -> dict:  # AddOptions, MulOptions, SubOptions: activation is field 0
+    return {"activation": ACTIVATION[t.scalar(0, "b")]}
+
+
+def _opts_concat(t: _Table) -> dict:
+    return {"axis": t.scalar(0, "i"), "activation": ACTIVATION[t.scalar(1, "b")]}
+
+
+def _opts_reshape(t: _Table) -> dict:
+    return {"new_shape": [int(v) for v in t.vector(0, np.int32)]} if t.has(0) else {}
+
+
+def _opts_strided_slice(t: _Table) -> dict:
+    return {k: t.scalar(i, "i") for i, k in enumerate(
+        ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))}
+
+
+# op -> (BuiltinOptions union type expected, decoder)
+_OPTIONS = {
+    "CONV_2D": (1, _opts_conv), "DEPTHWISE_CONV_2D": (2, _opts_depthwise),
+    "MAX_POOL_2D": (5, _opts_pool), "AVERAGE_POOL_2D": (5, _opts_pool),
+    "CONCATENATION": (10, _opts_concat), "ADD": (11, _opts_act0), "RESHAPE": (17, _opts_reshape),
+    "MUL": (21, _opts_act0), "SUB": (28, _opts_act0), "STRIDED_SLICE": (32, _opts_strided_slice),
+}
+
+
+# ------------------------------------------------------------------ model
+
+def read_model(path: str | Path) -> Model:
+    """Parse a ``.tflite`` file (first subgraph) into a :class:`Model`."""
+    buf = Path(path).read_bytes()
+    return parse_model(buf)
+
+
+def parse_model(buf: bytes) -> Model:
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise ValueError("not a TFLite flatbuffer (file identifier TFL3 missing)")
+    root = _Table(buf, struct.unpack_from("<I", buf, 0)[0])
+    codes = []
+    for oc in root.tables(1):  # operator_codes
+        code = max(oc.scalar(0, "b"), oc.scalar(3, "i"))  # deprecated_builtin_code, builtin_code
+        name = "CUSTOM:" + oc.string(1) if code == 32 else BUILTIN_OPS.get(code, f"BUILTIN_{code}")
+        codes.append((name, oc.scalar(2, "i", 1)))
+    buffers = root.tables(4)
+    subgraphs = root.tables(2)
+    if not subgraphs:
+        raise ValueError("model has no subgraph")
+    g = subgraphs[0]
+    tensors = []
+    for i, t in enumerate(g.tables(0)):
+        ttype = t.scalar(1, "b")
+        if ttype not in TENSOR_TYPES:
+            raise ValueError(f"tensor {i}: unsupported TensorType {ttype}")
+        dtype = TENSOR_TYPES[ttype]
+        shape = tuple(int(v) for v in t.vector(0, np.int32))
+        sparse = t.has(6)  # sparsity parameters: the buffer holds only the non-zero blocks
+        data = _buffer_data(buf, buffers, t.scalar(2, "I"), dtype, None if sparse else shape)
+        if data is not None and dtype == np.float16:
+            data = data.astype(np.float32)
+        tensors.append(Tensor(i, t.string(3), shape, dtype, data, sparse))
+    ops = []
+    for i, o in enumerate(g.tables(3)):
+        name, version = codes[o.scalar(0, "I")]
+        opts: dict = {}
+        if name in _OPTIONS and o.has(4):
+            want, decode = _OPTIONS[name]
+            got = o.scalar(3, "B")
+            if got != want:
+                raise ValueError(f"operator {i} ({name}): options type {got}, expected {want}")
+            opts = decode(o.table(4))
+        elif name.startswith("CUSTOM:") and o.has(5):
+            raw = o.vector(5, np.uint8).tobytes()
+            opts = flexbuffer_loads(raw) if raw else {}
+        ops.append(Operator(i, name, version, [int(v) for v in o.vector(1, np.int32)],
+                            [int(v) for v in o.vector(2, np.int32)], opts))
+    return Model(tensors, ops, [int(v) for v in g.vector(1, np.int32)],
+                 [int(v) for v in g.vector(2, np.int32)], root.string(3))
+
+
+def _buffer_data(buf: bytes, buffers: list[_Table], index: int, dtype, shape) -> np.ndarray | None:
+    if index == 0 or index >= len(buffers):
+        return None
+    b = buffers[index]
+    raw = b.vector(0, np.uint8)
+    if raw.size == 0 and b.scalar(1, "Q") > 1:  # large models: data stored after the flatbuffer
+        off, size = b.scalar(1, "Q"), b.scalar(2, "Q")
+        raw = np.frombuffer(buf, np.uint8, count=size, offset=off)
+    if raw.size == 0:
+        return None
+    arr = np.frombuffer(raw.tobytes(), dtype=np.dtype(dtype).newbyteorder("<"))
+    if shape is None:
+        return arr
+    return arr.reshape(shape) if shape else arr.reshape(())
