@@ -1,4 +1,5 @@
-# blinkbench: raw videos -> manifests -> face tracks -> landmarks -> EAR -> blinks -> report.
+# blinkbench: raw videos -> manifests -> face tracks -> landmarks -> EAR -> blinks ->
+# blink detectors (train, evaluate) -> report.
 # Each rule calls the `blinkbench` CLI (the same entry points as the stages in dvc.yaml).
 # Run:  snakemake --cores all            (profile: profiles/default)
 #       snakemake --configfile other.yaml --cores all
@@ -12,6 +13,9 @@ include: "rules/common.smk"
 wildcard_constraints:
     dataset="|".join(DATASETS) or "NO_DATASET",
     video=r"[A-Za-z0-9_.\-]+",
+    detector="|".join(BLINK_DETECTORS) or "NO_DETECTOR",
+    train="|".join(TRAIN_ON) or "NO_DATASET",
+    test="|".join(TEST_ON) or "NO_DATASET",
 
 
 include: "rules/demo.smk"
@@ -20,6 +24,7 @@ include: "rules/faces.smk"
 include: "rules/landmarks.smk"
 include: "rules/ear.smk"
 include: "rules/blinks.smk"
+include: "rules/detectors.smk"
 include: "rules/report.smk"
 
 

@@ -58,6 +58,10 @@ def _videos(name):
 
 VIDEOS = {name: _videos(name) for name in DATASETS}
 
+# Blink detectors: names are checked against the registry and hyper-parameters against each
+# detector's signature here, at parse time, rather than failing hours into a run.
+BLINK_DETECTORS, TRAIN_ON, TEST_ON = bb_config.detector_plan(config, check_registry=True)
+
 
 
 def step_params(step):
@@ -80,7 +84,9 @@ def get_dataset_inputs(wildcards):
     """Manifest inputs: the video files and the adapter's metadata files (splits, labels)."""
     ds = config["datasets"][wildcards.dataset]
     files = list(VIDEOS[wildcards.dataset].values())
-    if wildcards.dataset != "demo":
+    if wildcards.dataset == "demo":
+        files.append(str(Path(ds["root"]) / "splits.csv"))  # written by the demo rule
+    else:
         files += [str(p) for p in bb_datasets.metadata_files(wildcards.dataset, ds, config)]
     return sorted(set(files))
 
@@ -91,3 +97,13 @@ def per_video(kind, datasets=None):
         for d in (datasets or DATASETS)
         for v in VIDEOS[d]
     ]
+
+
+def get_blink_inputs(name):
+    """A dataset's manifest, EAR series and blink summaries (all its videos: the split is
+    only known once the manifest exists)."""
+    return {
+        "manifest": paths.PATTERNS["manifest"].format(dataset=name),
+        "ear": per_video("ear", [name]),
+        "summaries": per_video("blink_summary", [name]),
+    }

@@ -5,6 +5,8 @@ rule report:
         ear=per_video("ear"),
         events=per_video("blinks"),
         summaries=per_video("blink_summary"),
+        evaluations=expand(paths.PATTERNS["blink_eval"], detector=BLINK_DETECTORS, train=TRAIN_ON, test=TEST_ON),
+        rocs=expand(paths.PATTERNS["blink_roc"], detector=BLINK_DETECTORS, train=TRAIN_ON, test=TEST_ON),
     output:
         html=report(paths.PATTERNS["report"], category="Report", labels={"figure": "blinkbench report"}),
         metrics=paths.PATTERNS["metrics"],

@@ -39,6 +39,11 @@ def test_expected_files_and_ids_match_what_is_written(generated):
                                 {"base": {"seed": 1}, "splits": {"val_fraction": 0.15}})
     assert {e.video_id: str(e.path) for e in entries} == demo.video_paths(generated, CFG)
     assert list(demo.video_paths(generated, CFG)) == demo.video_ids(CFG)
+    # The written splits.csv is what the adapter applies: both labels in train and in test.
+    split = {e.video_id: e.split for e in entries}
+    assert split == demo.splits(CFG)
+    for s in ("train", "test"):
+        assert {vid.split("_")[0] for vid, v in split.items() if v == s} == {"real", "fake"}, s
 
 
 def test_deterministic(generated, tmp_path):

@@ -65,8 +65,17 @@ def test_dvc_and_snakemake_describe_the_same_steps():
         assert got == want, f"dvc stage {name} params {got} != {want}"
         if spec.params:
             assert smk[name]["step_params"] == name, f"rule {name} must declare params via step_params('{name}')"
-        # Per-video steps run per dataset in DVC (foreach) and per video in Snakemake.
+        # Per-video steps run per dataset in DVC (foreach) and per video in Snakemake; model
+        # steps run per (detector, dataset...) in both: DVC's matrix, Snakemake's wildcards.
         assert ("foreach" in dvc[name]) == (spec.per_video or name == "manifest")
+        if name in ("train_blink", "evaluate_blink"):
+            axes = {"train_blink": {"detector", "train"}, "evaluate_blink": {"detector", "train", "test"}}[name]
+            assert set(dvc[name]["matrix"]) == axes
+            for ax in axes:
+                assert f"--{ax} ${{item.{ax}}}" in stage["cmd"] and f"--{ax} {{wildcards.{ax}}}" in smk[name]["shell"]
+            outs = {o if isinstance(o, str) else next(iter(o)) for o in stage["outs"]}
+            want_outs = {paths.PATTERNS[k].replace("{", "${item.") for k in spec.outputs}
+            assert outs == want_outs, f"dvc stage {name} outs {outs} != {want_outs}"
         if spec.per_video:
             assert "--dataset ${key}" in stage["cmd"]
             outs = {next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]}
@@ -96,6 +105,9 @@ TINY = {
     "demo": {"n_real": 2, "n_fake": 2, "duration_s": 4.0, "fps": [25, 30], "size": 192},
     "faces": {"crops": {"n_per_video": 4, "size": 64}},
     "report": {"ear_plots": 2},
+    # two cheap detectors keep the run short; test_detectors.py covers all of them
+    "detectors": {"enabled": ["blink_rate_rule", "minirocket"], "train_on": ["demo"], "test_on": ["demo", "extra"],
+                  "hyper": {"minirocket": {"num_kernels": 840}}},
 }
 
 
@@ -122,7 +134,8 @@ def _planned(work: Path) -> Counter:
 @pytest.fixture(scope="module")
 def snake_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("smk")
-    (work / "params.yaml").write_text(yaml.safe_dump({**TINY, "datasets": {"demo": TINY["datasets"]["demo"]}}))
+    first = {**TINY, "datasets": {"demo": TINY["datasets"]["demo"]}, "detectors": {**TINY["detectors"], "test_on": ["demo"]}}
+    (work / "params.yaml").write_text(yaml.safe_dump(first))
     r = _smk(work, "--until", "demo")
     assert r.returncode == 0, r.stdout + r.stderr
     # "extra": a folder dataset of copies of two demo videos, to which a test adds a third.
@@ -142,6 +155,12 @@ def test_snakemake_complete_run_then_nothing_to_do(snake_run):
     assert (work / paths.PATTERNS["report"]).exists()
     metrics = json.loads((work / paths.PATTERNS["metrics"]).read_text())
     assert metrics["demo"]["videos"] == 4 and metrics["demo"]["ok"] == 4
+    # every (detector, train, test) evaluated; the rule baseline separates the demo's test pair
+    det = metrics["detectors"]
+    assert set(det) == {"blink_rate_rule", "minirocket"}
+    assert set(det["minirocket"]["demo"]) == {"demo", "extra"}
+    assert det["blink_rate_rule"]["demo"]["demo"]["n"] == 2 and det["blink_rate_rule"]["demo"]["demo"]["auc"] == 1.0
+    assert (work / "data/reports/roc/minirocket__demo__demo.csv").exists()
     assert _planned(work) == Counter()
 
 
@@ -161,7 +180,9 @@ def test_snakemake_blink_param_change_reruns_blinks_not_landmarks(snake_run):
     (work / "params.yaml").write_text(yaml.safe_dump(cfg))
     try:
         n_videos = 4 + 2
-        assert _planned(work) == Counter({"blinks": n_videos, "report": 1})
+        # blink events and everything downstream of them (detectors trained and tested on
+        # their summaries), never landmarks
+        assert _planned(work) == Counter({"blinks": n_videos, "train_blink": 2, "evaluate_blink": 4, "report": 1})
         lm = work / paths.path("landmarks", dataset="demo", video="real_demo_real_00")
         before = lm.stat().st_mtime_ns
         assert _smk(work).returncode == 0
@@ -178,7 +199,8 @@ def test_snakemake_new_video_runs_only_its_jobs(snake_run):
     work = snake_run
     src = next((work / "data/raw/demo/real").glob("demo_real_01*.mp4"))
     shutil.copy(src, work / "extra/real/clip_new.mp4")
-    want = Counter({"manifest": 1, **{s: 1 for s in PER_VIDEO}, "report": 1})
+    # its per-video jobs, and re-evaluating the models on "extra" (not retraining: train_on is demo)
+    want = Counter({"manifest": 1, **{s: 1 for s in PER_VIDEO}, "evaluate_blink": 2, "report": 1})
     assert _planned(work) == want
     r = _smk(work)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -219,6 +241,7 @@ def test_dvc_repro_status_and_incremental(tmp_path):
         cfg[key] = TINY[key]
     cfg["faces"]["crops"] = TINY["faces"]["crops"]
     cfg["datasets"] = {"demo": TINY["datasets"]["demo"]}
+    cfg["detectors"] = {**TINY["detectors"], "test_on": ["demo"]}
     (work / "params.yaml").write_text(yaml.safe_dump(cfg))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"]):
         subprocess.run(cmd, cwd=work, check=True)
@@ -234,7 +257,17 @@ def test_dvc_repro_status_and_incremental(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "up to date" in _dvc(work, "status").stdout.lower()
     metrics = _dvc(work, "metrics", "show", "--json")
-    assert metrics.returncode == 0 and "blink_truth" in metrics.stdout
+    assert metrics.returncode == 0 and "blink_truth" in metrics.stdout and "minirocket" in metrics.stdout
+    plots = _dvc(work, "plots", "show", "--json")
+    assert plots.returncode == 0 and "minirocket__demo__demo.csv" in plots.stdout
+
+    # Determinism: retraining and re-evaluating from scratch gives byte-identical outputs,
+    # so the hashes in dvc.lock do not move.
+    lock = (work / "dvc.lock").read_text()
+    for stage in ("train_blink@minirocket-demo", "evaluate_blink@minirocket-demo-demo"):
+        r = _dvc(work, "repro", "--force", "--single-item", stage)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert (work / "dvc.lock").read_text() == lock
 
     # A blink parameter: blinks and report rerun, landmarks do not.
     lm = work / paths.path("landmarks", dataset="demo", video="real_demo_real_00")

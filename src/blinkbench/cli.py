@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--plot", metavar="PNG", help="save EAR over time with blinks marked")
     p.add_argument("--keep", metavar="DIR", help="keep the intermediate artifacts in DIR")
+    _add_blink_parsers(sub)
     return ap
 
 
@@ -253,6 +254,85 @@ def _format_summary(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _add_blink_parsers(sub) -> None:
+    p = sub.add_parser("detectors", help="list the registered blink detectors")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("train_blink", aliases=["train-blink"], help="fit one blink detector on a dataset's train+val videos")
+    _add_params(p)
+    p.add_argument("--detector", required=True)
+    p.add_argument("--train", required=True, help="training dataset name")
+    p.add_argument("--out", help="model file (default: " + paths.PATTERNS["blink_model"] + ")")
+    p.add_argument("--info", help="info JSON (default: " + paths.PATTERNS["blink_model_info"] + ")")
+
+    p = sub.add_parser("evaluate_blink", aliases=["evaluate-blink"], help="score a trained blink detector on a dataset's test split")
+    _add_params(p)
+    p.add_argument("--detector", required=True)
+    p.add_argument("--train", required=True, help="dataset the model was trained on")
+    p.add_argument("--test", required=True, help="dataset whose test split is scored")
+    p.add_argument("--model", help="default: " + paths.PATTERNS["blink_model"])
+
+    p = sub.add_parser("detect", help="score one video with a trained blink detector")
+    p.add_argument("video")
+    p.add_argument("--model", required=True, help="a model file written by train_blink")
+    _add_params(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_detectors(args) -> int:
+    from .detectors import available, get
+
+    rows = [{"name": n, "family": get(n).family, "view": get(n).view, "hyper": get(n).default_hyper()} for n in available()]
+    if args.json:
+        print(json.dumps(rows, default=str))
+    else:
+        for r in rows:
+            print(f"{r['name']:<16} {r['family']:<10} {r['view']:<9} {r['hyper']}")
+    return 0
+
+
+def cmd_train_blink(args) -> int:
+    from .protocol import train_blink
+
+    params = _params(args)
+    w = {"detector": args.detector, "train": args.train}
+    info = train_blink(params, args.detector, args.train, args.out or paths.path("blink_model", **w),
+                       args.info or paths.path("blink_model_info", **w))
+    print(f"{args.detector} on {args.train}: {info['n_videos']} videos ({info['n_real']} real, {info['n_fake']} fake), "
+          f"{len(info['skipped'])} skipped")
+    return 0
+
+
+def cmd_evaluate_blink(args) -> int:
+    from .protocol import evaluate_blink
+
+    params = _params(args)
+    w = {"detector": args.detector, "train": args.train, "test": args.test}
+    res = evaluate_blink(params, args.model or paths.path("blink_model", **w), args.test,
+                         paths.path("blink_scores", **w), paths.path("blink_eval", **w), paths.path("blink_roc", **w),
+                         train_dataset=args.train)
+    f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+    print(f"{args.detector} trained on {args.train}, tested on {args.test}: n={res['n']} AUC {f(res['auc'])} "
+          f"EER {f(res['eer'])} acc {f(res['acc_0.5'])} AP {f(res['ap'])}")
+    return 0
+
+
+def cmd_detect(args) -> int:
+    from .protocol import detect_video
+
+    args.allow_default_params = True
+    params = _params(args)
+    with tempfile.TemporaryDirectory(prefix="blinkbench-") as tmp:
+        res = detect_video(args.model, args.video, params, tmp)
+    if args.json:
+        print(json.dumps(_finite(res), sort_keys=True))
+    else:
+        p = res["probability"]
+        print(f"{res['video']}: {res['verdict']}" + (f"  (fake probability {p:.3f}, {res['detector']})" if p is not None
+                                                      else f"  ({res['status']}: {res.get('error', '')})"))
+    return 0 if res["status"] == "ok" else 1
+
+
 COMMANDS = {
     "validate-params": cmd_validate,
     "demo": cmd_demo,
@@ -263,6 +343,12 @@ COMMANDS = {
     "blinks": _step_command("blinks", _blinks),
     "report": cmd_report,
     "analyze": cmd_analyze,
+    "detectors": cmd_detectors,
+    "train_blink": cmd_train_blink,
+    "train-blink": cmd_train_blink,
+    "evaluate_blink": cmd_evaluate_blink,
+    "evaluate-blink": cmd_evaluate_blink,
+    "detect": cmd_detect,
 }
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ the photograph:
   blinks of one eye only) and ``rare`` (one blink per 20 s, at least one).
 
 Ground truth goes to ``blinks.csv`` (one row per event) and ``demo.json`` (parameters and
-per-video plan). Frames are 0-based in decode order; ``start_frame``/``end_frame`` are the
+per-video plan); ``splits.csv`` fixes a label-stratified train/test split (:func:`splits`). Frames are 0-based in decode order; ``start_frame``/``end_frame`` are the
 first and last frame whose lid closure is at least :data:`LOWERED` (inclusive); ``start_s``
 and ``end_s`` are the planned onset and end of the lid movement in seconds (so
 ``end_s - start_s`` is the blink duration, and ``start_s <= start_frame / fps``,
@@ -120,7 +120,14 @@ def expected_files(root, demo_cfg: dict) -> list[Path]:
     """Every file :func:`generate` writes, known without generating (Snakemake outputs)."""
     root = Path(root)
     videos = [root / label / f"{stem}.mp4" for label, _, stem in _entries(demo_cfg)]
-    return videos + [root / "blinks.csv", root / "demo.json"]
+    return videos + [root / "blinks.csv", root / "demo.json", root / "splits.csv"]
+
+
+def splits(demo_cfg: dict) -> dict[str, str]:
+    """video_id -> split, stratified by label: every third video of each label (index 1, 4,
+    7, ...) is test, the rest train, so both splits hold real and fake videos whatever the
+    counts (the folder adapter's random split could leave a tiny demo one-sided)."""
+    return {f"{label}_{stem}": "test" if i % 3 == 1 else "train" for label, i, stem in _entries(demo_cfg)}
 
 
 # --------------------------------------------------------------------------- planning
@@ -621,4 +628,6 @@ def generate(root, demo_cfg: dict, seed: int) -> None:
             raise RuntimeError(f"{vp.video_id}: rendered {n} frames, planned {vp.n_frames}")
     with atomic_path(root / "blinks.csv") as tmp:
         tmp.write_text(_blinks_csv(plans))
+    with atomic_path(root / "splits.csv") as tmp:
+        tmp.write_text("video_id,split\n" + "".join(f"{k},{v}\n" for k, v in splits(demo_cfg).items()))
     write_json(_manifest(plans, demo_cfg, seed), root / "demo.json")

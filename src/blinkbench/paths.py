@@ -19,6 +19,12 @@ PATTERNS = {
     "blinks": DATA + "/blinks/{dataset}/{video}.parquet",
     "blink_summary": DATA + "/blinks/{dataset}/{video}.json",
     "dataset_summary": DATA + "/reports/{dataset}/videos.csv",
+    # blink detectors: one model per (detector, training dataset), one evaluation per test dataset
+    "blink_model": DATA + "/models/blink/{detector}/{train}.pkl",
+    "blink_model_info": DATA + "/models/blink/{detector}/{train}.json",
+    "blink_scores": DATA + "/evaluations/blink/{detector}/{train}/{test}.parquet",
+    "blink_eval": DATA + "/evaluations/blink/{detector}/{train}/{test}.json",
+    "blink_roc": DATA + "/evaluations/blink/{detector}/{train}/{test}.roc.csv",
     "report": DATA + "/reports/index.html",
     "metrics": DATA + "/reports/metrics.json",
 }

@@ -42,3 +42,19 @@ def plot_ear(ear: pd.DataFrame, events: pd.DataFrame, out_png, title: str = "", 
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def plot_roc(curves: dict[str, pd.DataFrame], out_png, title: str = "") -> None:
+    """ROC curves, one per detector (label -> DataFrame with fpr, tpr), with the chance line."""
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
+    for label, r in curves.items():
+        if len(r):
+            ax.plot(r["fpr"], r["tpr"], lw=1.2, label=label, drawstyle="steps-post")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+    ax.set(xlabel="false positive rate (real called fake)", ylabel="true positive rate (fake called fake)",
+           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -57,7 +57,10 @@ STEPS: dict[str, StepSpec] = {
         StepSpec("landmarks", ("landmarks",), True, ("landmarks",)),
         StepSpec("ear", (), True, ("ear",)),
         StepSpec("blinks", ("blinks",), True, ("blinks", "blink_summary")),
-        StepSpec("report", ("report",), False, ("report", "metrics")),
+        StepSpec("train_blink", ("detectors.series", "detectors.hyper", "base"), False,
+                 ("blink_model", "blink_model_info")),
+        StepSpec("evaluate_blink", (), False, ("blink_scores", "blink_eval", "blink_roc")),
+        StepSpec("report", ("report", "detectors"), False, ("report", "metrics")),
     ]
 }
 

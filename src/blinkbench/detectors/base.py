@@ -32,6 +32,17 @@ FORMAT = 1
 REGISTRY: dict[str, type["Detector"]] = {}
 
 
+class UntrainedModel(ValueError):
+    """A model file that records why training failed instead of a fitted detector."""
+
+
+def save_failure(path: str | Path, name: str, error: str) -> None:
+    """Write a model file that records a failed training, so the run goes on and the
+    evaluation and report show why (loading it raises :class:`UntrainedModel`)."""
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump({"format": FORMAT, "name": name, "detector": None, "error": error}, fh, protocol=5)
+
+
 def register(name: str):
     """Class decorator: make a detector available under ``name``."""
 
@@ -90,6 +101,8 @@ class Detector(ABC):
             blob = pickle.load(fh)
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise ValueError(f"{path}: not a blinkbench detector file (format {FORMAT})")
+        if blob.get("detector") is None:
+            raise UntrainedModel(f"{path}: {blob.get('name')} was not trained: {blob.get('error', 'unknown reason')}")
         det = blob["detector"]
         det._after_load()
         return det

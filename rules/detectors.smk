@@ -1,0 +1,47 @@
+# Blink-based detectors: one model per (detector, training dataset), evaluated on the test
+# split of every dataset in detectors.test_on (the cross-dataset matrix).
+
+
+rule train_blink:
+    """Fit one blink detector on one dataset's train and val videos."""
+    input:
+        unpack(lambda wc: get_blink_inputs(wc.train)),
+    output:
+        model=paths.PATTERNS["blink_model"],
+        info=paths.PATTERNS["blink_model_info"],
+    params:
+        file=PARAMS_FILE,
+        **step_params("train_blink"),
+    log:
+        "logs/train_blink/{detector}/{train}.log",
+    benchmark:
+        "logs/train_blink/{detector}/{train}.tsv"
+    threads: 1
+    conda:
+        "../envs/blinkbench.yaml"
+    shell:
+        "blinkbench train_blink --params {params.file:q} --detector {wildcards.detector} --train {wildcards.train}"
+        " --out {output.model} --info {output.info} > {log} 2>&1"
+
+
+rule evaluate_blink:
+    """Score a trained blink detector on a dataset's test split: scores, metrics, ROC."""
+    input:
+        unpack(lambda wc: get_blink_inputs(wc.test)),
+        model=paths.PATTERNS["blink_model"],
+    output:
+        scores=paths.PATTERNS["blink_scores"],
+        metrics=paths.PATTERNS["blink_eval"],
+        roc=paths.PATTERNS["blink_roc"],
+    params:
+        file=PARAMS_FILE,
+    log:
+        "logs/evaluate_blink/{detector}/{train}/{test}.log",
+    benchmark:
+        "logs/evaluate_blink/{detector}/{train}/{test}.tsv"
+    threads: 1
+    conda:
+        "../envs/blinkbench.yaml"
+    shell:
+        "blinkbench evaluate_blink --params {params.file:q} --detector {wildcards.detector} --train {wildcards.train}"
+        " --test {wildcards.test} --model {input.model} > {log} 2>&1"
