@@ -172,6 +172,10 @@ def test_degenerate_crops_give_probabilities(cls, fitted):
         p = det.predict_frames(crops)
         assert p.shape == (len(crops),) and np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all(), name
     assert det.predict_frames(np.zeros((0, 64, 64, 3), np.uint8)).shape == (0,)
+    with pytest.raises(ValueError, match="one colour crop"):
+        det.predict_frames(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        det.predict_frames(np.full((1, 64, 64, 3), 200.0))
 
 
 @pytest.mark.parametrize("cls,kind", [(c, k) for c in DETECTORS for k in fz._CLASSIFIERS[c.name]],

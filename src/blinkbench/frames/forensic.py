@@ -66,9 +66,13 @@ _CLASSIFIERS = {"block_dct": ("lr", "svm", "rf"), "ela": ("lr", "rf", "gb")}
 
 def as_uint8_rgb(crops: np.ndarray) -> np.ndarray:
     """(n, H, W, 3) uint8 RGB from uint8 or float-in-[0, 1] crops; (n, H, W) grey is
-    repeated over three channels, a fourth (alpha) channel is dropped, NaN becomes 0."""
+    repeated over three channels, a fourth (alpha) channel is dropped, NaN becomes 0.
+    Refused: a single (H, W, 3) crop (pass ``crop[None]``) and floats beyond [0, 1] (likely
+    0-255 values in a float array, which would otherwise turn white)."""
     a = np.asarray(crops)
     if a.ndim == 3:
+        if a.shape[-1] in (3, 4):
+            raise ValueError(f"crops of shape {a.shape} look like one colour crop; pass a batch (crop[None])")
         a = a[..., None]
     if a.ndim != 4 or a.shape[-1] not in (1, 3, 4):
         raise ValueError(f"crops must be (n, H, W, 3) (or grey (n, H, W)), got shape {a.shape}")
@@ -84,6 +88,8 @@ def as_uint8_rgb(crops: np.ndarray) -> np.ndarray:
     if np.issubdtype(a.dtype, np.integer):
         return np.ascontiguousarray(np.clip(a, 0, 255).astype(np.uint8))
     f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+    if f.size and (f.max() > 1.0 + 1e-6 or f.min() < -1e-6):
+        raise ValueError(f"float crops must lie in [0, 1], got [{f.min():.3g}, {f.max():.3g}]")
     return np.ascontiguousarray(np.rint(np.clip(f, 0.0, 1.0) * 255).astype(np.uint8))
 
 
@@ -321,8 +327,8 @@ def ela_features(crops: np.ndarray, qualities=(90,), grid: int = 4, hist_bins: i
     error level 0 .. hist_bins - 2, and at hist_bins - 1 or above. Names in
     :func:`ela_feature_names`."""
     rgb = as_uint8_rgb(crops)
-    if not 2 <= hist_bins <= 256:
-        raise ValueError(f"hist_bins must be in 2..256, got {hist_bins}")
+    if not 2 <= hist_bins <= 256 or grid < 1:
+        raise ValueError(f"need 2 <= hist_bins <= 256 and grid >= 1, got {hist_bins}, {grid}")
     d = len(ela_feature_names(qualities, grid, hist_bins))
     out = np.zeros((len(rgb), d), np.float32)
     for i in range(0, len(rgb), _CHUNK):
