@@ -462,3 +462,37 @@ def test_refinement_puts_points_where_mediapipe_does():
     left16 = [33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173]
     assert (out[468:473, :2] == 4).all() and torch.allclose(out[468:473, 2], torch.tensor(left16).float().mean())
     assert (out[473:, :2] == 5).all()
+
+
+def test_hand_built_graph_matches_numpy_semantics():
+    """Ops and options the face models do not exercise: SAME max-pool (asymmetric padding),
+    PRELU with a per-pixel alpha, a fused RELU6, STRIDED_SLICE and RESHAPE, at batch 2."""
+    T, Op = tflite_reader.Tensor, tflite_reader.Operator
+    rng = np.random.default_rng(3)
+    alpha = rng.normal(0.3, 0.2, (4, 4, 2)).astype(np.float32)
+    bias = np.array([2.5, -1.0], np.float32)
+    tensors = [T(0, "in", (1, 8, 8, 2), np.float32), T(1, "pool", (1, 4, 4, 2), np.float32),
+               T(2, "alpha", (4, 4, 2), np.float32, alpha), T(3, "prelu", (1, 4, 4, 2), np.float32),
+               T(4, "bias", (2,), np.float32, bias), T(5, "add", (1, 4, 4, 2), np.float32),
+               T(6, "b", (4,), np.int32, np.array([0, 0, 0, 1], np.int32)),
+               T(7, "e", (4,), np.int32, np.array([1, 4, 4, 2], np.int32)),
+               T(8, "s", (4,), np.int32, np.array([1, 1, 1, 1], np.int32)),
+               T(9, "slice", (1, 4, 4, 1), np.float32), T(10, "flat", (1, 16), np.float32)]
+    ops = [Op(0, "MAX_POOL_2D", 1, [0], [1], dict(padding="SAME", stride_w=2, stride_h=2, filter_w=3, filter_h=3,
+                                                  activation="NONE")),
+           Op(1, "PRELU", 1, [1, 2], [3]),
+           Op(2, "ADD", 1, [3, 4], [5], dict(activation="RELU6")),
+           Op(3, "STRIDED_SLICE", 1, [5, 6, 7, 8], [9], dict(begin_mask=0, end_mask=0, ellipsis_mask=0,
+                                                             new_axis_mask=0, shrink_axis_mask=0)),
+           Op(4, "RESHAPE", 1, [9], [10], dict(new_shape=[1, -1]))]
+    graph = G.TFLiteGraph(tflite_reader.Model(tensors, ops, [0], [5, 10]))
+    x = rng.normal(0, 3, (2, 8, 8, 2)).astype(np.float32)
+    add, flat = graph(torch.as_tensor(x).permute(0, 3, 1, 2))
+
+    padded = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)), constant_values=-np.inf)  # SAME: 1 px, after
+    pool = np.stack([np.stack([padded[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max((1, 2)) for j in range(4)], 1)
+                     for i in range(4)], 1)
+    want = np.clip(np.where(pool >= 0, pool, pool * alpha) + bias, 0, 6)
+    np.testing.assert_allclose(add.numpy(), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(flat.numpy(), want[..., 1].reshape(2, 16), rtol=1e-6, atol=1e-6)
+    assert graph.op_counts() == {"MAX_POOL_2D": 1, "PRELU": 1, "ADD": 1, "STRIDED_SLICE": 1, "RESHAPE": 1}

@@ -13,7 +13,7 @@ TFLite semantics reproduced here:
   total after (bottom/right), as TFLite's ``ComputePaddingHeightWidth``; max-pool padding
   never wins (padded with -inf).
 - Fused activations (NONE, RELU, RELU6, RELU_N1_TO_1, TANH) on CONV_2D, DEPTHWISE_CONV_2D,
-  pools, ADD, SUB, MUL, CONCATENATION.
+  MAX_POOL_2D, ADD, MUL, CONCATENATION.
 - PRELU ``x >= 0 ? x : alpha * x`` with alpha broadcast NHWC-wise.
 - ``DEQUANTIZE`` of constant fp16 weights is folded at build time (weights are float32
   buffers); a DEQUANTIZE of an activation is a float cast.
@@ -25,6 +25,8 @@ MediaPipe's custom operators in ``face_landmark_with_attention.tflite`` (version
 from ``mediapipe/util/tflite/operations``) are implemented here too, differentiably
 (the crop is ``grid_sample`` with TFLite's hard out-of-bounds zeroing).
 
+Builtin operators: CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, PRELU, ADD, MUL, PAD, RESHAPE,
+CONCATENATION, STRIDED_SLICE, RELU, DEQUANTIZE (what the four MediaPipe face models use).
 Anything else raises :class:`UnsupportedOp` at construction, naming the operator.
 """
 
@@ -213,25 +215,15 @@ class TFLiteGraph(nn.Module):
 
         return _with_act(pool, o["activation"]), [self._act_input(op)]
 
-    def _op_average_pool_2d(self, op: Operator):
-        o = op.options
-        k, s = (o["filter_h"], o["filter_w"]), (o["stride_h"], o["stride_w"])
-
-        def pool(x):
-            if o["padding"] == "SAME":  # TFLite averages over the valid (unpadded) pixels only
-                ph = same_padding(x.shape[2], k[0], s[0])
-                pw = same_padding(x.shape[3], k[1], s[1])
-                pad = (pw[0], pw[1], ph[0], ph[1])
-                ones = F.pad(torch.ones_like(x[:1, :1]), pad)
-                return F.avg_pool2d(F.pad(x, pad), k, s, divisor_override=1) / F.avg_pool2d(ones, k, s, divisor_override=1)
-            return F.avg_pool2d(x, k, s)
-
-        return _with_act(pool, o["activation"]), [self._act_input(op)]
-
     def _op_prelu(self, op: Operator):
         rank = self._rank[op.inputs[0]]
+        alpha = np.asarray(self._const[op.inputs[1]], np.float32)
+        if rank == 4 and alpha.size == alpha.shape[-1] == self._shape[op.inputs[0]][3]:
+            # one alpha per channel (all MediaPipe models): F.prelu, ~50x faster on CPU than where()
+            aname = self._buffer(alpha.reshape(-1))
+            return (lambda x: F.prelu(x, self._get(aname))), [self._act_input(op)]
         aname = self._const_for(op.inputs[1], rank)
-        return (lambda x: torch.where(x >= 0, x, x * self._get(aname))), [self._act_input(op)]
+        return (lambda x: torch.clamp(x, min=0) + self._get(aname) * torch.clamp(x, max=0)), [self._act_input(op)]
 
     def _binary(self, op: Operator, fn):
         a, b = op.inputs[:2]
@@ -253,9 +245,6 @@ class TFLiteGraph(nn.Module):
     def _op_add(self, op):
         return self._binary(op, torch.add)
 
-    def _op_sub(self, op):
-        return self._binary(op, torch.sub)
-
     def _op_mul(self, op):
         return self._binary(op, torch.mul)
 
@@ -264,18 +253,6 @@ class TFLiteGraph(nn.Module):
 
     def _op_relu(self, op):
         return self._unary(op, F.relu)
-
-    def _op_relu6(self, op):
-        return self._unary(op, lambda x: torch.clamp(x, 0.0, 6.0))
-
-    def _op_relu_n1_to_1(self, op):
-        return self._unary(op, lambda x: torch.clamp(x, -1.0, 1.0))
-
-    def _op_logistic(self, op):
-        return self._unary(op, torch.sigmoid)
-
-    def _op_tanh(self, op):
-        return self._unary(op, torch.tanh)
 
     def _op_pad(self, op: Operator):
         p = np.asarray(self._const[op.inputs[1]], dtype=np.int64)
