@@ -138,7 +138,7 @@ class TFLiteGraph(nn.Module):
 
     def _add(self, op: Operator) -> None:
         kind = op.op
-        ins, outs, o = op.inputs, op.outputs, op.options
+        ins, outs = op.inputs, op.outputs
         if kind == "DEQUANTIZE":
             if ins[0] in self._const:
                 self._const[outs[0]] = np.asarray(self._const[ins[0]], np.float32)
@@ -265,13 +265,12 @@ class TFLiteGraph(nn.Module):
         return (lambda x: F.pad(x, pad)), [self._act_input(op)]
 
     def _op_reshape(self, op: Operator):
-        target = op.options.get("new_shape")
-        if target is None or (len(op.inputs) > 1 and op.inputs[1] in self._const):
-            if len(op.inputs) > 1 and op.inputs[1] in self._const:
-                target = [int(v) for v in np.asarray(self._const[op.inputs[1]]).reshape(-1)]
-        if target is None:
+        if len(op.inputs) > 1 and op.inputs[1] in self._const:  # shape given as a constant tensor
+            target = [int(v) for v in np.asarray(self._const[op.inputs[1]]).reshape(-1)]
+        elif "new_shape" in op.options:
+            target = list(op.options["new_shape"])
+        else:
             target = list(self._shape[op.outputs[0]])
-        target = list(target)
         in_rank = self._rank[op.inputs[0]]
 
         def reshape(x):
