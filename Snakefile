@@ -1,5 +1,5 @@
 # blinkbench: raw videos -> manifests -> face tracks -> landmarks -> EAR -> blinks ->
-# blink detectors (train, evaluate) -> report.
+# blink detectors and frame detectors (train, evaluate) -> report.
 # Each rule calls the `blinkbench` CLI (the same entry points as the stages in dvc.yaml).
 # Run:  snakemake --cores all            (profile: profiles/default)
 #       snakemake --configfile other.yaml --cores all
@@ -13,9 +13,9 @@ include: "rules/common.smk"
 wildcard_constraints:
     dataset="|".join(DATASETS) or "NO_DATASET",
     video=r"[A-Za-z0-9_.\-]+",
-    detector="|".join(BLINK_DETECTORS) or "NO_DETECTOR",
-    train="|".join(TRAIN_ON) or "NO_DATASET",
-    test="|".join(TEST_ON) or "NO_DATASET",
+    detector="|".join(BLINK_DETECTORS + FRAME_DETECTORS) or "NO_DETECTOR",
+    train="|".join(set(TRAIN_ON + FRAME_TRAIN_ON)) or "NO_DATASET",
+    test="|".join(set(TEST_ON + FRAME_TEST_ON)) or "NO_DATASET",
 
 
 include: "rules/demo.smk"

@@ -61,6 +61,7 @@ VIDEOS = {name: _videos(name) for name in DATASETS}
 # Blink detectors: names are checked against the registry and hyper-parameters against each
 # detector's signature here, at parse time, rather than failing hours into a run.
 BLINK_DETECTORS, TRAIN_ON, TEST_ON = bb_config.detector_plan(config, check_registry=True)
+FRAME_DETECTORS, FRAME_TRAIN_ON, FRAME_TEST_ON = bb_config.detector_plan(config, True, "frame_detectors")
 
 
 
@@ -107,3 +108,8 @@ def get_blink_inputs(name):
         "ear": per_video("ear", [name]),
         "summaries": per_video("blink_summary", [name]),
     }
+
+
+def get_frame_inputs(name):
+    """A dataset's manifest and face crops (all its videos, as for the blink detectors)."""
+    return {"manifest": paths.PATTERNS["manifest"].format(dataset=name), "crops": per_video("crops", [name])}

@@ -30,9 +30,11 @@ def demo_project(tmp_path_factory):
     os.chdir(work)
     try:
         params = config.validate({"datasets": {"demo": {"adapter": "folder", "root": "data/raw/demo"}},
-                                  "demo": DEMO, "faces": {"crops": {"n_per_video": 0}},
+                                  "demo": DEMO, "faces": {"crops": {"n_per_video": 6, "size": 64}},
                                   "detectors": {"enabled": ["blink_rate_rule", "minirocket"],
-                                                "hyper": {"minirocket": {"num_kernels": 840}}}})
+                                                "hyper": {"minirocket": {"num_kernels": 840}}},
+                                  "frame_detectors": {"enabled": ["block_dct", "meso4"],
+                                                      "hyper": {"meso4": {"epochs": 2, "input_size": 64}}}})
         demo.generate("data/raw/demo", DEMO, seed=params["base"]["seed"])
         ds = params["datasets"]["demo"]
         datasets.write_manifest(datasets.build_manifest("demo", ds, params), paths.path("manifest", dataset="demo"))
@@ -130,11 +132,35 @@ def test_report_has_detector_metrics_matrix_and_roc(demo_project):
                                     train_dataset="demo")
     report.build(params)
     metrics = io.read_json(paths.PATTERNS["metrics"])
-    assert set(metrics["detectors"]) == {"blink_rate_rule", "minirocket"}
-    assert metrics["detectors"]["blink_rate_rule"]["demo"]["demo"]["auc"] == 1.0
+    assert set(metrics["blink_detectors"]) == {"blink_rate_rule", "minirocket"}
+    assert metrics["blink_detectors"]["blink_rate_rule"]["demo"]["demo"]["auc"] == 1.0
     page = Path(paths.PATTERNS["report"]).read_text()
-    assert "Cross-dataset matrix" in page and "roc_demo__demo.png" in page
-    assert (Path(paths.PATTERNS["report"]).parent / "roc" / "minirocket__demo__demo.csv").exists()
+    assert "Cross-dataset matrix" in page and "roc_blink__demo__demo.png" in page
+    assert (Path(paths.PATTERNS["report"]).parent / "roc" / "blink__minirocket__demo__demo.csv").exists()
+    # frame detectors not trained in this module's run: listed as missing, never invented
+    assert "Frame-level detectors" in page and "frame_detectors" not in metrics
+
+
+def _frame_files(detector: str, train="demo", test="demo") -> dict[str, Path]:
+    w = {"detector": detector, "train": train, "test": test}
+    return {k: paths.path(k, **w) for k in ("frame_model", "frame_model_info", "frame_scores", "frame_eval", "frame_roc")}
+
+
+@pytest.mark.parametrize("detector", ["block_dct", "meso4"])
+def test_frame_detector_protocol_on_demo(demo_project, detector):
+    _, params = demo_project
+    f = _frame_files(detector)
+    info = protocol.train_frame(params, detector, "demo", f["frame_model"], f["frame_model_info"])
+    assert info["status"] == "ok", info["error"]
+    man = pd.read_parquet(paths.path("manifest", dataset="demo"))
+    assert info["n_train_videos"] + info["n_val_videos"] == int((man["split"] != "test").sum())
+    res = protocol.evaluate_frame(params, f["frame_model"], "demo", f["frame_scores"], f["frame_eval"], f["frame_roc"],
+                                  train_dataset="demo")
+    print(f"\n{detector} on the demo test pair: video AUC {res['auc']}, frame AUC {res['frame']['auc']}")
+    assert res["status"] == "ok" and res["n"] == 2 and res["frame"]["n"] == 2 * 6
+    scores = pd.read_parquet(f["frame_scores"])
+    assert set(scores["video_id"]) == set(man.loc[man["split"] == "test", "video_id"])
+    assert scores["score"].between(0, 1).all()
 
 
 @pytest.mark.shared

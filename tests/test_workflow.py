@@ -68,8 +68,8 @@ def test_dvc_and_snakemake_describe_the_same_steps():
         # Per-video steps run per dataset in DVC (foreach) and per video in Snakemake; model
         # steps run per (detector, dataset...) in both: DVC's matrix, Snakemake's wildcards.
         assert ("foreach" in dvc[name]) == (spec.per_video or name == "manifest")
-        if name in ("train_blink", "evaluate_blink"):
-            axes = {"train_blink": {"detector", "train"}, "evaluate_blink": {"detector", "train", "test"}}[name]
+        if name.startswith(("train_", "evaluate_")):
+            axes = {"detector", "train"} | ({"test"} if name.startswith("evaluate_") else set())
             assert set(dvc[name]["matrix"]) == axes
             for ax in axes:
                 assert f"--{ax} ${{item.{ax}}}" in stage["cmd"] and f"--{ax} {{wildcards.{ax}}}" in smk[name]["shell"]
@@ -108,6 +108,7 @@ TINY = {
     # two cheap detectors keep the run short; test_detectors.py covers all of them
     "detectors": {"enabled": ["blink_rate_rule", "minirocket"], "train_on": ["demo"], "test_on": ["demo", "extra"],
                   "hyper": {"minirocket": {"num_kernels": 840}}},
+    "frame_detectors": {"enabled": ["block_dct"], "train_on": ["demo"], "test_on": ["demo"]},
 }
 
 
@@ -156,11 +157,12 @@ def test_snakemake_complete_run_then_nothing_to_do(snake_run):
     metrics = json.loads((work / paths.PATTERNS["metrics"]).read_text())
     assert metrics["demo"]["videos"] == 4 and metrics["demo"]["ok"] == 4
     # every (detector, train, test) evaluated; the rule baseline separates the demo's test pair
-    det = metrics["detectors"]
+    det = metrics["blink_detectors"]
     assert set(det) == {"blink_rate_rule", "minirocket"}
     assert set(det["minirocket"]["demo"]) == {"demo", "extra"}
     assert det["blink_rate_rule"]["demo"]["demo"]["n"] == 2 and det["blink_rate_rule"]["demo"]["demo"]["auc"] == 1.0
-    assert (work / "data/reports/roc/minirocket__demo__demo.csv").exists()
+    assert (work / "data/reports/roc/blink__minirocket__demo__demo.csv").exists()
+    assert set(metrics["frame_detectors"]) == {"block_dct"}
     assert _planned(work) == Counter()
 
 
@@ -242,6 +244,7 @@ def test_dvc_repro_status_and_incremental(tmp_path):
     cfg["faces"]["crops"] = TINY["faces"]["crops"]
     cfg["datasets"] = {"demo": TINY["datasets"]["demo"]}
     cfg["detectors"] = {**TINY["detectors"], "test_on": ["demo"]}
+    cfg["frame_detectors"] = TINY["frame_detectors"]
     (work / "params.yaml").write_text(yaml.safe_dump(cfg))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"]):
         subprocess.run(cmd, cwd=work, check=True)
@@ -259,7 +262,7 @@ def test_dvc_repro_status_and_incremental(tmp_path):
     metrics = _dvc(work, "metrics", "show", "--json")
     assert metrics.returncode == 0 and "blink_truth" in metrics.stdout and "minirocket" in metrics.stdout
     plots = _dvc(work, "plots", "show", "--json")
-    assert plots.returncode == 0 and "minirocket__demo__demo.csv" in plots.stdout
+    assert plots.returncode == 0 and "blink__minirocket__demo__demo.csv" in plots.stdout
 
     # Determinism: retraining and re-evaluating from scratch gives byte-identical outputs,
     # so the hashes in dvc.lock do not move.

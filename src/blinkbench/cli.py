@@ -254,35 +254,48 @@ def _format_summary(r: dict) -> str:
     return "\n".join(lines)
 
 
+# family -> (params section, path prefix, trainer, evaluator); one CLI shape for both families
+FAMILIES = {"blink": ("detectors", "blink", "train_blink", "evaluate_blink"),
+            "frame": ("frame_detectors", "frame", "train_frame", "evaluate_frame")}
+
+
 def _add_blink_parsers(sub) -> None:
-    p = sub.add_parser("detectors", help="list the registered blink detectors")
+    p = sub.add_parser("detectors", help="list the registered detectors")
+    p.add_argument("--frames", action="store_true", help="frame-level detectors instead of blink-based ones")
     p.add_argument("--json", action="store_true")
+    for fam, (_, prefix, train, evaluate) in FAMILIES.items():
+        p = sub.add_parser(train, aliases=[train.replace("_", "-")],
+                           help=f"fit one {fam} detector on a dataset's training videos")
+        _add_params(p)
+        p.add_argument("--detector", required=True)
+        p.add_argument("--train", required=True, help="training dataset name")
+        p.add_argument("--out", help="model file (default: " + paths.PATTERNS[f"{prefix}_model"] + ")")
+        p.add_argument("--info", help="info JSON (default: " + paths.PATTERNS[f"{prefix}_model_info"] + ")")
+        p.set_defaults(family=fam)
+        p = sub.add_parser(evaluate, aliases=[evaluate.replace("_", "-")],
+                           help=f"score a trained {fam} detector on a dataset's test split")
+        _add_params(p)
+        p.add_argument("--detector", required=True)
+        p.add_argument("--train", required=True, help="dataset the model was trained on")
+        p.add_argument("--test", required=True, help="dataset whose test split is scored")
+        p.add_argument("--model", help="default: " + paths.PATTERNS[f"{prefix}_model"])
+        p.set_defaults(family=fam)
 
-    p = sub.add_parser("train_blink", aliases=["train-blink"], help="fit one blink detector on a dataset's train+val videos")
-    _add_params(p)
-    p.add_argument("--detector", required=True)
-    p.add_argument("--train", required=True, help="training dataset name")
-    p.add_argument("--out", help="model file (default: " + paths.PATTERNS["blink_model"] + ")")
-    p.add_argument("--info", help="info JSON (default: " + paths.PATTERNS["blink_model_info"] + ")")
-
-    p = sub.add_parser("evaluate_blink", aliases=["evaluate-blink"], help="score a trained blink detector on a dataset's test split")
-    _add_params(p)
-    p.add_argument("--detector", required=True)
-    p.add_argument("--train", required=True, help="dataset the model was trained on")
-    p.add_argument("--test", required=True, help="dataset whose test split is scored")
-    p.add_argument("--model", help="default: " + paths.PATTERNS["blink_model"])
-
-    p = sub.add_parser("detect", help="score one video with a trained blink detector")
+    p = sub.add_parser("detect", help="score one video with a trained detector (blink or frame)")
     p.add_argument("video")
-    p.add_argument("--model", required=True, help="a model file written by train_blink")
+    p.add_argument("--model", required=True, help="a model file written by train_blink or train_frame")
     _add_params(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def cmd_detectors(args) -> int:
-    from .detectors import available, get
+    if args.frames:
+        from .frames import available, get
+    else:
+        from .detectors import available, get
 
-    rows = [{"name": n, "family": get(n).family, "view": get(n).view, "hyper": get(n).default_hyper()} for n in available()]
+    rows = [{"name": n, "family": get(n).family, "view": getattr(get(n), "view", "crops"), "hyper": get(n).default_hyper()}
+            for n in available()]
     if args.json:
         print(json.dumps(rows, default=str))
     else:
@@ -291,29 +304,30 @@ def cmd_detectors(args) -> int:
     return 0
 
 
-def cmd_train_blink(args) -> int:
-    from .protocol import train_blink
+def cmd_train(args) -> int:
+    from . import protocol
 
     params = _params(args)
+    _, prefix, train, _ = FAMILIES[args.family]
     w = {"detector": args.detector, "train": args.train}
-    info = train_blink(params, args.detector, args.train, args.out or paths.path("blink_model", **w),
-                       args.info or paths.path("blink_model_info", **w))
-    print(f"{args.detector} on {args.train}: {info['n_videos']} videos ({info['n_real']} real, {info['n_fake']} fake), "
-          f"{len(info['skipped'])} skipped")
+    info = getattr(protocol, train)(params, args.detector, args.train, args.out or paths.path(f"{prefix}_model", **w),
+                                    args.info or paths.path(f"{prefix}_model_info", **w))
+    print(f"{args.detector} on {args.train}: {info['status']}" + (f" ({info['error']})" if info["error"] else ""))
     return 0
 
 
-def cmd_evaluate_blink(args) -> int:
-    from .protocol import evaluate_blink
+def cmd_evaluate(args) -> int:
+    from . import protocol
 
     params = _params(args)
+    _, prefix, _, evaluate = FAMILIES[args.family]
     w = {"detector": args.detector, "train": args.train, "test": args.test}
-    res = evaluate_blink(params, args.model or paths.path("blink_model", **w), args.test,
-                         paths.path("blink_scores", **w), paths.path("blink_eval", **w), paths.path("blink_roc", **w),
-                         train_dataset=args.train)
+    res = getattr(protocol, evaluate)(params, args.model or paths.path(f"{prefix}_model", **w), args.test,
+                                      paths.path(f"{prefix}_scores", **w), paths.path(f"{prefix}_eval", **w),
+                                      paths.path(f"{prefix}_roc", **w), train_dataset=args.train)
     f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
-    print(f"{args.detector} trained on {args.train}, tested on {args.test}: n={res['n']} AUC {f(res['auc'])} "
-          f"EER {f(res['eer'])} acc {f(res['acc_0.5'])} AP {f(res['ap'])}")
+    print(f"{args.detector} trained on {args.train}, tested on {args.test}: {res['status']} n={res['n']} "
+          f"AUC {f(res['auc'])} EER {f(res['eer'])} acc {f(res['acc_0.5'])} AP {f(res['ap'])}")
     return 0
 
 
@@ -344,10 +358,8 @@ COMMANDS = {
     "report": cmd_report,
     "analyze": cmd_analyze,
     "detectors": cmd_detectors,
-    "train_blink": cmd_train_blink,
-    "train-blink": cmd_train_blink,
-    "evaluate_blink": cmd_evaluate_blink,
-    "evaluate-blink": cmd_evaluate_blink,
+    **{name: cmd_train for _, _, t, _ in FAMILIES.values() for name in (t, t.replace("_", "-"))},
+    **{name: cmd_evaluate for _, _, _, e in FAMILIES.values() for name in (e, e.replace("_", "-"))},
     "detect": cmd_detect,
 }
 

@@ -25,6 +25,12 @@ PATTERNS = {
     "blink_scores": DATA + "/evaluations/blink/{detector}/{train}/{test}.parquet",
     "blink_eval": DATA + "/evaluations/blink/{detector}/{train}/{test}.json",
     "blink_roc": DATA + "/evaluations/blink/{detector}/{train}/{test}.roc.csv",
+    # frame detectors: the same layout under models/frame and evaluations/frame
+    "frame_model": DATA + "/models/frame/{detector}/{train}.pkl",
+    "frame_model_info": DATA + "/models/frame/{detector}/{train}.json",
+    "frame_scores": DATA + "/evaluations/frame/{detector}/{train}/{test}.parquet",
+    "frame_eval": DATA + "/evaluations/frame/{detector}/{train}/{test}.json",
+    "frame_roc": DATA + "/evaluations/frame/{detector}/{train}/{test}.roc.csv",
     "report": DATA + "/reports/index.html",
     "metrics": DATA + "/reports/metrics.json",
 }

@@ -1,5 +1,6 @@
-"""Training and evaluation of the blink-based detectors: what the ``train_blink`` and
-``evaluate_blink`` rules/stages run.
+"""Training and evaluation of the detectors, blink-based (EAR series) and frame-level (face
+crops): what the ``train_blink``/``evaluate_blink`` and ``train_frame``/``evaluate_frame``
+rules and stages run, and ``blinkbench detect``.
 
 Protocol
 - A detector trained "on dataset D" fits on D's ``train`` and ``val`` videos (neural
@@ -94,36 +95,20 @@ def score_videos(det, videos: list[VideoSeries]) -> np.ndarray:
     return det.predict_proba(videos) if videos else np.zeros(0)
 
 
-def evaluate_blink(params: dict, model_path: str | Path, dataset: str, out_scores: str | Path,
-                   out_metrics: str | Path, out_roc: str | Path, train_dataset: str | None = None) -> dict:
-    """Score a trained detector on a dataset's test split; write scores, metrics and ROC."""
-    from .detectors import Detector
-
-    from .detectors.base import UntrainedModel
-
-    videos, table = _videos(dataset, TEST_SPLITS)
-    try:
-        det = Detector.load(model_path)
-    except UntrainedModel as exc:
-        io.write_parquet(table.assign(score=np.nan, verdict=""), out_scores, {"status": "error", "error": str(exc)})
-        result = {"detector": Path(model_path).parent.name, "train_dataset": train_dataset, "test_dataset": dataset,
-                  "status": "error", "error": str(exc), **compute_metrics([], []), "skipped": []}
-        io.write_json(result, out_metrics)
-        with io.atomic_path(out_roc) as tmp:
-            tmp.write_text("fpr,tpr,threshold\n")
-        return result
-    t0 = time.perf_counter()
-    p = score_videos(det, videos)
-    log.info("scored %d videos of %s with %s in %.2f s", len(videos), dataset, det.name, time.perf_counter() - t0)
-    y = np.array([v.label for v in videos], dtype=int)
-    scores = table.copy()
-    by_id = dict(zip([v.video_id for v in videos], p))
-    scores["score"] = scores["video_id"].map(by_id).astype(float)
-    scores["verdict"] = np.where(scores["score"].isna(), "", np.where(scores["score"] >= 0.5, "fake", "real"))
-    io.write_parquet(scores, out_scores, {"status": "ok", "detector": det.name, "test_dataset": dataset})
+def _write_evaluation(table: pd.DataFrame, scores: dict[str, float], head: dict, out_scores, out_metrics, out_roc,
+                      extra: dict | None = None) -> dict:
+    """Scores parquet (every test row, NaN score where not scored), metrics JSON and ROC CSV.
+    Metrics are over the scored videos with status ok; the rest are listed as skipped."""
+    scored = table[table["video_id"].isin(list(scores))]
+    y = scored["label"].map(LABELS).to_numpy(int)
+    p = scored["video_id"].map(scores).to_numpy(float)
+    out = table.copy()
+    out["score"] = out["video_id"].map(scores).astype(float)
+    out["verdict"] = np.where(out["score"].isna(), "", np.where(out["score"] >= 0.5, "fake", "real"))
+    io.write_parquet(out, out_scores, {"status": head.get("status", "ok"), **{k: head[k] for k in ("detector", "test_dataset")}})
     m = compute_metrics(y, p)
-    result = {"detector": det.name, "family": det.family, "train_dataset": train_dataset, "test_dataset": dataset,
-              "split": "test", "status": "ok", "error": "", **m, "skipped": table[table["status"] != "ok"].to_dict("records")}
+    result = {**head, "split": "test", **m, **(extra or {}),
+              "skipped": table[~table["video_id"].isin(list(scores))].to_dict("records")}
     io.write_json(result, out_metrics)
     r = roc(y, p) if m["auc"] is not None else pd.DataFrame({"fpr": [], "tpr": [], "threshold": []})
     with io.atomic_path(out_roc) as tmp:
@@ -131,15 +116,151 @@ def evaluate_blink(params: dict, model_path: str | Path, dataset: str, out_score
     return result
 
 
+def _load_or_record(loader, model_path, table, head, outs) -> object | None:
+    """Load a model; a model file that records a failed training yields an error evaluation."""
+    from .detectors.base import UntrainedModel
+
+    try:
+        return loader(model_path)
+    except UntrainedModel as exc:
+        _write_evaluation(table, {}, {**head, "status": "error", "error": str(exc)}, *outs)
+        return None
+
+
+def evaluate_blink(params: dict, model_path: str | Path, dataset: str, out_scores: str | Path,
+                   out_metrics: str | Path, out_roc: str | Path, train_dataset: str | None = None) -> dict:
+    """Score a trained blink detector on a dataset's test split; write scores, metrics, ROC."""
+    from .detectors import Detector
+
+    videos, table = _videos(dataset, TEST_SPLITS)
+    head = {"detector": Path(model_path).parent.name, "family": None, "train_dataset": train_dataset,
+            "test_dataset": dataset, "status": "ok", "error": ""}
+    outs = (out_scores, out_metrics, out_roc)
+    det = _load_or_record(Detector.load, model_path, table, head, outs)
+    if det is None:
+        return io.read_json(out_metrics)
+    t0 = time.perf_counter()
+    p = score_videos(det, videos)
+    log.info("scored %d videos of %s with %s in %.2f s", len(videos), dataset, det.name, time.perf_counter() - t0)
+    head.update(detector=det.name, family=det.family)
+    return _write_evaluation(table, dict(zip([v.video_id for v in videos], p.tolist())), head, *outs)
+
+
+# ---------------------------------------------------------------------------- frame detectors
+
+def _crops(dataset: str, splits: tuple[str, ...]):
+    """CropSet of these splits and a per-video status table (videos without crops are listed)."""
+    from .frames import CropSet
+
+    man = pd.read_parquet(paths.path("manifest", dataset=dataset))
+    man = man[man["split"].isin(splits) & man["label"].isin(list(LABELS))]
+    cs = CropSet.from_manifest(dataset, man)
+    have = set(cs.video_id.tolist())
+    table = man[["video_id", "label", "split"]].copy()
+    table["status"] = np.where(table["video_id"].isin(have), "ok",
+                               np.where(man["status"] != "ok", man["status"], "no_crops"))
+    return cs, table.reset_index(drop=True)
+
+
+def _val_videos(video_ids: list[str], fraction: float, seed: int) -> list[str]:
+    """A seeded choice of whole videos for validation (never one video's crops on both sides)."""
+    ids = sorted(video_ids)
+    rng = np.random.default_rng(seed)
+    n = int(round(fraction * len(ids)))
+    return sorted(rng.choice(ids, size=n, replace=False).tolist()) if n else []
+
+
+def train_frame(params: dict, detector: str, dataset: str, out_model: str | Path, out_info: str | Path) -> dict:
+    """Fit one frame detector on a dataset's train crops; early stopping / model selection on
+    its val split (or, without one, on a seeded ``frame_detectors.val_fraction`` of the train
+    videos, chosen by video). Test crops are never read."""
+    from .detectors.base import save_failure
+    from .frames import create
+
+    fcfg = params["frame_detectors"]
+    seed = int(params["base"]["seed"])
+    det = create(detector, seed=seed, **dict(fcfg.get("hyper", {}).get(detector, {})))
+    train, ttable = _crops(dataset, ("train",))
+    val, vtable = _crops(dataset, ("val",))
+    if not len(val) and len(train):
+        held = _val_videos(sorted(set(train.video_id.tolist())), fcfg["val_fraction"], seed)
+        val, train = train.subset(held), train.subset(sorted(set(train.video_id.tolist()) - set(held)))
+    info = {"detector": det.describe(), "train_dataset": dataset, "n_train_crops": len(train), "n_val_crops": len(val),
+            "n_train_videos": int(len(set(train.video_id.tolist()))), "n_val_videos": int(len(set(val.video_id.tolist()))),
+            "skipped": pd.concat([ttable, vtable])[lambda t: t["status"] != "ok"].to_dict("records"),
+            "status": "ok", "error": ""}
+    try:
+        if len(set(train.label.tolist())) < 2:
+            raise ValueError(f"{dataset}: training needs real and fake crops; have labels {sorted(set(train.label.tolist()))}")
+        t0 = time.perf_counter()
+        det.fit(train, val if len(val) else None)
+        log.info("fit %s on %s: %d crops in %.1f s", detector, dataset, len(train), time.perf_counter() - t0)
+        det.save(out_model)
+    except Exception as exc:
+        log.error("training %s on %s failed: %s", detector, dataset, exc, exc_info=True)
+        info.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        save_failure(out_model, detector, info["error"])
+    io.write_json(info, out_info)
+    return info
+
+
+def _load_frame(path):
+    from .frames import FrameDetector
+
+    try:
+        return FrameDetector.load(path)
+    except ValueError:
+        from .detectors import Detector  # a failure record is written in the blink format
+
+        Detector.load(path)
+        raise
+
+
+def evaluate_frame(params: dict, model_path: str | Path, dataset: str, out_scores: str | Path,
+                   out_metrics: str | Path, out_roc: str | Path, train_dataset: str | None = None) -> dict:
+    """Frame detector on a dataset's test crops: video-level metrics from the mean frame
+    probability (top level, comparable with the blink detectors), plus frame-level metrics
+    and the video-level metrics of the fraction of frames called fake."""
+    cs, table = _crops(dataset, TEST_SPLITS)
+    head = {"detector": Path(model_path).parent.name, "family": None, "train_dataset": train_dataset,
+            "test_dataset": dataset, "status": "ok", "error": ""}
+    outs = (out_scores, out_metrics, out_roc)
+    det = _load_or_record(_load_frame, model_path, table, head, outs)
+    if det is None:
+        return io.read_json(out_metrics)
+    head.update(detector=det.name, family=det.family)
+    t0 = time.perf_counter()
+    frame_p = det.predict_frames(cs.crops) if len(cs) else np.zeros(0)
+    log.info("scored %d crops of %s with %s in %.2f s", len(cs), dataset, det.name, time.perf_counter() - t0)
+    frames = pd.DataFrame({"video_id": cs.video_id, "score": frame_p})
+    from .evaluation import frame_to_video
+
+    vids = frame_to_video(frames) if len(frames) else pd.DataFrame(columns=["video_id", "mean_prob", "frac_fake"])
+    y_frame = cs.label.astype(int)
+    y_vid = vids["video_id"].map(dict(zip(table["video_id"], table["label"]))).map(LABELS).to_numpy(int)
+    extra = {"frame": compute_metrics(y_frame, frame_p),
+             "video_frac_fake": compute_metrics(y_vid, vids["frac_fake"].to_numpy(float))}
+    return _write_evaluation(table, dict(zip(vids["video_id"], vids["mean_prob"].astype(float))), head, *outs, extra=extra)
+
+
 def detect_video(model_path: str | Path, video: str | Path, params: dict, workdir: str | Path) -> dict:
-    """``blinkbench detect``: EAR of one video through ``analyze``, then the detector's score."""
+    """``blinkbench detect``: one video through a trained blink detector (EAR via ``analyze``)
+    or frame detector (face crops via the faces step, mean frame probability)."""
+    import pickle
+
+    with open(model_path, "rb") as fh:
+        kind = pickle.load(fh).get("kind", "blink")
+    return (_detect_frame if kind == "frame" else _detect_blink)(model_path, video, params, workdir)
+
+
+def _detect_blink(model_path, video, params, workdir) -> dict:
     from .cli import analyze
     from .detectors import Detector
 
     det = Detector.load(model_path)
     summary = analyze(str(video), params, workdir)
     ear_p = Path(workdir) / "ear.parquet"
-    out = {"video": str(video), "detector": det.name, "status": summary.get("status", "error")}
+    out = {"video": str(video), "detector": det.name, "family": det.family, "status": summary.get("status", "error")}
     if out["status"] != "ok":
         out.update(probability=None, verdict="unknown", error=summary.get("error", ""))
         return out
@@ -148,4 +269,24 @@ def detect_video(model_path: str | Path, video: str | Path, params: dict, workdi
     p = float(det.predict_proba([v])[0])
     out.update(probability=p, verdict="fake" if p >= 0.5 else "real", blink_rate_per_min=summary.get("blink_rate_per_min"),
                n_blinks=len(summary.get("blinks", [])))
+    return out
+
+
+def _detect_frame(model_path, video, params, workdir) -> dict:
+    from . import steps
+
+    det = _load_frame(model_path)
+    w = Path(workdir)
+    meta = steps.faces_one(video, w / "faces.parquet", w / "crops.npz", params)
+    out = {"video": str(video), "detector": det.name, "family": det.family, "status": meta.get("status", "error")}
+    with np.load(w / "crops.npz") as z:
+        crops = z["crops"]
+    if out["status"] != "ok" or not len(crops):
+        out.update(probability=None, verdict="unknown", error=meta.get("error") or "no face crops")
+        out["status"] = out["status"] if out["status"] != "ok" else "no_face"
+        return out
+    fp = det.predict_frames(crops)
+    p = float(np.mean(fp))
+    out.update(probability=p, verdict="fake" if p >= 0.5 else "real", n_crops=int(len(crops)),
+               frac_frames_fake=float(np.mean(fp >= 0.5)))
     return out

@@ -116,10 +116,11 @@ def build(params: dict) -> Path:
             plot_ear(ear, ev, png, title=f"{name} / {vid} ({label})", truth=tr)
             plots.append(png.relative_to(out_dir).as_posix())
         sections.append(_section_html(name, ds, table, stats, truth, plots, csv.relative_to(out_dir).as_posix()))
-    det_metrics, det_html = detectors_section(params, out_dir)
-    if det_metrics:
-        metrics["detectors"] = det_metrics
-    sections.append(det_html)
+    for family in FAMILY_SECTIONS:
+        det_metrics, det_html = detectors_section(params, out_dir, family)
+        if det_metrics:
+            metrics[f"{family}_detectors"] = det_metrics
+        sections.append(det_html)
     io.write_json(metrics, paths.PATTERNS["metrics"])
     page = _PAGE.format(body="\n".join(sections) or "<p>No datasets configured.</p>")
     report = Path(paths.PATTERNS["report"])
@@ -131,34 +132,41 @@ def build(params: dict) -> Path:
 DETECTOR_METRICS = ["n", "auc", "eer", "acc_0.5", "acc_eer", "ap"]
 
 
-def detector_results(params: dict) -> pd.DataFrame:
+FAMILY_SECTIONS = {"blink": ("detectors", "Blink-based detectors (EAR series)"),
+                   "frame": ("frame_detectors", "Frame-level detectors (face crops)")}
+
+
+def detector_results(params: dict, family: str = "blink") -> pd.DataFrame:
     """One row per (detector, training dataset, test dataset) with the protocol's metrics;
     missing evaluations (a failed training) appear with status 'missing'."""
     from .config import detector_plan
 
-    names, train_on, test_on = detector_plan(params)
+    names, train_on, test_on = detector_plan(params, section=FAMILY_SECTIONS[family][0])
     rows = []
     for det in names:
         for tr in train_on:
             for te in test_on:
-                p = paths.path("blink_eval", detector=det, train=tr, test=te)
+                p = paths.path(f"{family}_eval", detector=det, train=tr, test=te)
                 row = {"detector": det, "train": tr, "test": te}
                 if p.exists():
                     r = io.read_json(p)
                     row.update(family=r.get("family"), status=r.get("status", "ok"), error=r.get("error", ""),
                                skipped=len(r.get("skipped", [])), **{k: r.get(k) for k in DETECTOR_METRICS})
+                    if "frame" in r:  # frame detectors: frame-level AUC beside the video-level one
+                        row["frame_auc"] = r["frame"].get("auc")
                 else:
                     row.update(status="missing")
                 rows.append(row)
     return pd.DataFrame(rows)
 
 
-def detectors_section(params: dict, out_dir: Path) -> tuple[dict, str]:
+def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tuple[dict, str]:
     """Per-detector metrics, the cross-dataset AUC matrix, ROC plots (PNG for the page, CSV
-    under ``reports/roc/`` for ``dvc plots``) and DVC metrics for the blink detectors."""
+    under ``reports/roc/`` for ``dvc plots``) and DVC metrics for one detector family."""
     from .plotting import plot_roc
 
-    df = detector_results(params)
+    section, title = FAMILY_SECTIONS[family]
+    df = detector_results(params, family)
     if df.empty:
         return {}, ""
     e = html.escape
@@ -166,17 +174,16 @@ def detectors_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     for r in df[df["status"] == "ok"].to_dict("records"):
         metrics.setdefault(r["detector"], {}).setdefault(r["train"], {})[r["test"]] = {
             k: int(r[k]) if k == "n" else _num(r[k]) for k in DETECTOR_METRICS}
-    parts = ["<h2>Blink-based detectors</h2>",
+    parts = [f"<h2>{e(title)}</h2>",
              "<p>Trained on the train and val splits of the row's dataset, evaluated on the test split of the "
              "column's dataset (video level; fake is the positive class). acc_eer uses the threshold read off the "
              "evaluated set's own ROC (descriptive, as papers report it); acc_0.5 is the deployable one. Videos "
              "without a usable EAR series are left out of metrics and counted in <em>skipped</em>.</p>"]
-    show = df.drop(columns=[c for c in ("family",) if c not in df])
-    parts += ["<h3>Metrics</h3>", _table_html(show)]
+    parts += ["<h3>Metrics</h3>", _table_html(df)]
     ok = df[df["status"] == "ok"]
     if len(ok):
         mat = ok.pivot_table(index=["detector", "train"], columns="test", values="auc", aggfunc="first")
-        order = [d for d in params["detectors"]["enabled"] if d in mat.index.get_level_values(0)]
+        order = [d for d in params[section]["enabled"] if d in mat.index.get_level_values(0)]
         mat = mat.reindex(order, level=0)
         parts += ["<h3>Cross-dataset matrix (AUC; rows: trained on, columns: tested on)</h3>",
                   mat.to_html(na_rep="", float_format=lambda x: f"{x:.3f}", border=0, classes="t")]
@@ -184,19 +191,19 @@ def detectors_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     for (tr, te), grp in df.groupby(["train", "test"], sort=True):
         curves = {}
         for r in grp.itertuples(index=False):
-            p = paths.path("blink_roc", detector=r.detector, train=tr, test=te)
+            p = paths.path(f"{family}_roc", detector=r.detector, train=tr, test=te)
             if r.status != "ok" or not p.exists():
                 continue
             c = pd.read_csv(p)
             if len(c):
                 auc = f"{r.auc:.3f}" if r.auc is not None and r.auc == r.auc else "n/a"
                 curves[f"{r.detector} (AUC {auc})"] = c
-                csv = roc_dir / f"{r.detector}__{tr}__{te}.csv"
+                csv = roc_dir / f"{family}__{r.detector}__{tr}__{te}.csv"
                 with io.atomic_path(csv) as tmp:
                     c[["fpr", "tpr"]].to_csv(tmp, index=False)
         if curves:
-            png = out_dir / f"roc_{tr}__{te}.png"
-            plot_roc(curves, png, title=f"trained on {tr}, tested on {te}")
+            png = out_dir / f"roc_{family}__{tr}__{te}.png"
+            plot_roc(curves, png, title=f"{family} detectors: trained on {tr}, tested on {te}")
             rel = png.relative_to(out_dir).as_posix()
             parts.append(f"<figure><img src='{e(rel)}' alt='ROC'><figcaption>{e(rel)}</figcaption></figure>")
     return metrics, "\n".join(parts)

@@ -60,7 +60,10 @@ STEPS: dict[str, StepSpec] = {
         StepSpec("train_blink", ("detectors.series", "detectors.hyper", "base"), False,
                  ("blink_model", "blink_model_info")),
         StepSpec("evaluate_blink", (), False, ("blink_scores", "blink_eval", "blink_roc")),
-        StepSpec("report", ("report", "detectors"), False, ("report", "metrics")),
+        StepSpec("train_frame", ("frame_detectors.hyper", "frame_detectors.val_fraction", "base"), False,
+                 ("frame_model", "frame_model_info")),
+        StepSpec("evaluate_frame", (), False, ("frame_scores", "frame_eval", "frame_roc")),
+        StepSpec("report", ("report", "detectors", "frame_detectors"), False, ("report", "metrics")),
     ]
 }
 

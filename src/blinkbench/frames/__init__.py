@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import REGISTRY, CropSet, FrameDetector, register
 
-_MODULES = ("blinkbench.frames.cnn", "blinkbench.frames.forensic")
+_MODULES = ("blinkbench.frames.forensic", "blinkbench.frames.cnn")
 
 
 def available() -> list[str]:
@@ -21,7 +21,10 @@ def available() -> list[str]:
 
 
 def get(name: str) -> type[FrameDetector]:
-    available()
+    for m in _MODULES:  # import family modules until the name is found (forensic needs no torch)
+        if name in REGISTRY:
+            break
+        importlib.import_module(m)
     try:
         return REGISTRY[name]
     except KeyError:
