@@ -161,3 +161,19 @@ def test_load_refuses_a_foreign_pickle(tmp_path):
     path.write_bytes(pickle.dumps({"something": "else"}))
     with pytest.raises(ValueError, match="not a blinkbench detector"):
         Detector.load(path)
+
+
+def test_ridge_calibration_needs_two_videos_per_class(task):
+    train, y_train, _, _ = task
+    three = train[:3]                        # 2 real, 1 fake: no video-grouped folds possible
+    with pytest.raises(ValueError, match="at least 2 real and 2 fake videos"):
+        create("rocket", **get("rocket").test_params).fit(three, y_train[:3])
+
+
+def test_paa_averages_blocks_including_a_short_tail():
+    from blinkbench.detectors.classical import _paa
+
+    X = np.arange(10.0)[None]
+    np.testing.assert_allclose(_paa(X, 3), [[1.0, 4.0, 7.0, 9.0]])
+    np.testing.assert_allclose(_paa(X, 2), [[0.5, 2.5, 4.5, 6.5, 8.5]])
+    assert _paa(X, 1) is X
