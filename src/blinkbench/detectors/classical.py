@@ -22,8 +22,8 @@ The heavy libraries are imported inside the methods, so registering these detect
 (``n_jobs=1``) and is seeded from the detector's ``seed``; a fitted detector pickles whole
 (the estimators keep plain NumPy arrays, no compiled objects), so ``save``/``load`` give the
 same scores. Numba compiles the kernels on first use: sktime's once per environment (cached
-on disk, tens of seconds in all), tslearn's DTW and GAK at every interpreter start (about
-15-20 s for DTW on a 2-core machine), so the first use is slower than later ones.
+on disk; about two minutes in all for rocket, minirocket, weasel and catch22 on a busy 2-core
+machine), tslearn's DTW and GAK at every interpreter start (10-20 s for DTW there).
 """
 
 from __future__ import annotations
