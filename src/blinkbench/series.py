@@ -148,8 +148,8 @@ def prepare(video: VideoSeries, cfg: SeriesConfig) -> Prepared:
     obs = y[mask]
     level = float(np.median(obs))
     if cfg.normalise == "median":
-        y = y / level if level > 0 else y
-        neutral = 1.0
+        # a non-positive median (no usable open-eye level) leaves the series unscaled
+        y, neutral = (y / level, 1.0) if level > 0 else (y, level)
     elif cfg.normalise == "zscore":
         sd = float(obs.std())
         y = (y - obs.mean()) / (sd if sd > 1e-9 else 1.0)
@@ -222,7 +222,7 @@ def ensure_summary(video: VideoSeries, blink_params: dict | None = None) -> Vide
     return video
 
 
-def features(video: VideoSeries, cfg: SeriesConfig | None = None) -> np.ndarray:
+def features(video: VideoSeries) -> np.ndarray:
     """The feature view: blink statistics from the summary, plus EAR level/variability.
     Undefined statistics (no blink, so no interval) become documented fill values:
     durations and intervals 0, ``ibi_cv`` 0."""
@@ -247,7 +247,7 @@ def feature_names() -> list[str]:
     return list(FEATURE_KEYS + SERIES_FEATURE_KEYS)
 
 
-def feature_matrix(videos: Sequence[VideoSeries], cfg: SeriesConfig | None = None) -> np.ndarray:
+def feature_matrix(videos: Sequence[VideoSeries]) -> np.ndarray:
     if not videos:
         return np.zeros((0, len(feature_names())))
-    return np.stack([features(v, cfg) for v in videos])
+    return np.stack([features(v) for v in videos])

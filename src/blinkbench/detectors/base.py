@@ -169,7 +169,7 @@ class FeatureDetector(Detector):
         y = _labels(y, len(videos))
         if len(np.unique(y)) < 2:
             raise ValueError(f"{self.name}: training data need both real and fake videos")
-        self._fit_features(feature_matrix(videos, self.series), y)
+        self._fit_features(feature_matrix(videos), y)
         self.fitted_ = True
         return self
 
@@ -178,7 +178,7 @@ class FeatureDetector(Detector):
             raise RuntimeError(f"{self.name}: predict before fit")
         if not len(videos):
             return np.zeros(0)
-        return np.clip(self._predict_features(feature_matrix(videos, self.series)), 0.0, 1.0)
+        return np.clip(self._predict_features(feature_matrix(videos)), 0.0, 1.0)
 
     @abstractmethod
     def _fit_features(self, F: np.ndarray, y: np.ndarray) -> None: ...
