@@ -6,7 +6,7 @@
 
 Each detector is built with its DEFAULT hyper-parameters (not the small test ones) and the
 default series preparation (25 Hz, 6 s windows every 2 s: 8 windows per 20 s video). Data:
-the synthetic EAR task of ``tests/test_detectors.py`` with 20 s videos, ``N`` for training
+the synthetic EAR task of ``blinkbench.synthetic`` (as in the tests) with 20 s videos, ``N`` for training
 and another ``N`` (other seed) for prediction, half real, half fake, 25 and 30 fps.
 
 Columns:
@@ -36,15 +36,11 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 from blinkbench.detectors import available, create, get  # noqa: E402
 from blinkbench.evaluation import metrics  # noqa: E402
 from blinkbench.series import SeriesConfig, window_batch  # noqa: E402
-from test_detectors import synthetic_videos  # noqa: E402  (the test's synthetic task)
+from blinkbench.synthetic import synthetic_videos  # noqa: E402  (the tests' synthetic task)
 
 FAMILIES = ("rule", "classical", "neural")
 
