@@ -53,7 +53,7 @@ from .base import CropSet, FrameDetector, register
 PREDICT_BATCH = 32
 
 # Default input sizes for CPU training (paper sizes in nets.PAPER_INPUT_SIZE).
-CPU_INPUT_SIZE = {"resnet50": 160, "vgg19": 128, "xception": 160, "efficientnet_b4": 192,
+CPU_INPUT_SIZE = {"resnet50": 160, "vgg19": 128, "xception": 160, "efficientnet_b4": 160,
                   "meso4": 256, "mesoinception4": 256}
 
 
@@ -395,11 +395,14 @@ class CNNFrameDetector(FrameDetector):
     def predict_logits(self, crops: np.ndarray) -> np.ndarray:
         """Fake logits ``(n,)`` of crops (uint8 RGB, or float in [0, 1])."""
         net = self.network()
-        x = to_tensor(crops)
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[-1] != 3:
+            raise ValueError(f"expected crops (n, H, W, 3), got shape {crops.shape}")
         out = [np.zeros(0)]
         with torch.inference_mode():
-            for s in range(0, len(x), PREDICT_BATCH):
-                out.append(net(x[s:s + PREDICT_BATCH]).double().numpy())
+            for s in range(0, len(crops), PREDICT_BATCH):   # converted per batch: a dataset's crops
+                x = to_tensor(crops[s:s + PREDICT_BATCH])  # as float32 would not fit in memory
+                out.append(net(x).double().numpy())
         return np.concatenate(out)
 
     def predict_frames(self, crops: np.ndarray) -> np.ndarray:
