@@ -58,6 +58,8 @@ def test_registry():
         create(a, **cls.test_params)                     # the tiny parameters are valid ones
     with pytest.raises(TypeError, match="unknown hyper"):
         create("resnet50", input_sise=64)
+    with pytest.raises(ValueError, match="optimizer"):
+        create("resnet50", optimizer="sgd")              # caught when params are validated, not at fit
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.arch for c in CASES])

@@ -321,6 +321,15 @@ class CNNFrameDetector(FrameDetector):
     own_hyper: ClassVar[dict[str, Any]] = {}
     test_params = {"input_size": 64, "epochs": 1, "batch_size": 4, "augment": False}
 
+    def __init__(self, seed: int = 0, **hyper: Any):
+        super().__init__(seed=seed, **hyper)
+        h = self.hyper
+        if h["optimizer"] not in ("adam", "adamw"):
+            raise ValueError(f"{self.name}: optimizer must be 'adam' or 'adamw', got {h['optimizer']!r}")
+        if int(h["input_size"]) < 32 or int(h["epochs"]) < 0 or int(h["batch_size"]) < 1:
+            raise ValueError(f"{self.name}: need input_size >= 32, epochs >= 0, batch_size >= 1; got "
+                             f"{h['input_size']}, {h['epochs']}, {h['batch_size']}")
+
     @classmethod
     def default_hyper(cls) -> dict[str, Any]:
         return copy.deepcopy({**COMMON_HYPER, "input_size": CPU_INPUT_SIZE[cls.arch], **cls.own_hyper})
@@ -406,7 +415,9 @@ class CNNFrameDetector(FrameDetector):
         return np.concatenate(out)
 
     def predict_frames(self, crops: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.predict_logits(crops)))
+        from scipy.special import expit
+
+        return expit(self.predict_logits(crops))
 
     def describe(self) -> dict:
         d = super().describe()
