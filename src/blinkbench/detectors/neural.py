@@ -28,11 +28,7 @@ exactly (bit for bit) what it did before saving.
 from __future__ import annotations
 
 import copy
-import logging
-import os
 import tempfile
-import warnings
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import lightning
@@ -44,6 +40,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import nets
+from ..training import KeepBest, training_scope
 from .base import WindowDetector, register
 
 PREDICT_BATCH = 1024
@@ -179,26 +176,6 @@ class SeriesClassifier(lightning.LightningModule):
         return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
 
-class KeepBest(Callback):
-    """Keeps in memory the network weights of the epoch with the lowest ``monitor`` (so no
-    checkpoint files), and each epoch's logged metrics in ``history``."""
-
-    def __init__(self, monitor: str = "val_loss"):
-        self.monitor = monitor
-        self.best = float("inf")
-        self.best_epoch: int | None = None
-        self.state: dict | None = None
-        self.history: list[dict] = []
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        self.history.append({"epoch": trainer.current_epoch, **metrics})
-        v = metrics.get(self.monitor)
-        if v is not None and v < self.best:
-            self.best, self.best_epoch = v, trainer.current_epoch
-            self.state = {k: t.detach().clone() for k, t in pl_module.net.state_dict().items()}
-
-
 class PreciseBatchNorm(Callback):
     """Before each validation, re-estimates the network's batch-norm statistics on (a seeded
     subset of) the training windows (:func:`nets.recalibrate_batchnorm`), so the validation
@@ -210,38 +187,6 @@ class PreciseBatchNorm(Callback):
 
     def on_validation_epoch_start(self, trainer, pl_module):
         nets.recalibrate_batchnorm(pl_module.net, self.x)
-
-
-@contextmanager
-def _training_scope():
-    """Quiet Lightning's info messages and undo its process-wide side effects after ``fit``:
-    ``deterministic=True`` turns on ``torch.use_deterministic_algorithms`` and
-    ``seed_everything`` sets ``PL_*`` environment variables; both are restored. The global
-    RNGs stay seeded, as after any ``seed_everything``. Warnings still show, except the
-    DataLoader-workers hint (workers are off on purpose, see ``WindowDataModule``) and a torch
-    deprecation notice about Lightning's own internals."""
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    det = torch.are_deterministic_algorithms_enabled()
-    det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")}
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-            # torch 2.14 deprecates a pytree idiom Lightning 2.6 uses internally: not ours to act on.
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
-        torch.use_deterministic_algorithms(det, warn_only=det_warn)
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 COMMON_HYPER: dict[str, Any] = {
@@ -276,7 +221,7 @@ class NeuralWindowDetector(WindowDetector):
     def _fit_windows(self, X, M, y, groups):
         h = self.hyper
         spec = self.net_spec()
-        with _training_scope(), tempfile.TemporaryDirectory(prefix="blinkbench-lightning-") as tmp:
+        with training_scope(), tempfile.TemporaryDirectory(prefix="blinkbench-lightning-") as tmp:
             lightning.seed_everything(self.seed, workers=True)
             dm = WindowDataModule(X, M, y, groups, batch_size=h["batch_size"], val_fraction=h["val_fraction"],
                                   seed=self.seed, mask_channel=h["mask_channel"])

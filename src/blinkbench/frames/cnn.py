@@ -32,10 +32,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import tempfile
-import warnings
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import cv2
@@ -48,6 +45,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import nets
+from ..training import KeepBest, training_scope
 from .base import CropSet, FrameDetector, register
 
 PREDICT_BATCH = 32
@@ -244,57 +242,6 @@ class FrameClassifier(lightning.LightningModule):
         return opt(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
 
-class KeepBest(Callback):
-    """Keeps in memory the network weights of the epoch with the lowest ``monitor`` (no
-    checkpoint files), and each epoch's logged metrics in ``history``."""
-
-    def __init__(self, monitor: str = "val_loss"):
-        self.monitor = monitor
-        self.best = float("inf")
-        self.best_epoch: int | None = None
-        self.state: dict | None = None
-        self.history: list[dict] = []
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        self.history.append({"epoch": trainer.current_epoch, **metrics})
-        v = metrics.get(self.monitor)
-        if v is not None and v < self.best:
-            self.best, self.best_epoch = v, trainer.current_epoch
-            self.state = {k: t.detach().clone() for k, t in pl_module.net.state_dict().items()}
-
-
-@contextmanager
-def _training_scope():
-    """Quiet Lightning's info messages and undo its process-wide side effects after ``fit``
-    (``deterministic=True`` turns on ``torch.use_deterministic_algorithms``;
-    ``seed_everything`` sets ``PL_*`` environment variables). Warnings still show, except
-    the DataLoader-workers hint (single-process loading is deliberate, see
-    :class:`CropDataModule`)."""
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    det = torch.are_deterministic_algorithms_enabled()
-    det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")}
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-            # torch 2.14 deprecates a pytree idiom Lightning 2.6 uses internally: not ours to act on.
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
-        torch.use_deterministic_algorithms(det, warn_only=det_warn)
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 # ---------------------------------------------------------------------------- detectors
 
 COMMON_HYPER: dict[str, Any] = {
@@ -350,7 +297,7 @@ class CNNFrameDetector(FrameDetector):
     def fit(self, train: CropSet, val: CropSet | None = None) -> "CNNFrameDetector":
         h = self.hyper
         args = self.net_args()
-        with _training_scope():
+        with training_scope():
             lightning.seed_everything(self.seed, workers=True)
             net = nets.build(**args, checkpoint=h["checkpoint"])
             history: list[dict] = []
