@@ -9,8 +9,10 @@ import os
 import warnings
 from contextlib import contextmanager
 
+import lightning
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch.nn import functional as F
 
 
 class KeepBest(Callback):
@@ -73,3 +75,41 @@ def training_scope(threads: int | None = 1):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class BinaryLogitModule(lightning.LightningModule):
+    """Shared steps of the LightningModules that train ``self.net`` (one fake logit per
+    input) with BCE-with-logits: ``pos_weight`` (in the subclass's saved hyper-parameters)
+    scales the fake-class loss; validation logs ``val_loss``, ``val_acc`` and, when both
+    classes are present, ``val_auc``."""
+
+    def __init__(self):
+        super().__init__()
+        self._val_logits: list[torch.Tensor] = []
+        self._val_y: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        pw = torch.tensor(self.hparams.pos_weight, dtype=logits.dtype)
+        return F.binary_cross_entropy_with_logits(logits, y, pos_weight=pw)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.net(x)
+        self.log("val_loss", self._loss(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
+        self._val_logits.append(logits.detach())
+        self._val_y.append(y)
+
+    def on_validation_epoch_end(self):
+        if not self._val_logits:
+            return
+        logits, y = torch.cat(self._val_logits), torch.cat(self._val_y)
+        self._val_logits.clear()
+        self._val_y.clear()
+        self.log("val_acc", ((logits > 0).float() == y).float().mean())
+        if 0 < float(y.sum()) < len(y):
+            from sklearn.metrics import roc_auc_score
+
+            self.log("val_auc", float(roc_auc_score(y.numpy(), logits.numpy())))

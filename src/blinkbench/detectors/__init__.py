@@ -16,6 +16,7 @@ import importlib
 from typing import Any
 
 from ..series import SeriesConfig
+from ..registry import lookup
 from .base import REGISTRY, Detector, FeatureDetector, WindowDetector, register
 
 # Modules that register detectors when imported (heavy imports stay inside them).
@@ -34,16 +35,7 @@ def available() -> list[str]:
 
 
 def get(name: str) -> type[Detector]:
-    # Import family modules one at a time until the name is found, so the rule baseline does
-    # not pay for importing torch and sktime.
-    for m in _MODULES:
-        if name in REGISTRY:
-            break
-        importlib.import_module(m)
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown detector {name!r}; available: {', '.join(REGISTRY)}") from None
+    return lookup(REGISTRY, _MODULES, name, "detector")
 
 
 def create(name: str, series: SeriesConfig | dict | None = None, seed: int = 0, **hyper: Any) -> Detector:

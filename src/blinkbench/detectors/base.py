@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from .. import io
+from ..registry import HyperParams, registrar
 from ..series import SeriesConfig, VideoSeries, aggregate, feature_matrix, window_batch
 
 FORMAT = 1
@@ -43,41 +44,17 @@ def save_failure(path: str | Path, name: str, error: str) -> None:
         pickle.dump({"format": FORMAT, "name": name, "detector": None, "error": error}, fh, protocol=5)
 
 
-def register(name: str):
-    """Class decorator: make a detector available under ``name``."""
-
-    def deco(cls: type[Detector]) -> type[Detector]:
-        if name in REGISTRY and REGISTRY[name] is not cls:
-            raise ValueError(f"detector name {name!r} registered twice")
-        cls.name = name
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
+register = registrar(REGISTRY, "detector")
+"""Class decorator: make a detector available under ``name``."""
 
 
-class Detector(ABC):
-    name: ClassVar[str] = "?"
+class Detector(HyperParams, ABC):
     family: ClassVar[str] = "classical"
     view: ClassVar[str] = "windows"
-    # Small hyper-parameters that make fit fast enough for the unit tests (like sktime's
-    # get_test_params): the table-driven test builds every detector with these.
-    test_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, series: SeriesConfig | None = None, seed: int = 0, **hyper: Any):
         self.series = series or SeriesConfig()
-        self.seed = int(seed)
-        unknown = set(hyper) - set(self.default_hyper())
-        if unknown:
-            raise TypeError(f"{self.name}: unknown hyper-parameter(s) {sorted(unknown)}; "
-                            f"known: {sorted(self.default_hyper())}")
-        self.hyper = {**self.default_hyper(), **hyper}
-        self.fitted_ = False
-
-    @classmethod
-    def default_hyper(cls) -> dict[str, Any]:
-        """Every hyper-parameter this detector takes, with its default."""
-        return {}
+        self._set_hyper(seed, hyper)
 
     # -- the interface ------------------------------------------------------------
     @abstractmethod

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import nets
-from ..training import KeepBest, training_scope
+from ..training import BinaryLogitModule, KeepBest, training_scope
 from .base import WindowDetector, register
 
 PREDICT_BATCH = 1024
@@ -128,7 +128,7 @@ class WindowDataModule(lightning.LightningDataModule):
         return DataLoader(self._dataset(self.val_idx), batch_size=max(self.batch_size, 256), shuffle=False)
 
 
-class SeriesClassifier(lightning.LightningModule):
+class SeriesClassifier(BinaryLogitModule):
     """Any :mod:`.nets` network (``net_spec`` = :func:`nets.build` arguments) trained as a
     binary fake/real window classifier. ``pos_weight`` scales the fake-class loss
     (``n_real / n_fake`` balances the classes)."""
@@ -137,40 +137,12 @@ class SeriesClassifier(lightning.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = nets.build(**net_spec)
-        self._val_logits: list[torch.Tensor] = []
-        self._val_y: list[torch.Tensor] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        pw = torch.tensor(self.hparams.pos_weight, dtype=logits.dtype)
-        return F.binary_cross_entropy_with_logits(logits, y, pos_weight=pw)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = self._loss(self.net(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        logits = self.net(x)
-        self.log("val_loss", self._loss(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
-        self._val_logits.append(logits.detach())
-        self._val_y.append(y)
-
-    def on_validation_epoch_end(self):
-        if not self._val_logits:
-            return
-        logits, y = torch.cat(self._val_logits), torch.cat(self._val_y)
-        self._val_logits.clear()
-        self._val_y.clear()
-        self.log("val_acc", ((logits > 0).float() == y).float().mean())
-        if 0 < float(y.sum()) < len(y):
-            from sklearn.metrics import roc_auc_score
-
-            self.log("val_auc", float(roc_auc_score(y.numpy(), logits.numpy())))
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

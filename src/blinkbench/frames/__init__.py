@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..registry import lookup
 from .base import REGISTRY, CropSet, FrameDetector, register
 
 _MODULES = ("blinkbench.frames.forensic", "blinkbench.frames.cnn")
@@ -21,14 +22,7 @@ def available() -> list[str]:
 
 
 def get(name: str) -> type[FrameDetector]:
-    for m in _MODULES:  # import family modules until the name is found (forensic needs no torch)
-        if name in REGISTRY:
-            break
-        importlib.import_module(m)
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown frame detector {name!r}; available: {', '.join(REGISTRY)}") from None
+    return lookup(REGISTRY, _MODULES, name, "frame detector")
 
 
 def create(name: str, seed: int = 0, **hyper: Any) -> FrameDetector:

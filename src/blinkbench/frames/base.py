@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io, paths
+from ..registry import HyperParams, registrar
 
 FORMAT = 1
 REGISTRY: dict[str, type["FrameDetector"]] = {}
@@ -88,34 +89,14 @@ class CropSet:
         return cls.concat(parts)
 
 
-def register(name: str):
-    def deco(cls):
-        if name in REGISTRY and REGISTRY[name] is not cls:
-            raise ValueError(f"frame detector name {name!r} registered twice")
-        cls.name = name
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
+register = registrar(REGISTRY, "frame detector")
 
 
-class FrameDetector(ABC):
-    name: ClassVar[str] = "?"
+class FrameDetector(HyperParams, ABC):
     family: ClassVar[str] = "cnn"          # cnn | forensic
-    test_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, seed: int = 0, **hyper: Any):
-        self.seed = int(seed)
-        unknown = set(hyper) - set(self.default_hyper())
-        if unknown:
-            raise TypeError(f"{self.name}: unknown hyper-parameter(s) {sorted(unknown)}; "
-                            f"known: {sorted(self.default_hyper())}")
-        self.hyper = {**self.default_hyper(), **hyper}
-        self.fitted_ = False
-
-    @classmethod
-    def default_hyper(cls) -> dict[str, Any]:
-        return {}
+        self._set_hyper(seed, hyper)
 
     @abstractmethod
     def fit(self, train: CropSet, val: CropSet | None = None) -> "FrameDetector": ...

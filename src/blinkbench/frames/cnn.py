@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import nets
-from ..training import KeepBest, training_scope
+from ..training import BinaryLogitModule, KeepBest, training_scope
 from .base import CropSet, FrameDetector, register
 
 PREDICT_BATCH = 32
@@ -176,7 +176,7 @@ class CropDataModule(lightning.LightningDataModule):
 
 # ---------------------------------------------------------------------------- model
 
-class FrameClassifier(lightning.LightningModule):
+class FrameClassifier(BinaryLogitModule):
     """A :mod:`.nets` network trained as a binary fake/real crop classifier.
 
     ``pos_weight`` scales the fake-class loss (``n_real / n_fake`` balances the classes);
@@ -193,20 +193,11 @@ class FrameClassifier(lightning.LightningModule):
         if freeze_backbone:
             for p in self.net.backbone.parameters():
                 p.requires_grad_(False)
-        self._val_logits: list[torch.Tensor] = []
-        self._val_y: list[torch.Tensor] = []
 
     def on_train_batch_start(self, batch, batch_idx):
         # Lightning sets modes itself (and restores them around validation): re-check here.
         if self.hparams.freeze_backbone and self.net.backbone.training:
             self.net.backbone.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        pw = torch.tensor(self.hparams.pos_weight, dtype=logits.dtype)
-        return F.binary_cross_entropy_with_logits(logits, y, pos_weight=pw)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -216,25 +207,6 @@ class FrameClassifier(lightning.LightningModule):
         self.log("train_acc", ((logits > 0).float() == y).float().mean(), on_step=False, on_epoch=True,
                  batch_size=len(y))
         return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        logits = self.net(x)
-        self.log("val_loss", self._loss(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
-        self._val_logits.append(logits.detach())
-        self._val_y.append(y)
-
-    def on_validation_epoch_end(self):
-        if not self._val_logits:
-            return
-        logits, y = torch.cat(self._val_logits), torch.cat(self._val_y)
-        self._val_logits.clear()
-        self._val_y.clear()
-        self.log("val_acc", ((logits > 0).float() == y).float().mean())
-        if 0 < float(y.sum()) < len(y):
-            from sklearn.metrics import roc_auc_score
-
-            self.log("val_auc", float(roc_auc_score(y.numpy(), logits.numpy())))
 
     def configure_optimizers(self):
         params = [p for p in self.net.parameters() if p.requires_grad]
