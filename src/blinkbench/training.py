@@ -113,3 +113,31 @@ class BinaryLogitModule(lightning.LightningModule):
             from sklearn.metrics import roc_auc_score
 
             self.log("val_auc", float(roc_auc_score(y.numpy(), logits.numpy())))
+
+
+class PicklesNetAsWeights:
+    """Pickle a fitted ``self.net_`` as numpy weights plus what rebuilds it
+    (``_rebuild_net()``), never as a live module, Trainer or DataModule; loading rebuilds the
+    network in eval mode, so saved and loaded models score identically."""
+
+    def _rebuild_net(self):  # -> nn.Module with the saved architecture
+        raise NotImplementedError
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        net = state.pop("net_", None)
+        if net is not None:
+            state["net_weights_"] = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+        return state
+
+    def __setstate__(self, state):
+        weights = state.pop("net_weights_", None)
+        self.__dict__.update(state)
+        if weights is not None:
+            net = self._rebuild_net()
+            net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+            self.net_ = net.eval()
+
+    def _after_load(self):
+        if self.fitted_:
+            self.net_.eval()

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import nets
-from ..training import BinaryLogitModule, KeepBest, training_scope
+from ..training import BinaryLogitModule, KeepBest, PicklesNetAsWeights, training_scope
 from .base import WindowDetector, register
 
 PREDICT_BATCH = 1024
@@ -173,7 +173,7 @@ COMMON_HYPER: dict[str, Any] = {
 }
 
 
-class NeuralWindowDetector(WindowDetector):
+class NeuralWindowDetector(PicklesNetAsWeights, WindowDetector):
     """A :mod:`.nets` network on EAR windows, trained with Lightning. Subclasses name the
     network (``arch``) and its own hyper-parameters with defaults (``net_hyper``)."""
 
@@ -254,25 +254,8 @@ class NeuralWindowDetector(WindowDetector):
                 out.append(torch.sigmoid(net(x)).double().numpy())
         return np.concatenate(out)
 
-    # -- pickling: the network as a state dict plus its build arguments -------------
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        net = state.pop("net_", None)
-        if net is not None:
-            state["net_weights_"] = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-        return state
-
-    def __setstate__(self, state):
-        weights = state.pop("net_weights_", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            net = nets.build(**self.net_spec_)
-            net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
-            self.net_ = net.eval()
-
-    def _after_load(self):
-        if self.fitted_:
-            self.net_.eval()
+    def _rebuild_net(self):  # for PicklesNetAsWeights
+        return nets.build(**self.net_spec_)
 
 
 # Few epochs of small batches at a high rate: enough steps to separate the unit tests'

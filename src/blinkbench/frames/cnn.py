@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import nets
-from ..training import BinaryLogitModule, KeepBest, training_scope
+from ..training import BinaryLogitModule, KeepBest, PicklesNetAsWeights, training_scope
 from .base import CropSet, FrameDetector, register
 
 PREDICT_BATCH = 32
@@ -231,7 +231,7 @@ COMMON_HYPER: dict[str, Any] = {
 }
 
 
-class CNNFrameDetector(FrameDetector):
+class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
     """A :mod:`.nets` network on face crops trained with Lightning. Subclasses name the
     architecture (``arch``) and may change defaults (``own_hyper``)."""
 
@@ -344,25 +344,8 @@ class CNNFrameDetector(FrameDetector):
             d["fit"] = self.fit_info_
         return d
 
-    # -- pickling: the network as a state dict plus its build arguments -------------
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        net = state.pop("net_", None)
-        if net is not None:
-            state["net_weights_"] = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-        return state
-
-    def __setstate__(self, state):
-        weights = state.pop("net_weights_", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            net = nets.build(**self.net_args_)
-            net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
-            self.net_ = net.eval()
-
-    def _after_load(self):
-        if self.fitted_:
-            self.net_.eval()
+    def _rebuild_net(self):  # for PicklesNetAsWeights
+        return nets.build(**self.net_args_)
 
 
 _TIMM_HYPER = {"hidden": 256}
