@@ -93,7 +93,6 @@ PERTURBATIONS = ("shared", "keyframes", "envelope")
 CLOSING_SHARE = 0.4       # share of a blink spent closing (the lid reopens more slowly)
 SUPPRESS_FULL_WEIGHT_DEPTH = 0.5   # suppress envelope: full weight from half closure on
 ACTIVE_RATIO = 0.15       # a frame is "active" when |clean - target| / open exceeds this
-LOSSLESS = {"codec": "ffv1", "pix_fmt": "bgr0"}   # exact RGB round trip (checked by the L-inf test)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,12 +169,31 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> list[np.ndar
     return out
 
 
-def write_lossless(path: str | Path, frames, fps: float) -> int:
-    """RGB frames to a lossless video (FFV1 in RGB: decoding gives the frames back exactly),
-    atomically. The container follows the suffix (``.mkv`` recommended)."""
-    from ..video import write_video
+def write_lossless(path: str | Path, frames, fps: float, verify: bool = True) -> int:
+    """RGB frames to a lossless ``.mkv`` as :mod:`blinkbench.attacks.video` writes adversarial
+    videos (FFV1, pixel format bgr0, bit-exact flags, atomic); with ``verify`` the file is
+    decoded again and compared frame by frame (hashes), so "lossless" is checked."""
+    import hashlib
 
-    return write_video(path, iter(frames), fps=fps, bitexact=True, **LOSSLESS)
+    from ..attacks.video import LOSSLESS
+    from ..video import FrameReader, write_video
+
+    if Path(path).suffix.lower() != ".mkv":
+        raise ValueError(f"lossless output is FFV1 in Matroska: {path} must end in .mkv")
+    digests: list[bytes] = []
+
+    def hashed():
+        for f in frames:
+            digests.append(hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest())
+            yield f
+
+    n = write_video(path, hashed(), fps=fps, bitexact=True, **LOSSLESS)
+    if verify and n:
+        got = [hashlib.blake2b(np.ascontiguousarray(f.rgb()).tobytes(), digest_size=16).digest()
+               for f in FrameReader(path)]
+        if got != digests:
+            raise RuntimeError(f"lossless check failed for {path}: decoded frames differ from the written ones")
+    return n
 
 
 # ---------------------------------------------------------------------- geometry
@@ -804,8 +822,20 @@ def run_ear_attack(video_path: str | Path, out_dir: str | Path, mode: str,
     except Exception as exc:  # bad input or a bug: recorded, never raised
         log.error("EAR attack on %s failed: %s\n%s", video_path, exc, traceback.format_exc())
         result.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    result = finite(result)
     io.write_json(result, out_dir / "result.json")
     return result
+
+
+def finite(obj):
+    """JSON has no NaN or infinity: None instead (recursively), so result.json is strict JSON."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def _run(video: Path, out: Path, mode: str, p: EarAttackParams, models: dict, pp: dict) -> dict:
@@ -854,10 +884,11 @@ def _run(video: Path, out: Path, mode: str, p: EarAttackParams, models: dict, pp
         try:
             from ..attacks.compress import compress_video
 
-            dst = out / "work" / variant / "video.mp4"
+            dst = out / "work" / variant / "video.mkv"
             dst.parent.mkdir(parents=True, exist_ok=True)
-            made = compress_video(adv, dst, variant)
-            dst = Path(made) if isinstance(made, (str, Path)) and Path(made).is_file() else dst
+            rec = compress_video(adv, dst, variant)
+            if rec.get("status") != "ok":
+                raise RuntimeError(f"compress_video: {rec.get('status')}: {rec.get('error')}")
             conditions[variant] = condition_metrics(run_pipeline(dst, out / "work" / variant, pp), clean, target, mode, models)
         except Exception as exc:
             log.warning("compression %s failed: %s", variant, exc)

@@ -431,26 +431,25 @@ def _targets(cfg: "LandmarkBreakerEval") -> tuple[list, list[str]]:
 def compress_crop(crop: np.ndarray, condition: str, work: Path | None = None, clip_frames: int = 8,
                   fps: float = 25.0) -> np.ndarray:
     """One uint8 RGB crop after ``condition``: ``none``; ``jpeg<Q>`` (OpenCV JPEG at quality
-    Q); or any :func:`blinkbench.attacks.compress.compress_video` variant, emulated on a
-    ``clip_frames``-frame static clip of the crop (written losslessly, compressed, decoded;
-    the middle frame is returned). ``work`` holds the clips (a temporary folder if None)."""
+    Q, :func:`blinkbench.attacks.compress.jpeg`); or a video variant of
+    :func:`blinkbench.attacks.compress.compress_video` (``h264_crf23``, ``mpeg4_h264``),
+    emulated on a ``clip_frames``-frame static clip of the crop (written losslessly,
+    compressed, decoded; the middle frame is returned, an inter-coded frame as most frames
+    of a video are). ``work`` holds the clips (a temporary folder if None)."""
+    from ..attacks.compress import compress_video, jpeg
+
     if condition == "none":
         return crop
     if condition.startswith("jpeg") and condition[4:].isdigit():
-        import cv2
-
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(condition[4:])])
-        if not ok:
-            raise RuntimeError(f"JPEG encoding failed ({condition})")
-        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    from ..attacks.compress import compress_video  # the shared compression conditions
+        return jpeg(crop, int(condition[4:]))
     from .ear_attack import read_frames, write_lossless
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
-        src, dst = Path(tmp) / "clip.mkv", Path(tmp) / f"clip_{condition}.mp4"
-        write_lossless(src, [crop] * clip_frames, fps)
-        out = compress_video(src, dst, condition)
-        dst = Path(out) if isinstance(out, (str, Path)) and Path(out).is_file() else dst
+        src, dst = Path(tmp) / "clip.mkv", Path(tmp) / f"clip_{condition}.mkv"
+        write_lossless(src, [crop] * clip_frames, fps, verify=False)  # the crop itself is the reference
+        rec = compress_video(src, dst, condition)
+        if rec.get("status") != "ok":
+            raise RuntimeError(f"compress_video {condition}: {rec.get('status')}: {rec.get('error')}")
         frames = read_frames(dst)
     if not frames:
         raise RuntimeError(f"{condition}: no frame decoded")
