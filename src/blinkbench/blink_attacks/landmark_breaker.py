@@ -68,12 +68,11 @@ crop, normalised by the clean outer-eye-corner distance (Face Mesh 33-263, 68-po
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
