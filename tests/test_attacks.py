@@ -174,6 +174,17 @@ def test_fakeretouch_noise_is_smoother_than_pgd(model, fake_crops):
     assert roughness(fr) < 0.5 * roughness(pgd)
 
 
+def test_gaussian_blur_matches_scipy():
+    from scipy.ndimage import gaussian_filter
+
+    from blinkbench.attacks.fakeretouch import gaussian_blur
+
+    x = torch.rand(2, 3, 20, 17, generator=torch.Generator().manual_seed(0))
+    ref = gaussian_filter(x.numpy().astype(np.float64), sigma=(0, 0, 1.5, 1.5), mode="nearest", truncate=3.0)
+    assert np.allclose(gaussian_blur(x, 1.5).numpy(), ref, atol=1e-5)
+    assert torch.equal(gaussian_blur(x, 0.0), x)
+
+
 def test_attack_restores_training_mode_and_rejects_bad_crops(model, fake_crops):
     model.train()
     try:
@@ -224,7 +235,8 @@ def clip(tmp_path_factory):
     track = pd.DataFrame({
         "frame": np.arange(N, dtype=np.int32), "timestamp_s": np.arange(N) / 25.0,
         "face_present": [b is not None for b in boxes], "detected": [b is not None for b in boxes],
-        **{k: np.array([nan if b is None else b[j] for b in boxes], np.float32) for j, k in enumerate(["x0", "y0", "x1", "y1"])},
+        **{k: np.array([nan if b is None else b[j] for b in boxes], np.float32)
+           for j, k in enumerate(["x0", "y0", "x1", "y1"])},
         "score": np.float32(0.9)})
     io.write_parquet(track, d / "track.parquet", {"status": "ok", "stamp": "t"})
     return video, d / "track.parquet"
@@ -308,12 +320,42 @@ def test_bad_inputs_give_a_status_not_a_crash(clip, model, tmp_path):
         attack_video(video, track, model, "fgsm", {}, tmp_path / "x.mp4")
 
 
+def test_rounding_rescue_scales_sub_level_perturbations():
+    """A perturbation of 0.3 levels rounds away; scaled x2 it rounds to +1 and fools a model
+    that calls a crop fake unless its mean rose by half a level. With a 0-level budget,
+    nothing can move and the crop stays as it was."""
+    from blinkbench.attacks.video import _rescue, quantise
+
+    clean = np.full((2, 8, 8, 3), 100, np.uint8)
+    delta = np.full(clean.shape, 0.3)
+    delta[1] = 0.0                                   # nothing to scale: left alone
+
+    def prob(u8):
+        return (u8.reshape(len(u8), -1).mean(1) < 100.5).astype(float)
+
+    for levels, want_scale in [(4, 2.0), (0, 1.0)]:
+        q = quantise(clean, delta, levels)
+        assert np.array_equal(q, clean)
+        scale = np.ones(2)
+        p = _rescue(clean, delta, q, prob(q), scale, levels, prob)
+        assert scale[0] == want_scale and scale[1] == 1.0 and p[1] == 1.0
+        assert (p[0] == 0.0) == (levels > 0)
+        assert np.abs(q.astype(int) - clean).max() <= levels
+
+
 def test_attack_box_margin_snapping_and_clipping():
     assert attack_box((10.2, 20.7, 50.1, 60.0), 200, 100) == (10, 20, 51, 60)
     x0, y0, x1, y1 = attack_box((10.2, 20.7, 50.1, 60.0), 200, 100, size_step=16)
     assert (x1 - x0, y1 - y0) == (48, 48) and x0 <= 10 and x1 >= 51
     assert attack_box((0, 0, 40, 40), 200, 100, margin=0.25) == (0, 0, 50, 50)
     assert attack_box((180, 80, 220, 120), 200, 100) == (180, 80, 200, 100)
+    # square=True frames the box as the faces step frames the detectors' crops
+    from blinkbench.faces import square_box
+
+    box = np.array([40.3, 30.8, 90.6, 100.2])
+    sq = square_box(box, 1.6, 300, 200)
+    got = attack_box(box, 300, 200, margin=0.3, square=True)
+    assert all(abs(a - b) <= 1 for a, b in zip(got, sq)) and got[0] <= sq[0] and got[2] >= sq[2]
 
 
 # ------------------------------------------------------------------ compression

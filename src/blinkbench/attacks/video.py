@@ -1,13 +1,18 @@
 """Adversarial videos: attack the face crop of every frame, write the result losslessly.
 
 For each frame where the face track has a face, the track's box (optionally enlarged by
-``margin`` of its size on each side, its size rounded up to a multiple of ``size_step``
-pixels, clipped to the frame) is cropped from the decoded RGB frame and attacked at its
+``margin`` of its size on each side, or made the square the ``faces`` step crops for the
+detectors with ``square=True``; its size rounded up to a multiple of ``size_step`` pixels;
+clipped to the frame) is cropped from the decoded RGB frame and attacked at its
 native size: the network resizes inside, so the perturbation lands on the frame pixel for
 pixel, with no resampling. Only the box changes; frames without a face pass through
 unchanged. The adversarial crop is rounded to 8 bits and clipped again to the eps-ball
 around the clean pixels (integer levels), so the decoded video respects the L-inf budget
-exactly.
+exactly. Rounding can undo an attack: minimal-norm attacks (CW, DeepFool) change most
+pixels by well under half a level. Where the rounded crop no longer fools the model, the
+same perturbation is scaled up (x2 ... x32, within eps) until its rounded version does
+(``rescale``, on by default; per-frame ``scale`` and ``success_float`` in the stats show
+how often this was needed and what the attack achieved before rounding).
 
 Batching: the box moves and changes size every frame, and padding would change what the
 model sees, so crops are batched only when they have the same size: consecutive face
@@ -67,12 +72,19 @@ def stats_path(out_path: str | Path) -> Path:
     return Path(out_path).with_suffix(".json")
 
 
-def attack_box(box, width: int, height: int, margin: float = 0.0, size_step: int = 1) -> tuple[int, int, int, int]:
+def attack_box(box, width: int, height: int, margin: float = 0.0, size_step: int = 1,
+               square: bool = False) -> tuple[int, int, int, int]:
     """Integer box ``(x0, y0, x1, y1)`` to attack for a track box (floats): enlarged by
-    ``margin`` x its width/height on each side, covering it (floor/ceil), width and height
-    rounded up to a multiple of ``size_step`` around the same centre, clipped to the frame."""
+    ``margin`` x its width/height on each side (``square``: a square of side
+    ``(1 + 2 margin)`` x its longer side, same centre, as the ``faces`` step frames the
+    detectors' crops), covering it (floor/ceil), width and height rounded up to a multiple
+    of ``size_step`` around the same centre, clipped to the frame."""
     x0, y0, x1, y1 = (float(v) for v in box)
     w, h = x1 - x0, y1 - y0
+    if square:
+        w = h = max(w, h)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        x0, x1, y0, y1 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
     x0, x1 = x0 - margin * w, x1 + margin * w
     y0, y1 = y0 - margin * h, y1 + margin * h
     ix0, iy0, ix1, iy1 = math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)
@@ -108,7 +120,9 @@ def attack_video(
     progress=None,
     margin: float = 0.0,
     size_step: int = 16,
+    square: bool = False,
     seed: int = 0,
+    rescale: bool = True,
     verify: bool = True,
 ) -> dict:
     """Write the adversarial version of ``video_path`` to ``out_path`` (lossless, ``.mkv``)
@@ -118,18 +132,21 @@ def attack_video(
     run in eval mode). ``attack``: a registered name, built with ``attack_params`` (the
     ``params["attacks"][name]`` section), or an :class:`Attack` whose fields
     ``attack_params`` overrides. ``progress``: anything with ``update(n)`` (tqdm), advanced
-    once per frame. See the module docstring for boxes, batching and bad input."""
+    once per frame. ``rescale``: the quantisation-aware magnitude search (:func:`_rescue`).
+    ``verify``: decode the written video and check it frame by frame. See the module
+    docstring for boxes, batching and bad input."""
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".mkv":
         raise ValueError(f"the lossless output is FFV1 in Matroska: out_path must end in .mkv, got {out_path}")
     if batch_size < 1 or size_step < 1 or margin < 0:
         raise ValueError("need batch_size >= 1, size_step >= 1, margin >= 0")
-    atk = create(attack, **(attack_params or {})) if isinstance(attack, str) else replace(attack, **(attack_params or {}))
+    params = dict(attack_params or {})
+    atk = create(attack, **params) if isinstance(attack, str) else replace(attack, **params)
     stats: dict[str, Any] = {
         "status": OK, "error": "", "warnings": [], "video": str(video_path), "track": str(track_parquet),
         "out": str(out_path), "attack": atk.name, "attack_params": atk.params(), "model": type(model).__name__,
-        "options": {"batch_size": batch_size, "margin": margin, "size_step": size_step, "seed": seed,
-                    "device": device, **LOSSLESS},
+        "options": {"batch_size": batch_size, "margin": margin, "size_step": size_step, "square": square,
+                    "seed": seed, "rescale": rescale, "device": device, **LOSSLESS},
     }
     t_start = time.perf_counter()
     info = probe(video_path)
@@ -147,7 +164,9 @@ def attack_video(
             if info.vfr:
                 stats["warnings"].append("variable frame rate source: output has a constant rate; timestamps not kept")
             _run(video_path, boxes, model.to(device), atk, out_path, info.fps, stats, batch_size=batch_size,
-                 device=device, progress=progress, margin=margin, size_step=size_step, seed=seed, verify=verify)
+                 device=device, progress=progress, margin=margin, size_step=size_step, square=square, seed=seed,
+                 rescale=rescale,
+                 verify=verify)
     except Exception as exc:  # bad input (or a failing model) must not stop a run
         log.error("attack failed on %s: %s\n%s", video_path, exc, traceback.format_exc())
         stats.update(status="error", error=f"{type(exc).__name__}: {exc}")
@@ -164,7 +183,8 @@ def _write_empty(path: Path) -> None:
 
 
 def _run(video_path, boxes, model, atk: Attack, out_path: Path, fps: float, stats: dict, *, batch_size: int,
-         device: str, progress, margin: float, size_step: int, seed: int, verify: bool) -> None:
+         device: str, progress, margin: float, size_step: int, square: bool, seed: int, rescale: bool,
+         verify: bool) -> None:
     records: list[dict] = []
     digests: list[bytes] = []
     batch_sizes: list[int] = []
@@ -172,19 +192,26 @@ def _run(video_path, boxes, model, atk: Attack, out_path: Path, fps: float, stat
     levels = math.floor(atk.eps + 1e-9)          # integer budget of the 8-bit result
     reader = FrameReader(video_path)
 
+    def prob(u8: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            xb = torch.from_numpy(u8).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+            return torch.sigmoid(model(xb).reshape(-1)).cpu().numpy()
+
     def attack_batch(items: list[tuple[int, np.ndarray, tuple]]) -> list[np.ndarray]:
         clean = np.stack([rgb[b[1]:b[3], b[0]:b[2]] for _, rgb, b in items])            # (B, h, w, 3)
         x = torch.from_numpy(clean).to(device).permute(0, 3, 1, 2).float().div_(255.0)
         t0 = time.perf_counter()
-        with torch.no_grad():
-            p_before = torch.sigmoid(model.eval()(x).reshape(-1)).cpu().numpy()
+        model.eval()
+        p_before = prob(clean)
         adv = atk(model, x, seed=seed * 1_000_003 + items[0][0])
-        q = np.rint(adv.permute(0, 2, 3, 1).cpu().numpy().astype(np.float64) * 255.0)
-        c16 = clean.astype(np.int16)
-        q = np.clip(np.clip(q, c16 - levels, c16 + levels), 0, 255).astype(np.uint8)
         with torch.no_grad():
-            xq = torch.from_numpy(q).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-            p_after = torch.sigmoid(model(xq).reshape(-1)).cpu().numpy()
+            p_float = torch.sigmoid(model(adv).reshape(-1)).cpu().numpy()
+        delta = (adv - x).permute(0, 2, 3, 1).cpu().numpy().astype(np.float64) * 255.0     # in levels
+        q = quantise(clean, delta, levels)
+        p_after = prob(q)
+        scale = np.ones(len(items))
+        if rescale:
+            p_after = _rescue(clean, delta, q, p_after, scale, levels, prob)
         dt = time.perf_counter() - t0
         attack_time[0] += dt
         batch_sizes.append(len(items))
@@ -194,8 +221,10 @@ def _run(video_path, boxes, model, atk: Attack, out_path: Path, fps: float, stat
             frame[b[1]:b[3], b[0]:b[2]] = q[k]
             out.append(frame)
             records.append({"frame": idx, "box": list(b), "success": bool(p_after[k] < 0.5),
-                            "p_fake_before": float(p_before[k]), "p_fake_after": float(p_after[k]),
-                            **crop_metrics(clean[k], q[k]), "time_s": dt / len(items)})
+                            "success_float": bool(p_float[k] < 0.5), "scale": float(scale[k]),
+                            "p_fake_before": float(p_before[k]), "p_fake_float": float(p_float[k]),
+                            "p_fake_after": float(p_after[k]), **crop_metrics(clean[k], q[k]),
+                            "time_s": dt / len(items)})
         return out
 
     def frames() -> Iterator[np.ndarray]:
@@ -212,7 +241,7 @@ def _run(video_path, boxes, model, atk: Attack, out_path: Path, fps: float, stat
         for fr in reader:
             rgb = fr.rgb()
             box = boxes.get(fr.index)
-            b = attack_box(box, rgb.shape[1], rgb.shape[0], margin, size_step) if box is not None else None
+            b = attack_box(box, rgb.shape[1], rgb.shape[0], margin, size_step, square) if box is not None else None
             if b is None or min(size(b)) <= 0:
                 yield from flush()
                 yield rgb
@@ -250,6 +279,46 @@ def _run(video_path, boxes, model, atk: Attack, out_path: Path, fps: float, stat
     stats["frames"] = records
 
 
+def quantise(clean: np.ndarray, delta: np.ndarray, levels: int) -> np.ndarray:
+    """``clean`` (uint8) plus ``delta`` (float, 0-255 levels) rounded to 8 bits, clipped to
+    ``clean +- levels`` (so rounding never exceeds the budget) and to [0, 255]."""
+    c = clean.astype(np.float64)
+    return np.clip(np.clip(np.rint(c + delta), c - levels, c + levels), 0, 255).astype(np.uint8)
+
+
+RESCUE_SCALES = (2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def _rescue(clean, delta, q, p_after, scale, levels, prob) -> np.ndarray:
+    """Quantisation-aware magnitude search, in place: for crops the rounded perturbation no
+    longer fools, try the same perturbation scaled by 2, 4, ... 32 (each rounded and
+    clipped to the budget again) and keep the first scale that fools the model. Minimal-norm
+    attacks (CW, DeepFool) often change most pixels by well under half a level, which
+    rounding erases; this keeps their direction and grows only their size, within eps.
+    Stops for a crop once scaling no longer changes its rounded pixels. Returns the
+    updated fake probabilities; ``q`` and ``scale`` are updated in place."""
+    p_after = p_after.copy()
+    todo = np.flatnonzero((p_after >= 0.5) & (np.abs(delta).reshape(len(delta), -1).max(1) > 0))
+    prev = {k: q[k] for k in todo}
+    for s in RESCUE_SCALES:
+        if not len(todo):
+            break
+        cand = quantise(clean[todo], s * delta[todo], levels)
+        moved = np.array([not np.array_equal(cand[i], prev[k]) for i, k in enumerate(todo)])
+        if not moved.any():
+            break
+        todo, cand = todo[moved], cand[moved]
+        p = prob(cand)
+        ok = p < 0.5
+        for i in np.flatnonzero(ok):
+            k = todo[i]
+            q[k], scale[k], p_after[k] = cand[i], s, p[i]
+        for i in np.flatnonzero(~ok):
+            prev[todo[i]] = cand[i]
+        todo = todo[~ok]
+    return p_after
+
+
 def crop_metrics(clean: np.ndarray, adv: np.ndarray) -> dict[str, Any]:
     """Distortion inside the box, both uint8 (h, w, 3): L-inf (0-255 levels), L2 (of the
     [0, 1] difference over the crop), PSNR in dB (None when identical), SSIM (skimage,
@@ -276,8 +345,11 @@ def summarise(records: list[dict], n_frames: int) -> dict[str, Any]:
         "n_frames": n_frames,
         "frames_attacked": len(records),
         "n_success": int(sum(r["success"] for r in records)),
-        "success_rate": mean("success"),
+        "success_rate": mean("success"),                # after 8-bit rounding (and rescue): what is written
+        "success_rate_float": mean("success_float"),    # the attack's own float result
+        "n_rescued": int(sum(r["scale"] > 1 for r in records)),
         "p_fake_before_mean": mean("p_fake_before"),
+        "p_fake_float_mean": mean("p_fake_float"),
         "p_fake_after_mean": mean("p_fake_after"),
         "linf_max": max((r["linf"] for r in records), default=None),
         "linf_mean": mean("linf"),

@@ -1,0 +1,233 @@
+#!/usr/bin/env python
+"""Attack throughput on CPU (a script, not a test): crops/s per attack and model, and
+frames/s of whole adversarial videos.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_attacks.py [--threads 1] [--batch 8] [--crop 240]
+        [--models tiny meso4 resnet50] [--attacks fgsm pgd ...] [--frames 40] [--skip-video]
+
+Part 1, crops: every attack with its DEFAULT parameters (``attacks.defaults``) at eps 4
+(the default) on one batch of ``--batch`` face crops of ``--crop`` px (FF++ 720p face
+boxes are ~155 px; with the crops' margin 0.3 that is ~250 px): the ``faces`` step's crops
+of the clip below, resized, or uniform noise without ``../shared``. Per model:
+
+- ``tiny``: a 2-conv CNN resizing to 32 px (the tests' architecture, untrained);
+- ``meso4``: MesoNet at its 256 px input, with the authors' ``Meso4_DF.h5`` weights when
+  ``../shared/models`` has them, else untrained (``epochs=0``);
+- ``resnet50``: timm ResNet50 (untrained) at ``--resnet-size`` px (default 112).
+
+Attacks only have work to do on crops the model calls fake, so where a model calls most
+of the batch real, its logit is negated for the benchmark (``polarity -1`` in the table):
+the crops then start as fake for every model. One FGSM run per model warms up
+(allocations, oneDNN kernels), then each attack is timed once: PGD, FGSM and FakeRetouch
+run a fixed number of steps on any weights, but CW (abort_early) and DeepFool (stops once
+every crop is misclassified) may stop earlier, so their figures depend on the model; the
+columns ``fake before/after`` (share called fake) say how far each attack went.
+
+Part 2, video: :func:`attack_video` end to end (decode, attack, 8-bit quantisation,
+FFV1 write, lossless verification) on the first ``--frames`` frames of the FF++
+NeuralTextures clip ``004_982.mp4`` (a lossless cut; the face track made by
+``steps.faces_one``), with MesoNet, margin 0.3: first eps 0 (decode, two forward passes
+per crop, FFV1 write and verification: the cost around any attack), then every attack at
+defaults, then PGD under four batching settings (batch 8 or 1, size_step 16 or 1),
+repeated ``--batching-repeats`` times interleaved; the
+model's polarity is flipped as in part 1 if it calls the clip's crops real. Needs
+``../shared``; skipped with a message without it.
+
+Threads are pinned (default 1; the machine is shared): figures vary by +-20-30 % between
+runs on a loaded VM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+SHARED = ROOT.parent / "shared"
+CLIP = SHARED / "samples/ffpp/manipulated_sequences/NeuralTextures/c23/videos/004_982.mp4"
+MESO_H5 = SHARED / "models/Meso4_DF.h5"
+
+
+def tiny_net():
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1), nn.Linear(16, 1)
+
+        def forward(self, x):
+            x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+            x = F.max_pool2d(F.relu(self.c1(x * 2 - 1)), 2)
+            return self.fc(F.relu(self.c2(x)).mean((2, 3))).squeeze(1)
+
+    return Tiny().eval()
+
+
+def build_model(name: str, resnet_size: int):
+    """(network, description) for a model name of this benchmark."""
+    from blinkbench.frames import CropSet, create, get
+
+    if name == "tiny":
+        return tiny_net(), "2-conv CNN, 32 px, untrained"
+    if name == "meso4":
+        if MESO_H5.is_file():
+            return get("meso4").pretrained(str(MESO_H5)).network(), "MesoNet 256 px, Meso4_DF.h5"
+        return create("meso4", epochs=0).fit(CropSet.empty()).network(), "MesoNet 256 px, untrained"
+    if name == "resnet50":
+        det = create("resnet50", epochs=0, input_size=resnet_size).fit(CropSet.empty())
+        return det.network(), f"ResNet50 {resnet_size} px, untrained"
+    raise ValueError(name)
+
+
+def negated(net):
+    """``-net(x)``: a model's polarity flipped so that the benchmark crops start as fake."""
+    from torch import nn
+
+    class Negated(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return -self.inner(x)
+
+    return Negated(net).eval()
+
+
+def bench_crops(models: list[str], attacks: list[str], batch: int, crop: int, resnet_size: int,
+                crops: "np.ndarray | None") -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from blinkbench.attacks import create
+
+    torch.manual_seed(0)
+    if crops is not None and len(crops):
+        x = torch.from_numpy(crops[np.linspace(0, len(crops) - 1, batch).round().astype(int)])
+        x = F.interpolate(x.permute(0, 3, 1, 2).float() / 255, size=(crop, crop), mode="bilinear",
+                          align_corners=False, antialias=True).clamp(0, 1)
+        source = "face crops of " + CLIP.name
+    else:
+        x, source = torch.rand(batch, 3, crop, crop), "uniform noise"
+    print(f"\n== crops: batch {batch} x {crop}x{crop} px ({source}), default parameters, eps 4/255")
+    print(f"{'model':9s} {'attack':12s} {'s/batch':>8s} {'crops/s':>8s} {'fake before':>12s} {'fake after':>11s}"
+          f" {'polarity':>8s}  model")
+    for m in models:
+        net, desc = build_model(m, resnet_size)
+        with torch.no_grad():
+            polarity = 1 if float((net(x) > 0).float().mean()) >= 0.5 else -1
+        net = net if polarity == 1 else negated(net)
+        create("fgsm")(net, x[:2])                       # warm-up
+        with torch.no_grad():
+            before = float((net(x) > 0).float().mean())
+        for a in attacks:
+            t = time.perf_counter()
+            adv = create(a)(net, x, seed=0)
+            dt = time.perf_counter() - t
+            with torch.no_grad():
+                after = float((net(adv) > 0).float().mean())
+            print(f"{m:9s} {a:12s} {dt:8.2f} {batch / dt:8.2f} {before:12.2f} {after:11.2f} {polarity:8d}  {desc}",
+                  flush=True)
+
+
+def cut_clip(src: Path, n: int, out: Path) -> None:
+    from blinkbench.video import FrameReader, probe, write_video
+
+    def frames():
+        for fr in FrameReader(src):
+            if fr.index >= n:
+                break
+            yield fr.rgb()
+
+    write_video(out, frames(), probe(src).fps, codec="ffv1", pix_fmt="bgr0")
+
+
+def prepare_clip(d: Path, n_frames: int) -> dict:
+    """The lossless cut of the clip, its face track and the faces step's crops, in ``d``."""
+    from blinkbench import config, steps
+
+    cut_clip(CLIP, n_frames, d / "clip.mkv")
+    return steps.faces_one(d / "clip.mkv", d / "track.parquet", d / "crops.npz", config.load(ROOT / "params.yaml"))
+
+
+def bench_video(d: Path, meta: dict, attacks: list[str], n_frames: int, batch: int,
+                batching_repeats: int) -> None:
+    from blinkbench.attacks import attack_video
+
+    import torch
+
+    net, desc = build_model("meso4", 0)
+    crops = np.load(d / "crops.npz")["crops"]
+    with torch.no_grad():
+        p = torch.sigmoid(net(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255)).mean().item()
+    if p < 0.5:
+        net, desc = negated(net), desc + f", polarity -1 (mean fake probability {p:.3f} on the faces crops)"
+    clip = d / "clip.mkv"
+    print(f"\n== video: first {n_frames} frames of {CLIP.name} ({meta['status']}, "
+          f"{meta.get('face_frames')} face frames), {desc}, margin 0.3, eps 4")
+    print(f"{'run':18s} {'batch':>5s} {'step':>4s} {'mean bs':>7s} {'frames/s':>8s} {'attack s/f':>10s} "
+          f"{'float ok':>8s} {'success':>7s} {'rescued':>7s} {'p before':>8s} {'p after':>7s} {'linf':>4s} "
+          f"{'PSNR':>5s} {'SSIM':>6s}")
+    runs = [("eps0 (I/O+2 fwd)", "fgsm", {"eps": 0}, batch, 16)] + [(a, a, {}, batch, 16) for a in attacks]
+    for r in range(batching_repeats):              # interleaved, the machine is shared
+        runs += [(f"pgd #{r + 1}", "pgd", {}, bs, st) for bs, st in [(batch, 16), (batch, 1), (1, 16), (1, 1)]]
+    for label, a, params, bs, step in runs:
+        s = attack_video(clip, d / "track.parquet", net, a, params, d / f"{a}.mkv", batch_size=bs, size_step=step,
+                         margin=0.3)
+        if s["status"] != "ok":
+            print(f"{label:18s} status {s['status']}: {s['error']}")
+            continue
+        print(f"{label:18s} {bs:5d} {step:4d} {s['mean_batch_size']:7.2f} {s['n_frames'] / s['wall_s']:8.2f} "
+              f"{s['time_per_frame_s']:10.3f} {s['success_rate_float']:8.2f} {s['success_rate']:7.2f} "
+              f"{s['n_rescued']:7d} {s['p_fake_before_mean']:8.3f} {s['p_fake_after_mean']:7.3f} {s['linf_max']:4d} "
+              f"{s['psnr_mean'] or 0:5.1f} {s['ssim_mean']:6.3f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from blinkbench.attacks import available
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", default=["tiny", "meso4", "resnet50"])
+    ap.add_argument("--attacks", nargs="+", default=available())
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=240)
+    ap.add_argument("--resnet-size", type=int, default=112)
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batching-repeats", type=int, default=2, help="interleaved repeats of the PGD batching runs")
+    ap.add_argument("--skip-crops", action="store_true")
+    ap.add_argument("--skip-video", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s) (OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}), load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory(prefix="bench_attacks_") as tmp:
+        d = Path(tmp)
+        meta = prepare_clip(d, args.frames) if CLIP.is_file() else None
+        crops = np.load(d / "crops.npz")["crops"] if meta else None
+        if not args.skip_crops:
+            bench_crops(args.models, args.attacks, args.batch, args.crop, args.resnet_size, crops)
+        if args.skip_video:
+            pass
+        elif meta is None:
+            print(f"\n== video: skipped ({CLIP} not found: needs ../shared beside the project root)")
+        else:
+            bench_video(d, meta, args.attacks, args.frames, args.batch, args.batching_repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
