@@ -147,6 +147,9 @@ def attack_video(
         "out": str(out_path), "attack": atk.name, "attack_params": atk.params(), "model": type(model).__name__,
         "options": {"batch_size": batch_size, "margin": margin, "size_step": size_step, "square": square,
                     "seed": seed, "rescale": rescale, "device": device, **LOSSLESS},
+        # the same keys whatever happens, so that reports can read every video's stats
+        **summarise([], 0), "verified_lossless": False, "mean_batch_size": 0.0, "n_batches": 0, "attack_s": 0.0,
+        "frames": [],
     }
     t_start = time.perf_counter()
     info = probe(video_path)
@@ -165,8 +168,7 @@ def attack_video(
                 stats["warnings"].append("variable frame rate source: output has a constant rate; timestamps not kept")
             _run(video_path, boxes, model.to(device), atk, out_path, info.fps, stats, batch_size=batch_size,
                  device=device, progress=progress, margin=margin, size_step=size_step, square=square, seed=seed,
-                 rescale=rescale,
-                 verify=verify)
+                 rescale=rescale, verify=verify)
     except Exception as exc:  # bad input (or a failing model) must not stop a run
         log.error("attack failed on %s: %s\n%s", video_path, exc, traceback.format_exc())
         stats.update(status="error", error=f"{type(exc).__name__}: {exc}")
