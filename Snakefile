@@ -1,5 +1,5 @@
 # blinkbench: raw videos -> manifests -> face tracks -> landmarks -> EAR -> blinks ->
-# blink detectors and frame detectors (train, evaluate) -> report.
+# blink detectors and frame detectors (train, evaluate) -> attacks -> re-scoring -> report.
 # Each rule calls the `blinkbench` CLI (the same entry points as the stages in dvc.yaml).
 # Run:  snakemake --cores all            (profile: profiles/default)
 #       snakemake --configfile other.yaml --cores all
@@ -16,6 +16,9 @@ wildcard_constraints:
     detector="|".join(BLINK_DETECTORS + FRAME_DETECTORS) or "NO_DETECTOR",
     train="|".join(set(TRAIN_ON + FRAME_TRAIN_ON)) or "NO_DATASET",
     test="|".join(set(TEST_ON + FRAME_TEST_ON)) or "NO_DATASET",
+    target="|".join(["clean", *ATTACKS["targets"]]),
+    method="|".join(["none", *ATTACKS["methods"]]),
+    eps=r"[0-9.]+",
 
 
 include: "rules/demo.smk"
@@ -25,6 +28,7 @@ include: "rules/landmarks.smk"
 include: "rules/ear.smk"
 include: "rules/blinks.smk"
 include: "rules/detectors.smk"
+include: "rules/study.smk"
 include: "rules/report.smk"
 
 

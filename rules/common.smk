@@ -113,3 +113,51 @@ def get_blink_inputs(name):
 def get_frame_inputs(name):
     """A dataset's manifest and face crops (all its videos, as for the blink detectors)."""
     return {"manifest": paths.PATTERNS["manifest"].format(dataset=name), "crops": per_video("crops", [name])}
+
+
+# The resiliency study: its sets and the videos it attacks (known once the source
+# dataset's manifest exists; before that, no study jobs are planned).
+ATTACKS = config["attacks"]
+
+
+def study_videos():
+    """Video ids the study attacks: read from the source manifest, which the manifest
+    checkpoint makes first (Snakemake re-plans the study's jobs once it exists)."""
+    from blinkbench import study as bb_study
+
+    checkpoints.manifest.get(dataset=ATTACKS["dataset"])
+    return list(bb_study.selected_videos(config)["video_id"])
+
+
+def study_outputs():
+    from blinkbench import study as bb_study
+
+    if not ATTACKS["enabled"]:
+        return []
+    return [
+        paths.PATTERNS["study"].format(dataset=ATTACKS["dataset"], target=t, method=m, eps=e, variant=v)
+        for t, m, e, v in bb_study.plan(config)
+    ]
+
+
+def get_attack_inputs(wildcards):
+    ds = wildcards.dataset
+    out = {
+        "video": VIDEOS[ds][wildcards.video],
+        "track": paths.PATTERNS["faces"].format(dataset=ds, video=wildcards.video),
+        "manifest": paths.PATTERNS["manifest"].format(dataset=ds),
+    }
+    if wildcards.target != "clean":
+        out["model"] = paths.PATTERNS["frame_model"].format(detector=wildcards.target, train=ATTACKS["models_trained_on"])
+    return out
+
+
+def get_rescore_inputs(wildcards):
+    on = ATTACKS["models_trained_on"]
+    w = dict(wildcards)
+    return {
+        "videos": [paths.PATTERNS["adversarial"].format(**w, video=v) for v in study_videos()],
+        "clean_summaries": [paths.PATTERNS["blink_summary"].format(dataset=w["dataset"], video=v) for v in study_videos()],
+        "blink_models": [paths.PATTERNS["blink_model"].format(detector=d, train=on) for d in BLINK_DETECTORS],
+        "frame_models": [paths.PATTERNS["frame_model"].format(detector=d, train=on) for d in FRAME_DETECTORS],
+    }

@@ -1,4 +1,4 @@
-rule manifest:
+checkpoint manifest:
     """One parquet per dataset: labels, splits, ids, probe results, content hash, status."""
     input:
         get_dataset_inputs,

@@ -182,3 +182,45 @@ def test_cli_detect_on_a_real_clip(demo_project, shared):
     text = subprocess.run([str(BIN / "blinkbench"), "detect", str(clip), "--model", str(work / f["blink_model"])],
                           capture_output=True, text=True, cwd=work)
     assert text.returncode == 0 and "fake probability" in text.stdout
+
+
+def test_study_attack_compress_rescore_and_report(demo_project):
+    """The resiliency study on one demo fake video: FGSM against the trained Meso4, the clean
+    reference, an H.264 variant, re-scoring by the blink path and every trained model, and
+    the report's study section."""
+    from blinkbench import report, study
+
+    _, params = demo_project
+    f = _frame_files("meso4")
+    if not f["frame_model"].exists():
+        protocol.train_frame(params, "meso4", "demo", f["frame_model"], f["frame_model_info"])
+    b = _files("blink_rate_rule")
+    if not b["blink_model"].exists():
+        protocol.train_blink(params, "blink_rate_rule", "demo", b["blink_model"], b["blink_model_info"])
+    params = {**params, "attacks": {**params["attacks"], "targets": ["meso4"], "methods": ["fgsm"], "eps": [8],
+                                    "compressions": ["h264_crf23"]}}
+    vids = study.selected_videos(params)
+    assert list(vids["label"]) == ["fake"] and (vids["video_id"].str.startswith("fake_")).all()
+    for t, m, e, v in study.plan(params):
+        for vid in vids["video_id"]:
+            lossless = study.adv_path(params, t, m, e, "none", vid)
+            if v == "none":
+                rec = study.attack_one(params, t, m, e, vid, lossless)
+                assert rec["status"] == "ok", rec["error"]
+                if t == "meso4":
+                    assert rec["linf_max"] <= 8 and rec["frames_attacked"] > 0
+            else:
+                assert study.compress_one(lossless, study.adv_path(params, t, m, e, v, vid), v)["status"] == "ok"
+        out = paths.path("study", dataset="demo", target=t, method=m, eps=e, variant=v)
+        res = study.rescore_set(params, t, m, e, v, out)
+        assert [r["video_id"] for r in res["videos"]] == list(vids["video_id"])
+        summ = res["summary"]
+        assert "blink/blink_rate_rule" in summ and "frame/meso4" in summ and "blink_path" in summ
+        if t == "clean" and v == "none":
+            # the clean lossless copy re-scores like the source: same blink count
+            assert summ["blink_path"]["mean_blink_change"] == 0
+    report.build(params)
+    page = Path(paths.PATTERNS["report"]).read_text()
+    assert "Resiliency study" in page and "study_meso4__fgsm.png" in page
+    det = io.read_json(paths.PATTERNS["metrics"])["study"]["detection_rate"]
+    assert set(det) == {"clean", "meso4"} and "frame/meso4" in det["meso4"]["fgsm"]["eps8"]["none"]

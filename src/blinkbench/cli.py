@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="save EAR over time with blinks marked")
     p.add_argument("--keep", metavar="DIR", help="keep the intermediate artifacts in DIR")
     _add_blink_parsers(sub)
+    _add_study_parsers(sub)
     return ap
 
 
@@ -288,6 +289,72 @@ def _add_blink_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _add_study_parsers(sub) -> None:
+    def set_args(p, variant: bool):
+        _add_params(p)
+        p.add_argument("--target", required=True, help="attacked frame detector, or 'clean' for the reference")
+        p.add_argument("--method", required=True, help="attack method ('none' for the clean reference)")
+        p.add_argument("--eps", required=True, type=float, help="L-inf budget, 0-255 levels")
+        if variant:
+            p.add_argument("--variant", help="compression variant (default: every variant of the study)")
+
+    p = sub.add_parser("attack", help="adversarial lossless video(s) of one study set (and, with --all, its compressions)")
+    set_args(p, False)
+    p.add_argument("--video", help="one video id of attacks.dataset (Snakemake form)")
+    p.add_argument("--out", help="output .mkv (one-video form)")
+    p.add_argument("--all", action="store_true", help="every selected video, then every compression (DVC form)")
+
+    p = sub.add_parser("compress", help="a compression variant of a lossless video")
+    p.add_argument("--src", required=True)
+    p.add_argument("--dst", required=True)
+    p.add_argument("--variant", required=True)
+
+    p = sub.add_parser("rescore", help="blink path + every trained detector on one study set")
+    set_args(p, True)
+    p.add_argument("--out", help="output JSON (one-variant form)")
+
+
+def cmd_attack(args) -> int:
+    from . import study
+
+    params = _params(args)
+    if args.video:
+        res = study.attack_one(params, args.target, args.method, args.eps, args.video, args.out)
+        print(f"{args.video}: {res['status']}" + (f" ({res['error']})" if res.get("error") else ""))
+        return 0
+    if not args.all:
+        raise SystemExit("blinkbench attack: give --video (one video) or --all (every selected video)")
+    for vid in study.selected_videos(params)["video_id"]:
+        out = study.adv_path(params, args.target, args.method, args.eps, "none", vid)
+        res = study.attack_one(params, args.target, args.method, args.eps, vid, out)
+        print(f"{vid}: {res['status']}")
+        for variant in params["attacks"]["compressions"]:
+            study.compress_one(out, study.adv_path(params, args.target, args.method, args.eps, variant, vid), variant)
+    return 0
+
+
+def cmd_compress(args) -> int:
+    from . import study
+
+    rec = study.compress_one(args.src, args.dst, args.variant)
+    print(f"{args.dst}: {rec['status']}")
+    return 0
+
+
+def cmd_rescore(args) -> int:
+    from . import study
+
+    params = _params(args)
+    variants = [args.variant] if args.variant else ["none", *params["attacks"]["compressions"]]
+    for v in variants:
+        out = args.out if args.out and args.variant else paths.path(
+            "study", dataset=params["attacks"]["dataset"], target=args.target, method=args.method,
+            eps=study._eps(args.eps), variant=v)
+        res = study.rescore_set(params, args.target, args.method, args.eps, v, out)
+        print(f"{study.set_name(args.target, args.method, args.eps, v)}: {len(res['videos'])} videos")
+    return 0
+
+
 def cmd_detectors(args) -> int:
     if args.frames:
         from .frames import available, get
@@ -361,6 +428,9 @@ COMMANDS = {
     **{name: cmd_train for _, _, t, _ in FAMILIES.values() for name in (t, t.replace("_", "-"))},
     **{name: cmd_evaluate for _, _, _, e in FAMILIES.values() for name in (e, e.replace("_", "-"))},
     "detect": cmd_detect,
+    "attack": cmd_attack,
+    "compress": cmd_compress,
+    "rescore": cmd_rescore,
 }
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ PATTERNS = {
     "frame_scores": DATA + "/evaluations/frame/{detector}/{train}/{test}.parquet",
     "frame_eval": DATA + "/evaluations/frame/{detector}/{train}/{test}.json",
     "frame_roc": DATA + "/evaluations/frame/{detector}/{train}/{test}.roc.csv",
+    # resiliency study (see blinkbench.study)
+    "adversarial": DATA + "/adversarial/{dataset}/{target}/{method}/eps{eps}/{variant}/{video}.mkv",
+    "study": DATA + "/study/{dataset}/{target}/{method}/eps{eps}/{variant}.json",
+    "study_work": DATA + "/study/{dataset}/{target}/{method}/eps{eps}/work/{variant}",
     "report": DATA + "/reports/index.html",
     "metrics": DATA + "/reports/metrics.json",
 }

@@ -58,3 +58,25 @@ def plot_roc(curves: dict[str, pd.DataFrame], out_png, title: str = "") -> None:
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def plot_eps_sweep(df: pd.DataFrame, out_png, title: str = "") -> None:
+    """Detection rate of fake videos against eps: one panel per compression variant, frame
+    detectors solid, blink detectors dashed (``df``: variant, eps, detector, detection_rate)."""
+    variants = list(dict.fromkeys(df["variant"]))
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.2 * len(variants), 4), dpi=110, squeeze=False)
+    for ax, v in zip(axes[0], variants):
+        sub = df[df["variant"] == v]
+        for det, g in sub.groupby("detector", sort=True):
+            g = g.sort_values("eps")
+            blink = det.startswith("blink/")
+            ax.plot(g["eps"], g["detection_rate"], ls="--" if blink else "-", marker="o", ms=3, lw=1,
+                    label=det.split("/", 1)[1] + (" (blink)" if blink else ""))
+        ax.set(xlabel="eps (L-inf, 0-255 levels)", ylabel="fake videos detected", ylim=(-0.03, 1.03),
+               title=f"compression: {v}")
+    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -121,6 +121,10 @@ def build(params: dict) -> Path:
         if det_metrics:
             metrics[f"{family}_detectors"] = det_metrics
         sections.append(det_html)
+    study_metrics, study_html = study_section(params, out_dir)
+    if study_metrics:
+        metrics["study"] = study_metrics
+    sections.append(study_html)
     io.write_json(metrics, paths.PATTERNS["metrics"])
     page = _PAGE.format(body="\n".join(sections) or "<p>No datasets configured.</p>")
     report = Path(paths.PATTERNS["report"])
@@ -207,6 +211,77 @@ def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tup
             rel = png.relative_to(out_dir).as_posix()
             parts.append(f"<figure><img src='{e(rel)}' alt='ROC'><figcaption>{e(rel)}</figcaption></figure>")
     return metrics, "\n".join(parts)
+
+
+def study_results(params: dict) -> pd.DataFrame:
+    """One row per (study set, detector) from the re-scoring JSONs that exist."""
+    from .study import plan
+
+    if not params["attacks"]["enabled"]:
+        return pd.DataFrame()
+    ds = params["attacks"]["dataset"]
+    rows = []
+    for t, m, e, v in plan(params):
+        p = paths.path("study", dataset=ds, target=t, method=m, eps=e, variant=v)
+        if not p.exists():
+            continue
+        summ = io.read_json(p)["summary"]
+        base = {"target": t, "method": m, "eps": float(e), "variant": v, **{f"{k}": summ.get("perceptual", {}).get(k)
+                for k in ("psnr_mean", "ssim_mean", "linf_max", "success_rate")},
+                "blink_change": summ.get("blink_path", {}).get("mean_blink_change"),
+                "ear_median_change": summ.get("blink_path", {}).get("mean_ear_median_change")}
+        for det, d in summ.items():
+            if "/" in det:
+                rows.append({**base, "detector": det, "n": d["n"], "detection_rate": d["detection_rate"],
+                             "mean_score": d["mean_score"], "video_fooled_rate": d.get("video_fooled_rate")})
+    return pd.DataFrame(rows)
+
+
+def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
+    """The resiliency study: detection rate of attacked fake videos per detector, eps and
+    compression (the clean reference is eps 0), perceptual cost, blink-path change; eps-sweep
+    plots with frame and blink detectors together."""
+    from .plotting import plot_eps_sweep
+
+    df = study_results(params)
+    if df.empty:
+        return {}, ""
+    e = html.escape
+    a = params["attacks"]
+    parts = ["<h2>Resiliency study</h2>",
+             f"<p>Fake test videos of <code>{e(a['dataset'])}</code> attacked against the frame detector(s) "
+             f"{e(', '.join(a['targets']))} (white box, targeted at 'real'; models trained on "
+             f"<code>{e(a['models_trained_on'])}</code>), compressed, then re-scored by every trained detector: "
+             "frame detectors on the adversarial face crops, blink detectors on EAR re-extracted with the real "
+             "MediaPipe Face Mesh. eps 0 is the clean reference under the same compression. Detection rate: share "
+             "of fake videos scored >= 0.5 (robust accuracy; attack success = 1 - detection rate). "
+             "video_fooled_rate (frame detectors): share of videos with fewer than half their crops called fake. "
+             "blink_change: mean change in blink count against the clean source; perceptual cost inside the face "
+             "box before compression.</p>"]
+    metrics: dict = {}
+    for r in df.to_dict("records"):
+        metrics.setdefault(r["target"], {}).setdefault(r["method"], {}).setdefault(f"eps{r['eps']:g}", {}).setdefault(
+            r["variant"], {})[r["detector"]] = _num(r["detection_rate"])
+    clean = df[df["target"] == "clean"]
+    for t in a["targets"]:
+        for m in a["methods"]:
+            sub = pd.concat([clean, df[(df["target"] == t) & (df["method"] == m)]])
+            if sub.empty or (sub["target"] == t).sum() == 0:
+                continue
+            png = out_dir / f"study_{t}__{m}.png"
+            plot_eps_sweep(sub[["variant", "eps", "detector", "detection_rate"]], png,
+                           title=f"{m} against {t}: fake videos still detected")
+            rel = png.relative_to(out_dir).as_posix()
+            parts.append(f"<figure><img src='{e(rel)}' alt='eps sweep'><figcaption>{e(rel)}</figcaption></figure>")
+    wide = df.pivot_table(index=["target", "method", "eps", "variant"], columns="detector", values="detection_rate",
+                          aggfunc="first")
+    cost = df.groupby(["target", "method", "eps", "variant"])[["psnr_mean", "ssim_mean", "linf_max", "success_rate",
+                                                               "blink_change", "ear_median_change"]].first()
+    parts += ["<h3>Detection rate of fake videos</h3>",
+              wide.to_html(na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="t"),
+              "<h3>Perceptual cost and blink-path change</h3>",
+              cost.to_html(na_rep="", float_format=lambda x: f"{x:.3g}", border=0, classes="t")]
+    return {"detection_rate": metrics}, "\n".join(parts)
 
 
 def _table_html(df: pd.DataFrame) -> str:

@@ -63,7 +63,10 @@ STEPS: dict[str, StepSpec] = {
         StepSpec("train_frame", ("frame_detectors.hyper", "frame_detectors.val_fraction", "base"), False,
                  ("frame_model", "frame_model_info")),
         StepSpec("evaluate_frame", (), False, ("frame_scores", "frame_eval", "frame_roc")),
-        StepSpec("report", ("report", "detectors", "frame_detectors"), False, ("report", "metrics")),
+        StepSpec("attack", ("attacks.params", "attacks.batch_size", "base"), False, ("adversarial",)),
+        StepSpec("compress", (), False, ("adversarial",)),
+        StepSpec("rescore", ("landmarks", "blinks", "faces"), False, ("study",)),
+        StepSpec("report", ("report", "detectors", "frame_detectors", "attacks"), False, ("report", "metrics")),
     ]
 }
 
