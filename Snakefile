@@ -19,6 +19,7 @@ wildcard_constraints:
     target="|".join(["clean", *ATTACKS["targets"]]),
     method="|".join(["none", *ATTACKS["methods"]]),
     eps=r"[0-9.]+",
+    mode="suppress|inject",
 
 
 include: "rules/demo.smk"
@@ -29,6 +30,7 @@ include: "rules/ear.smk"
 include: "rules/blinks.smk"
 include: "rules/detectors.smk"
 include: "rules/study.smk"
+include: "rules/blink_attacks.smk"
 include: "rules/report.smk"
 
 

@@ -161,3 +161,31 @@ def get_rescore_inputs(wildcards):
         "blink_models": [paths.PATTERNS["blink_model"].format(detector=d, train=on) for d in BLINK_DETECTORS],
         "frame_models": [paths.PATTERNS["frame_model"].format(detector=d, train=on) for d in FRAME_DETECTORS],
     }
+
+
+BLINK_ATTACKS = config["blink_attacks"]
+
+
+def blink_attack_outputs():
+    """result.json of every EAR attack (after the source manifest exists) and the Landmark
+    Breaker tables."""
+    from blinkbench import blink_study as bb_blink_study
+
+    if not BLINK_ATTACKS["enabled"]:
+        return []
+    ds = BLINK_ATTACKS["dataset"]
+    checkpoints.manifest.get(dataset=ds)
+    outs = [paths.PATTERNS["landmark_breaker"].format(dataset=ds)]
+    for mode in BLINK_ATTACKS["modes"]:
+        for vid in bb_blink_study.videos(config, mode)["video_id"]:
+            outs.append(paths.PATTERNS["ear_attack"].format(dataset=ds, mode=mode, video=vid))
+    return outs
+
+
+def get_ear_attack_inputs(wildcards):
+    on = BLINK_ATTACKS["models_trained_on"]
+    return {
+        "video": VIDEOS[wildcards.dataset][wildcards.video],
+        "manifest": paths.PATTERNS["manifest"].format(dataset=wildcards.dataset),
+        "blink_models": [paths.PATTERNS["blink_model"].format(detector=d, train=on) for d in BLINK_DETECTORS],
+    }

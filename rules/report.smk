@@ -11,7 +11,8 @@ rule report:
             paths.PATTERNS["frame_eval"], detector=FRAME_DETECTORS, train=FRAME_TRAIN_ON, test=FRAME_TEST_ON
         ),
         frame_rocs=expand(paths.PATTERNS["frame_roc"], detector=FRAME_DETECTORS, train=FRAME_TRAIN_ON, test=FRAME_TEST_ON),
-        study=study_outputs(),
+        study=lambda wc: study_outputs(),
+        blink_attacks=lambda wc: blink_attack_outputs(),
     output:
         html=report(paths.PATTERNS["report"], category="Report", labels={"figure": "blinkbench report"}),
         metrics=paths.PATTERNS["metrics"],

@@ -224,3 +224,35 @@ def test_study_attack_compress_rescore_and_report(demo_project):
     assert "Resiliency study" in page and "study_meso4__fgsm.png" in page
     det = io.read_json(paths.PATTERNS["metrics"])["study"]["detection_rate"]
     assert set(det) == {"clean", "meso4"} and "frame/meso4" in det["meso4"]["fgsm"]["eps8"]["none"]
+
+
+def test_blink_path_attacks_wired_and_reported(demo_project):
+    """The workflow's blink-path attack steps on the demo: EAR suppression of a real test
+    video (re-scored by the real pipeline), Landmark Breaker tables, and the report section.
+    The attacks' own behaviour is tested in test_blink_attacks.py on real clips."""
+    from blinkbench import blink_study, report
+
+    _, params = demo_project
+    b = _files("blink_rate_rule")
+    if not b["blink_model"].exists():
+        protocol.train_blink(params, "blink_rate_rule", "demo", b["blink_model"], b["blink_model_info"])
+    params = {**params, "blink_attacks": {**params["blink_attacks"], "max_videos": 1, "modes": ["suppress"],
+                                          "ear": {"eps": 8, "steps": 5, "compressions": []},
+                                          "landmark_breaker": {"n_crops": 1, "attacks": ["mifgsm"],
+                                                               "conditions": ["none"]}}}
+    vid = blink_study.videos(params, "suppress")["video_id"].iloc[0]
+    assert vid.startswith("real_")
+    out = paths.path("ear_attack", dataset="demo", mode="suppress", video=vid)
+    res = blink_study.ear_attack_one(params, "suppress", vid, out)
+    assert res["status"] == "ok", res.get("error")
+    assert set(res["conditions"]) == {"clean", "lossless"}
+    assert res["conditions"]["clean"]["detector_p_fake"]["blink_rate_rule"] is not None
+    assert res["perceptual"]["linf"] <= 8
+    lb = blink_study.landmark_breaker(params, paths.path("landmark_breaker", dataset="demo"))
+    assert lb["status"] == "ok" and lb["n_crops"] == 1
+    wb = pd.read_csv(lb["tables"]["white_box"])
+    assert "mifgsm" in set(wb["attack"])
+    report.build(params)
+    page = Path(paths.PATTERNS["report"]).read_text()
+    assert "Attacks on the blink path" in page and "Landmark Breaker" in page
+    assert "suppress" in io.read_json(paths.PATTERNS["metrics"])["blink_attacks"]["mean_blinks"]

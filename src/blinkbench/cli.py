@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", metavar="DIR", help="keep the intermediate artifacts in DIR")
     _add_blink_parsers(sub)
     _add_study_parsers(sub)
+    _add_blink_attack_parsers(sub)
     return ap
 
 
@@ -314,6 +315,47 @@ def _add_study_parsers(sub) -> None:
     p.add_argument("--out", help="output JSON (one-variant form)")
 
 
+def _add_blink_attack_parsers(sub) -> None:
+    p = sub.add_parser("ear_attack", aliases=["ear-attack"], help="EAR suppression/injection on a video, re-scored")
+    _add_params(p)
+    p.add_argument("--mode", required=True, choices=["suppress", "inject"])
+    p.add_argument("--video", help="one video id of blink_attacks.dataset (Snakemake form)")
+    p.add_argument("--out", help="result.json path (one-video form)")
+    p.add_argument("--all", action="store_true", help="every selected video of this mode (DVC form)")
+
+    p = sub.add_parser("landmark_breaker", aliases=["landmark-breaker"], help="Landmark Breaker tables on face crops")
+    _add_params(p)
+    p.add_argument("--out", help="default: " + paths.PATTERNS["landmark_breaker"])
+
+
+def cmd_ear_attack(args) -> int:
+    from . import blink_study
+
+    params = _params(args)
+    ds = params["blink_attacks"]["dataset"]
+    if args.video:
+        todo = [(args.video, args.out or paths.path("ear_attack", dataset=ds, mode=args.mode, video=args.video))]
+    elif args.all:
+        todo = [(v, paths.path("ear_attack", dataset=ds, mode=args.mode, video=v))
+                for v in blink_study.videos(params, args.mode)["video_id"]]
+    else:
+        raise SystemExit("blinkbench ear_attack: give --video (one video) or --all")
+    for vid, out in todo:
+        res = blink_study.ear_attack_one(params, args.mode, vid, out)
+        print(f"{args.mode} {vid}: {res['status']}" + (f" ({res['error']})" if res.get("error") else ""))
+    return 0
+
+
+def cmd_landmark_breaker(args) -> int:
+    from . import blink_study
+
+    params = _params(args)
+    out = args.out or paths.path("landmark_breaker", dataset=params["blink_attacks"]["dataset"])
+    res = blink_study.landmark_breaker(params, out)
+    print(f"landmark breaker on {res['n_crops']} crops: {res['status']}")
+    return 0
+
+
 def cmd_attack(args) -> int:
     from . import study
 
@@ -431,6 +473,10 @@ COMMANDS = {
     "attack": cmd_attack,
     "compress": cmd_compress,
     "rescore": cmd_rescore,
+    "ear_attack": cmd_ear_attack,
+    "ear-attack": cmd_ear_attack,
+    "landmark_breaker": cmd_landmark_breaker,
+    "landmark-breaker": cmd_landmark_breaker,
 }
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ PATTERNS = {
     "adversarial": DATA + "/adversarial/{dataset}/{target}/{method}/eps{eps}/{variant}/{video}.mkv",
     "study": DATA + "/study/{dataset}/{target}/{method}/eps{eps}/{variant}.json",
     "study_work": DATA + "/study/{dataset}/{target}/{method}/eps{eps}/work/{variant}",
+    # attacks on the blink path (see blinkbench.blink_study)
+    "ear_attack": DATA + "/blink_attacks/{dataset}/{mode}/{video}/result.json",
+    "landmark_breaker": DATA + "/blink_attacks/{dataset}/landmark_breaker.json",
     "report": DATA + "/reports/index.html",
     "metrics": DATA + "/reports/metrics.json",
 }

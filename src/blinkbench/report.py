@@ -125,6 +125,10 @@ def build(params: dict) -> Path:
     if study_metrics:
         metrics["study"] = study_metrics
     sections.append(study_html)
+    ba_metrics, ba_html = blink_attack_section(params)
+    if ba_metrics:
+        metrics["blink_attacks"] = ba_metrics
+    sections.append(ba_html)
     io.write_json(metrics, paths.PATTERNS["metrics"])
     page = _PAGE.format(body="\n".join(sections) or "<p>No datasets configured.</p>")
     report = Path(paths.PATTERNS["report"])
@@ -282,6 +286,62 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
               "<h3>Perceptual cost and blink-path change</h3>",
               cost.to_html(na_rep="", float_format=lambda x: f"{x:.3g}", border=0, classes="t")]
     return {"detection_rate": metrics}, "\n".join(parts)
+
+
+def blink_attack_section(params: dict) -> tuple[dict, str]:
+    """EAR attacks (per video and condition: blinks found by the real pipeline, EAR inside the
+    targeted frames relative to the open level, blink detectors' fake probability, perceptual
+    cost) and Landmark Breaker's tables."""
+    b = params["blink_attacks"]
+    if not b["enabled"]:
+        return {}, ""
+    ds = b["dataset"]
+    root = Path(paths.PATTERNS["landmark_breaker"].format(dataset=ds)).parent
+    rows = []
+    for res_p in sorted(root.glob("*/*/result.json")):
+        r = io.read_json(res_p)
+        mode, vid = res_p.parent.parent.name, res_p.parent.name
+        cost = r.get("perceptual") or {}
+        for cond, c in (r.get("conditions") or {}).items():
+            scores = [v for v in (c.get("detector_p_fake") or {}).values() if v is not None]
+            rows.append({"mode": mode, "video_id": vid, "status": r.get("status"), "condition": cond,
+                         "n_blinks": c.get("n_blinks"), "focus_mean_ratio": c.get("focus_mean_ratio"),
+                         "blink_detectors_mean_p_fake": float(np.mean(scores)) if scores else None,
+                         "psnr": cost.get("psnr_mean"), "linf": cost.get("linf")})
+        if not r.get("conditions"):
+            rows.append({"mode": mode, "video_id": vid, "status": r.get("status"), "condition": "",
+                         "error": r.get("error", "")})
+    e = html.escape
+    parts = ["<h2>Attacks on the blink path</h2>",
+             "<p>EAR attacks through the differentiable Face Mesh port: <em>suppress</em> keeps a real video's "
+             "open-eye EAR through its blinks, <em>inject</em> gives a fake video a natural blink pattern. Each "
+             "adversarial video is re-scored by the real pipeline (MediaPipe Face Mesh, EAR, blink events) losslessly "
+             "and after compression. focus_mean_ratio: EAR over the targeted frames relative to the open-eye level "
+             "(suppress: towards 1; inject: towards the dip). blink_detectors_mean_p_fake: mean over the trained "
+             "blink detectors.</p>"]
+    metrics: dict = {}
+    if rows:
+        df = pd.DataFrame(rows)
+        parts.append(_table_html(df))
+        for r in rows:
+            if r.get("n_blinks") is not None:
+                metrics.setdefault(r["mode"], {}).setdefault(r["condition"], []).append(r["n_blinks"])
+        metrics = {m: {c: float(np.mean(v)) for c, v in d.items()} for m, d in metrics.items()}
+        metrics = {"mean_blinks": metrics}
+    lb = root / "landmark_breaker.json"
+    if lb.exists():
+        parts.append("<h3>Landmark Breaker (NME by the outer eye corners; SSIM in the face box)</h3>")
+        for name in ("white_box", "transfer", "compression"):
+            csv = root / f"landmark_breaker_{name}.csv"
+            if csv.exists() and csv.stat().st_size > 1:
+                try:
+                    t = pd.read_csv(csv)
+                except pd.errors.EmptyDataError:
+                    continue
+                parts += [f"<h4>{e(name.replace('_', ' '))}</h4>", _table_html(t)]
+                if name == "white_box" and "nme" in t.columns and "attack" in t.columns:
+                    metrics["landmark_breaker_white_box_nme"] = {a: _num(v) for a, v in zip(t["attack"], t["nme"])}
+    return metrics, "\n".join(parts)
 
 
 def _table_html(df: pd.DataFrame) -> str:

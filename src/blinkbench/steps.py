@@ -66,7 +66,11 @@ STEPS: dict[str, StepSpec] = {
         StepSpec("attack", ("attacks.params", "attacks.batch_size", "base"), False, ("adversarial",)),
         StepSpec("compress", (), False, ("adversarial",)),
         StepSpec("rescore", ("landmarks", "blinks", "faces"), False, ("study",)),
-        StepSpec("report", ("report", "detectors", "frame_detectors", "attacks"), False, ("report", "metrics")),
+        StepSpec("ear_attack", ("blink_attacks.ear", "blink_attacks.max_videos", "faces", "landmarks", "blinks", "base"),
+                 False, ("ear_attack",)),
+        StepSpec("landmark_breaker", ("blink_attacks.landmark_breaker", "base"), False, ("landmark_breaker",)),
+        StepSpec("report", ("report", "detectors", "frame_detectors", "attacks", "blink_attacks"), False,
+                 ("report", "metrics")),
     ]
 }
 
