@@ -120,7 +120,9 @@ TINY = {
     "detectors": {"enabled": ["blink_rate_rule", "minirocket"], "train_on": ["demo"], "test_on": ["demo", "extra"],
                   "hyper": {"minirocket": {"num_kernels": 840}}},
     "frame_detectors": {"enabled": ["block_dct"], "train_on": ["demo"], "test_on": ["demo"]},
-    "attacks": {"enabled": False},   # the study is tested in test_protocol.py (attacks take minutes)
+    # the attacks are tested in test_protocol.py / test_attacks.py / test_blink_attacks.py
+    "attacks": {"enabled": False},
+    "blink_attacks": {"enabled": False},
 }
 
 
@@ -259,6 +261,8 @@ def test_dvc_repro_status_and_incremental(tmp_path):
     cfg["frame_detectors"] = TINY["frame_detectors"]
     # DVC's study matrices empty: only the (cheap) clean reference runs, without compressions
     cfg["attacks"] = {**cfg["attacks"], "targets": [], "methods": [], "eps": [], "compressions": []}
+    cfg["blink_attacks"] = {**cfg["blink_attacks"], "modes": [],
+                            "landmark_breaker": {"n_crops": 1, "attacks": ["fgsm"], "conditions": ["none"]}}
     (work / "params.yaml").write_text(yaml.safe_dump(cfg))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"]):
         subprocess.run(cmd, cwd=work, check=True)
