@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
+import time
 from fractions import Fraction
 
 import av
@@ -145,3 +148,162 @@ def test_reader_prepare_runs_in_order_and_errors_reach_consumer(tmp_path):
         for f in video.FrameReader(p, prepare=bad, queue_size=2):
             got.append(f.data)
     assert got == [0, 1, 2, 3, 4]
+
+
+# ----------------------------------------------------------------------------- reader workers
+# Process-mode prepares must be picklable: module-level functions and objects.
+
+def _crop_and_index(f):
+    return f.rgb_crop((8, 8, 40, 40)), f.index
+
+
+def _fail_at_5(f):
+    if f.index == 5:
+        raise ZeroDivisionError("bug in prepare")
+    return f.index
+
+
+class _TwoArgError(Exception):
+    def __init__(self, a, b):  # pickles, but cannot be rebuilt from its args
+        super().__init__(f"{a}/{b}")
+
+
+def _unpicklable_fail(f):
+    if f.index == 2:
+        raise _TwoArgError("x", "y")
+    return f.index
+
+
+def _die_at_4(f):
+    if f.index == 4:
+        os._exit(3)  # a decoder crash, as far as the parent can tell
+    return f.index
+
+
+class _Log:
+    """Records each prepared frame index in a file (visible across processes)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __call__(self, f):
+        with open(self.path, "a") as fh:
+            fh.write(f"{f.index}\n")
+        return np.full((16, 16, 3), f.index, np.uint8)
+
+    def count(self) -> int:
+        with open(self.path) as fh:
+            return len(fh.read().split())
+
+
+WORKERS = pytest.mark.parametrize("worker", video.WORKERS)
+
+
+@pytest.fixture(scope="module")
+def clip40(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("clip40") / "v.mp4", _frames(40))
+
+
+def test_process_reader_delivers_the_thread_readers_frames(clip40):
+    ref = video.FrameReader(clip40, prepare=_crop_and_index)
+    want = [(f.index, f.timestamp_s, f.data[0], f.data[1]) for f in ref]
+    r = video.FrameReader(clip40, prepare=_crop_and_index, worker="process", queue_size=2)
+    got = list(r)
+    # Arrays kept past later frames are intact: they were copied out of the 2-slot ring.
+    assert [f.index for f in got] == list(range(40))
+    assert [f.timestamp_s for f in got] == [w[1] for w in want]
+    for f, (_, _, rgb, idx) in zip(got, want):
+        assert f.data[1] == idx
+        np.testing.assert_array_equal(f.data[0], rgb)
+    assert (got[0].width, got[0].height, got[0].av_frame) == (96, 64, None)
+    assert (r.fps, r.n_frames_hint, r.error) == (ref.fps, ref.n_frames_hint, "")
+    with pytest.raises(ValueError, match="decoder process"):
+        got[0].rgb()
+
+
+@WORKERS
+def test_reader_queue_bounds_frames_in_flight(tmp_path, clip40, worker):
+    log = _Log(tmp_path / "prepared.txt")
+    it = iter(video.FrameReader(clip40, prepare=log, worker=worker, queue_size=2))
+    next(it)
+    deadline = time.monotonic() + 20
+    while log.count() < 4 and time.monotonic() < deadline:  # 1 consumed + 2 queued + 1 waiting
+        time.sleep(0.02)
+    time.sleep(0.3)  # an unbounded producer would prepare all 40 frames meanwhile
+    assert log.count() == 4
+    rest = [f.data[0, 0, 0] for f in it]
+    assert rest == list(range(1, 40))
+
+
+@WORKERS
+def test_reader_on_truncated_file_keeps_frames_and_records_error(tmp_path, worker):
+    p = make_video(tmp_path / "ok.mkv", _frames(60))
+    data = p.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    r = video.FrameReader(cut, worker=worker, prepare=_crop_and_index)
+    frames = [f.data[1] for f in r]
+    assert 0 < len(frames) < 60
+    assert frames == list(range(len(frames)))
+    ref = video.FrameReader(cut)
+    assert len(list(ref)) == len(frames) and r.error == ref.error
+
+
+def test_process_reader_reraises_prepare_errors_after_earlier_frames(clip40):
+    got = []
+    with pytest.raises(ZeroDivisionError, match="bug in prepare") as ei:
+        for f in video.FrameReader(clip40, prepare=_fail_at_5, worker="process", queue_size=2):
+            got.append(f.data)
+    assert got == [0, 1, 2, 3, 4]
+    assert any("_fail_at_5" in n for n in ei.value.__notes__)  # the child's traceback
+    got = []
+    with pytest.raises(RuntimeError, match="_TwoArgError: x/y"):
+        for f in video.FrameReader(clip40, prepare=_unpicklable_fail, worker="process"):
+            got.append(f.data)
+    assert got == [0, 1]
+
+
+def test_process_reader_survives_a_dying_decoder(clip40):
+    r = video.FrameReader(clip40, prepare=_die_at_4, worker="process")
+    got = [f.data for f in r]
+    assert got == list(range(len(got))) and len(got) <= 4
+    assert "exit code 3" in r.error
+
+
+@WORKERS
+def test_reader_cleans_up_when_the_consumer_stops_early(monkeypatch, clip40, worker):
+    made = []
+    real = video.shared_memory.SharedMemory
+
+    def recording(*a, **kw):
+        shm = real(*a, **kw)
+        made.append(shm.name)
+        return shm
+
+    monkeypatch.setattr(video.shared_memory, "SharedMemory", recording)
+    before = {t.ident for t in threading.enumerate()}
+    for i, _ in enumerate(video.FrameReader(clip40, prepare=_crop_and_index, worker=worker, queue_size=2)):
+        if i == 3:
+            break
+    assert not [p for p in multiprocessing.active_children() if p.name == "blinkbench-decode"]
+    assert not [t for t in threading.enumerate() if t.ident not in before and t.name == "blinkbench-decode"]
+    assert len(made) == (worker == "process")
+    for name in made:  # the ring is unlinked
+        with pytest.raises(FileNotFoundError):
+            real(name=name)
+
+
+@pytest.mark.parametrize("threads", [False, 1, 2])
+def test_decoder_thread_settings_decode_the_same_pixels(clip40, threads):
+    ref = [f.rgb() for f in video.FrameReader(clip40)]
+    got = [f.rgb() for f in video.FrameReader(clip40, threads=threads)]
+    assert len(got) == len(ref) and all(np.array_equal(a, b) for a, b in zip(got, ref))
+
+
+def test_reader_rejects_bad_settings(clip40):
+    with pytest.raises(ValueError, match="worker"):
+        video.FrameReader(clip40, worker="fiber")
+    with pytest.raises(ValueError, match="queue_size"):
+        video.FrameReader(clip40, queue_size=0)
+    with pytest.raises(ValueError, match="threads"):
+        list(video.FrameReader(clip40, threads=0))

@@ -2,17 +2,24 @@
 
 ``probe`` never raises: it returns a :class:`VideoInfo` whose ``status`` says what is wrong
 with a file (missing, unreadable, no video stream, zero frames, corrupt). ``FrameReader``
-decodes on a background thread into a bounded queue, so decoding overlaps with whatever
-the consumer does (face detection, landmarks) and memory does not grow with video length.
+decodes on a background thread (or, with ``worker="process"``, in a child process that hands
+over ``prepare``'s arrays through a shared-memory ring) into a bounded queue, so decoding
+overlaps with whatever the consumer does (face detection, landmarks) and memory does not
+grow with video length.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import pickle
 import queue
 import threading
+import time
+import traceback
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -104,24 +111,34 @@ def probe(path: str | os.PathLike, count_frames: bool = True) -> VideoInfo:
 
 @dataclass
 class Frame:
-    """One decoded frame. Pixel access is lazy so consumers pay only for what they use."""
+    """One decoded frame. Pixel access is lazy so consumers pay only for what they use.
+
+    From a ``worker="process"`` reader the pixels stay in the decoder process: ``av_frame``
+    is None and only ``index``, ``timestamp_s``, ``width``, ``height`` and ``data`` are set."""
 
     index: int
     timestamp_s: float
-    av_frame: av.VideoFrame
+    av_frame: av.VideoFrame | None
     data: object = None  # what FrameReader's ``prepare`` returned for this frame
+    size: tuple[int, int] = (0, 0)  # (width, height) when there is no av_frame
 
     @property
     def width(self) -> int:
-        return self.av_frame.width
+        return self.av_frame.width if self.av_frame is not None else self.size[0]
 
     @property
     def height(self) -> int:
-        return self.av_frame.height
+        return self.av_frame.height if self.av_frame is not None else self.size[1]
+
+    def _pixels(self) -> av.VideoFrame:
+        if self.av_frame is None:
+            raise ValueError("this frame's pixels stayed in the decoder process; "
+                             "convert them in FrameReader's prepare")
+        return self.av_frame
 
     def rgb(self, max_side: int | None = None) -> np.ndarray:
         """Whole frame as RGB uint8, optionally downscaled so its longer side <= max_side."""
-        f = self.av_frame
+        f = self._pixels()
         if max_side and max(f.width, f.height) > max_side:
             s = max_side / max(f.width, f.height)
             return f.to_ndarray(
@@ -134,8 +151,8 @@ class Frame:
         coordinates (origin ``(x0 & ~1, y0 & ~1)`` whatever the pixel format), converting
         only that region from the decoder's planar YUV (a 720p frame costs ~5 ms to convert
         whole; a face crop a fraction of that). Falls back to whole-frame conversion for
-        pixel formats other than 8-bit 4:2:0."""
-        f = self.av_frame
+        pixel formats other than 8-bit 4:2:0 and 4:4:4."""
+        f = self._pixels()
         x0, y0, x1, y1 = _clip_box(box, f.width, f.height, even=True)
         fmt = f.format.name
         if fmt == "yuv420p" and x1 > x0 and y1 > y0:
@@ -172,10 +189,26 @@ _YUV2RGB_AFFINE = np.hstack(
 ).astype(np.float32)
 
 
+_scratch = threading.local()  # per-thread float32 buffer for the conversion below
+
+
 def _bt601_limited_to_rgb_cv(yuv: np.ndarray) -> np.ndarray:
-    """:func:`_bt601_limited_to_rgb` in OpenCV (SIMD, releases the GIL): ~0.3 ms for a 430 px
-    crop instead of ~2-3 ms; rounding differs by 1 level in a tiny share of values."""
-    return cv2.convertScaleAbs(cv2.max(cv2.transform(np.float32(yuv), _YUV2RGB_AFFINE), 0.0))
+    """:func:`_bt601_limited_to_rgb` in OpenCV (SIMD, releases the GIL): ~0.25 ms for a 430 px
+    crop instead of ~2-3 ms; rounding differs by 1 level in a tiny share of values.
+
+    The float32 intermediate lives in a per-thread buffer that only grows, worked on in
+    place: fresh 2 MB temporaries cost ~1000 page faults (~1.8 ms) per call on the main
+    thread, where glibc returns freed large blocks to the kernel. The result is bit-identical
+    to the allocating form (checked on all 2^24 YUV triples)."""
+    n = yuv.size
+    flat = getattr(_scratch, "f32", None)
+    if flat is None or flat.size < n:
+        flat = _scratch.f32 = np.empty(n, np.float32)
+    f = flat[:n].reshape(yuv.shape)
+    np.copyto(f, yuv, casting="unsafe")
+    cv2.transform(f, _YUV2RGB_AFFINE, dst=f)
+    cv2.max(f, 0.0, dst=f)
+    return cv2.convertScaleAbs(f)
 
 
 def _bt601_limited_to_rgb(yuv: np.ndarray) -> np.ndarray:
@@ -199,61 +232,66 @@ class DecodeError(RuntimeError):
 
 
 _END = object()
+WORKERS = ("thread", "process")
 
 
 class FrameReader:
-    """Iterate a video's frames in decode order, decoding on a background thread.
+    """Iterate a video's frames in decode order, decoding in the background.
 
-    ``queue_size`` bounds memory (frames in flight). ``prepare(frame)``, if given, runs on the
-    decode thread, in frame order, and its result is ``frame.data``: per-frame work such as
+    ``queue_size`` bounds memory (frames in flight). ``prepare(frame)``, if given, runs beside
+    the decoder, in frame order, and its result is ``frame.data``: per-frame work such as
     cropping then overlaps with the consumer (an exception in it is re-raised to the
-    consumer). Timestamps come from the stream's
-    presentation times, so variable-frame-rate videos get true times; if the stream has no
-    timestamps they are ``index / fps``. A decode error after some frames ends the iteration
-    and is kept in ``self.error`` (the frames before it are still delivered).
+    consumer). Timestamps come from the stream's presentation times, so variable-frame-rate
+    videos get true times; if the stream has no timestamps they are ``index / fps``. A decode
+    error after some frames ends the iteration and is kept in ``self.error`` (the frames
+    before it are still delivered). Leaving the loop early stops and cleans up the worker.
+
+    ``threads`` sets FFmpeg's decoder threads: True = frame and slice threads, as many as
+    FFmpeg picks (lowest latency; ~15 % more CPU per frame than one thread); False = FFmpeg's
+    default (slice threads only: one thread for the usual one-slice H.264); an int n = at
+    most n threads (1 = none).
+
+    ``worker="thread"`` decodes on a background thread of this process. ``worker="process"``
+    decodes and runs ``prepare`` in a child process (forkserver start, spawn where there is
+    none), so the two never contend for this process's GIL. Then ``prepare`` must be
+    picklable (a module-level function or object), frames carry no pixels (``av_frame`` is
+    None; ``width``/``height`` are set), and ``data`` comes back pickled, except an ndarray
+    result (or the ndarray first element of a tuple result), which travels through a
+    shared-memory ring of ``queue_size`` slots of one RGB frame each and is copied out, so the
+    consumer may keep it. A child that dies (e.g. a decoder crash) ends the iteration with
+    ``self.error`` set, like a decode error.
     """
 
-    def __init__(self, path: str | os.PathLike, queue_size: int = 32, threads: bool = True,
-                 prepare: "Callable[[Frame], object] | None" = None):
+    def __init__(self, path: str | os.PathLike, queue_size: int = 32, threads: bool | int = True,
+                 prepare: "Callable[[Frame], object] | None" = None, worker: str = "thread"):
+        if worker not in WORKERS:
+            raise ValueError(f"worker must be one of {WORKERS}, not {worker!r}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, not {queue_size}")
         self.path = str(path)
         self.queue_size = queue_size
         self.threads = threads
         self.prepare = prepare
+        self.worker = worker
         self.error: str = ""
         self.fps: float = float("nan")
         self.n_frames_hint: int = 0
 
     def __iter__(self) -> Iterator[Frame]:
-        try:
-            container = av.open(self.path)
-        except Exception as exc:
-            raise DecodeError(f"cannot open {self.path}: {exc}") from exc
-        if not container.streams.video:
-            container.close()
-            raise DecodeError(f"no video stream in {self.path}")
-        stream = container.streams.video[0]
-        if self.threads:
-            stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
-        self.fps = float(rate) if rate else float("nan")
-        self.n_frames_hint = int(stream.frames or 0)
-        tb = float(stream.time_base) if stream.time_base else None
+        return self._iter_process() if self.worker == "process" else self._iter_thread()
+
+    def _iter_thread(self) -> Iterator[Frame]:
+        container, stream = _open_stream(self.path, self.threads)
+        self.fps, self.n_frames_hint = _stream_info(stream)
         q: queue.Queue = queue.Queue(maxsize=self.queue_size)
         stop = threading.Event()
         failed: list[BaseException] = []
 
         def produce() -> None:
-            t0 = None
             try:
-                for i, fr in enumerate(container.decode(stream)):
+                for frame in _decoded(container, stream, self.fps):
                     if stop.is_set():
                         break
-                    if fr.pts is not None and tb:
-                        t0 = fr.pts if t0 is None else t0
-                        ts = (fr.pts - t0) * tb
-                    else:
-                        ts = i / self.fps if self.fps == self.fps and self.fps > 0 else float(i)
-                    frame = Frame(i, float(ts), fr)
                     if self.prepare is not None:
                         try:
                             frame.data = self.prepare(frame)
@@ -285,14 +323,225 @@ class FrameReader:
                     worker.join(timeout=0.05)
             container.close()
 
+    def _iter_process(self) -> Iterator[Frame]:
+        container, stream = _open_stream(self.path, False)  # headers only: frame size, fps
+        with container:
+            self.fps, self.n_frames_hint = _stream_info(stream)
+            slot = max(1, int(stream.codec_context.width or 1) * int(stream.codec_context.height or 1) * 3)
+        n_slots = self.queue_size
+        ctx = _mp_context(self.prepare)
+        shm = shared_memory.SharedMemory(create=True, size=slot * n_slots)
+        try:
+            free, stop = ctx.Semaphore(n_slots), ctx.Event()
+            out = ctx.Queue(maxsize=n_slots)
+            proc = ctx.Process(target=_decode_in_child, name="blinkbench-decode", daemon=True,
+                               args=(self.path, self.threads, self.prepare, shm.name, slot, n_slots, out, free, stop))
+            proc.start()
+            try:
+                while True:
+                    msg = _get(out, proc)
+                    if msg is None:
+                        self.error = f"decoder process died (exit code {proc.exitcode})"
+                        break
+                    if msg[0] == "frame":
+                        _, index, ts, size, payload = msg
+                        yield Frame(index, ts, None, _unpack(payload, shm, slot, free), size)
+                    elif msg[0] == "end":
+                        self.error = msg[1]
+                        break
+                    else:  # "raise": prepare failed in the child
+                        raise _exception_from(msg[1])
+            finally:
+                stop.set()
+                _stop_child(proc, out)
+        finally:
+            shm.close()
+            shm.unlink()
 
-def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+
+def _open_stream(path: str, threads: bool | int):
+    try:
+        container = av.open(path)
+    except Exception as exc:
+        raise DecodeError(f"cannot open {path}: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise DecodeError(f"no video stream in {path}")
+    stream = container.streams.video[0]
+    if threads is True:
+        stream.thread_type = "AUTO"
+    elif threads is not False:
+        n = int(threads)
+        if n < 1:
+            container.close()
+            raise ValueError(f"threads must be a bool or an int >= 1, not {threads!r}")
+        stream.thread_type = "AUTO" if n > 1 else "NONE"
+        stream.codec_context.thread_count = n
+    return container, stream
+
+
+def _stream_info(stream) -> tuple[float, int]:
+    """(fps, frame count from the header, 0 if unknown)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return (float(rate) if rate else float("nan")), int(stream.frames or 0)
+
+
+def _decoded(container, stream, fps: float) -> Iterator[Frame]:
+    """Frames in decode order with their timestamps (see FrameReader)."""
+    tb = float(stream.time_base) if stream.time_base else None
+    t0 = None
+    for i, fr in enumerate(container.decode(stream)):
+        if fr.pts is not None and tb:
+            t0 = fr.pts if t0 is None else t0
+            ts = (fr.pts - t0) * tb
+        else:
+            ts = i / fps if fps == fps and fps > 0 else float(i)
+        yield Frame(i, float(ts), fr)
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     while not stop.is_set():
         try:
             q.put(item, timeout=0.1)
-            return
+            return True
         except queue.Full:
             continue
+    return False
+
+
+# ----------------------------------------------------------------------------- process worker
+
+_mp_ctx = None
+
+
+def _mp_context(prepare):
+    """forkserver (spawn where unavailable): never fork a process that runs inference threads.
+    The server is started once, with this module and ``prepare``'s module preloaded, so each
+    reader's child is a cheap fork of it instead of a fresh interpreter importing PyAV."""
+    global _mp_ctx
+    if _mp_ctx is None:
+        if "forkserver" in mp.get_all_start_methods():
+            ctx = mp.get_context("forkserver")
+            mods = [__name__, getattr(prepare, "__module__", None) or type(prepare).__module__]
+            ctx.set_forkserver_preload([m for m in dict.fromkeys(mods) if m and m not in ("__main__", "builtins")])
+        else:
+            ctx = mp.get_context("spawn")
+        _mp_ctx = ctx
+    return _mp_ctx
+
+
+def _decode_in_child(path, threads, prepare, shm_name, slot, n_slots, out, free, stop) -> None:
+    """The child of ``FrameReader(worker="process")``: decode, prepare, hand over in order.
+
+    Messages: ("frame", index, ts, (w, h), payload), then one ("end", error) or
+    ("raise", exception). An array payload is written to ring slot ``k % n_slots`` once a
+    slot is free (the parent releases ``free`` after copying a slot out; both sides go in
+    frame order, so the k-th array always finds its slot read)."""
+    shm = shared_memory.SharedMemory(name=shm_name)
+    try:
+        try:
+            container, stream = _open_stream(path, threads)
+        except Exception as exc:
+            _put(out, ("end", f"decode stopped: {type(exc).__name__}: {exc}"), stop)
+            return
+        error, k = "", 0
+        with container:
+            fps, _ = _stream_info(stream)
+            try:
+                for frame in _decoded(container, stream, fps):
+                    if stop.is_set():
+                        return
+                    payload = ("obj", None)
+                    if prepare is not None:
+                        try:
+                            data = prepare(frame)
+                        except BaseException as exc:  # the consumer's bug: re-raised there
+                            _put(out, ("raise", _exception_blob(exc)), stop)
+                            return
+                        payload, k = _pack(data, shm, slot, n_slots, k, free, stop)
+                        if payload is None:  # stopped while waiting for a slot
+                            return
+                    if not _put(out, ("frame", frame.index, frame.timestamp_s, (frame.width, frame.height), payload), stop):
+                        return
+            except Exception as exc:  # truncated/corrupt: keep what decoded, record why
+                error = f"decode stopped: {type(exc).__name__}: {exc}"
+        _put(out, ("end", error), stop)
+    finally:
+        if stop.is_set():
+            out.cancel_join_thread()  # the parent has gone: do not block exit on unread messages
+        shm.close()
+
+
+def _pack(data, shm, slot: int, n_slots: int, k: int, free, stop):
+    """(payload, next k): an ndarray (or a tuple starting with one) goes into the ring."""
+    arr, rest = None, None
+    if isinstance(data, np.ndarray):
+        arr = data
+    elif isinstance(data, tuple) and data and isinstance(data[0], np.ndarray):
+        arr, rest = data[0], data[1:]
+    if arr is None or arr.dtype.hasobject or arr.nbytes > slot:
+        return ("obj", data), k
+    while not free.acquire(timeout=0.1):
+        if stop.is_set():
+            return None, k
+    j = k % n_slots
+    np.ndarray(arr.shape, arr.dtype, buffer=shm.buf, offset=j * slot)[...] = arr
+    return ("ring", j, arr.shape, arr.dtype, rest), k + 1
+
+
+def _unpack(payload, shm, slot: int, free):
+    if payload[0] == "obj":
+        return payload[1]
+    _, j, shape, dtype, rest = payload
+    arr = np.ndarray(shape, dtype, buffer=shm.buf, offset=j * slot).copy()
+    free.release()
+    return arr if rest is None else (arr, *rest)
+
+
+def _get(out, proc):
+    """Next message from the child, or None if it died without saying goodbye."""
+    while True:
+        try:
+            return out.get(timeout=0.2)
+        except queue.Empty:
+            if proc.is_alive():
+                continue
+        try:  # it may have sent its last message just before exiting
+            return out.get(timeout=0.2)
+        except queue.Empty:
+            return None
+
+
+def _stop_child(proc, out, timeout: float = 10.0) -> None:
+    """After ``stop`` is set: drain until the child exits (it may be blocked on a full queue),
+    terminate it if it does not."""
+    deadline = time.monotonic() + timeout
+    while proc.is_alive() and time.monotonic() < deadline:
+        try:
+            out.get(timeout=0.05)
+        except queue.Empty:
+            pass
+    if proc.is_alive():
+        proc.terminate()
+    proc.join()
+    out.close()
+
+
+def _exception_blob(exc: BaseException) -> tuple:
+    tb = traceback.format_exc()
+    try:
+        blob = pickle.dumps(exc)
+        pickle.loads(blob)
+        return ("pickle", blob, tb)
+    except Exception:
+        return ("text", f"{type(exc).__name__}: {exc}", tb)
+
+
+def _exception_from(info: tuple) -> BaseException:
+    kind, body, tb = info
+    exc = pickle.loads(body) if kind == "pickle" else RuntimeError(body)
+    exc.add_note("raised in FrameReader's decoder process:\n" + tb)
+    return exc
 
 
 def write_video(
