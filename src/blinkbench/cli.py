@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, config, paths, steps
+from . import __version__, config, io, paths, steps
 
 log = logging.getLogger("blinkbench")
 
@@ -217,21 +217,10 @@ def cmd_analyze(args) -> int:
         with tempfile.TemporaryDirectory(prefix="blinkbench-") as tmp:
             res = analyze(args.video, params, tmp, args.plot, progress=sys.stderr.isatty())
     if args.json:
-        print(json.dumps(_finite(res), sort_keys=True))
+        print(json.dumps(io.finite(res), sort_keys=True))
     else:
         print(_format_summary(res))
     return 0 if res["status"] == "ok" else 1
-
-
-def _finite(obj):
-    """JSON has no NaN: replace non-finite floats by null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _format_summary(r: dict) -> str:
@@ -448,7 +437,7 @@ def cmd_detect(args) -> int:
     with tempfile.TemporaryDirectory(prefix="blinkbench-") as tmp:
         res = detect_video(args.model, args.video, params, tmp)
     if args.json:
-        print(json.dumps(_finite(res), sort_keys=True))
+        print(json.dumps(io.finite(res), sort_keys=True))
     else:
         p = res["probability"]
         print(f"{res['video']}: {res['verdict']}" + (f"  (fake probability {p:.3f}, {res['detector']})" if p is not None

@@ -37,20 +37,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..registry import lookup, registrar
+
 REGISTRY: dict[str, type["Attack"]] = {}
 
 
-def register(name: str):
-    """Class decorator: make an attack available under ``name``."""
-
-    def deco(cls):
-        if name in REGISTRY and REGISTRY[name] is not cls:
-            raise ValueError(f"attack name {name!r} registered twice")
-        cls.name = name
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
+register = registrar(REGISTRY, "attack")
+"""Class decorator: make an attack available under ``name``."""
 
 
 def _load_all() -> None:
@@ -63,11 +56,7 @@ def available() -> list[str]:
 
 
 def get(name: str) -> type["Attack"]:
-    _load_all()
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown attack {name!r}; available: {', '.join(REGISTRY)}") from None
+    return lookup(REGISTRY, ("blinkbench.attacks.fakeretouch",), name, "attack")
 
 
 def create(name: str, **params: Any) -> "Attack":

@@ -175,7 +175,7 @@ def attack_video(
     if stats.pop("written", False) is False or stats["status"] == "error":
         _write_empty(out_path)       # also when written but failed afterwards (verification)
     stats["wall_s"] = time.perf_counter() - t_start
-    io.write_json(_finite(stats), stats_path(out_path))
+    io.write_json(io.finite(stats), stats_path(out_path))
     return stats
 
 
@@ -360,14 +360,3 @@ def summarise(records: list[dict], n_frames: int) -> dict[str, Any]:
         "ssim_mean": mean("ssim"),
         "time_per_frame_s": mean("time_s"),
     }
-
-
-def _finite(obj):
-    """JSON has no NaN/inf: replace them by None (recursively)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj

@@ -839,20 +839,9 @@ def run_ear_attack(video_path: str | Path, out_dir: str | Path, mode: str,
     except Exception as exc:  # bad input or a bug: recorded, never raised
         log.error("EAR attack on %s failed: %s\n%s", video_path, exc, traceback.format_exc())
         result.update(status="error", error=f"{type(exc).__name__}: {exc}")
-    result = finite(result)
+    result = io.finite(result)
     io.write_json(result, out_dir / "result.json")
     return result
-
-
-def finite(obj):
-    """JSON has no NaN or infinity: None instead (recursively), so result.json is strict JSON."""
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    return obj
 
 
 def _run(video: Path, out: Path, mode: str, p: EarAttackParams, models: dict, pp: dict) -> dict:
