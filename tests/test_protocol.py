@@ -222,6 +222,8 @@ def test_study_attack_compress_rescore_and_report(demo_project):
     report.build(params)
     page = Path(paths.PATTERNS["report"]).read_text()
     assert "Resiliency study" in page and "study_meso4__fgsm.png" in page
+    sweep = Path(paths.PATTERNS["report"]).parent / "study_sweep" / "meso4__fgsm__none__frame_meso4.csv"
+    assert list(pd.read_csv(sweep)["eps"]) == [0.0, 8.0]  # the clean reference, then the attack
     det = io.read_json(paths.PATTERNS["metrics"])["study"]["detection_rate"]
     assert set(det) == {"clean", "meso4"} and "frame/meso4" in det["meso4"]["fgsm"]["eps8"]["none"]
 

@@ -267,11 +267,16 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
         metrics.setdefault(r["target"], {}).setdefault(r["method"], {}).setdefault(f"eps{r['eps']:g}", {}).setdefault(
             r["variant"], {})[r["detector"]] = _num(r["detection_rate"])
     clean = df[df["target"] == "clean"]
+    sweep_dir = out_dir / "study_sweep"    # for `dvc plots`: one CSV per (target, method, variant, detector)
     for t in a["targets"]:
         for m in a["methods"]:
             sub = pd.concat([clean, df[(df["target"] == t) & (df["method"] == m)]])
             if sub.empty or (sub["target"] == t).sum() == 0:
                 continue
+            for (v, det), g in sub.groupby(["variant", "detector"], sort=True):
+                csv = sweep_dir / f"{t}__{m}__{v}__{det.replace('/', '_')}.csv"
+                with io.atomic_path(csv) as tmp:
+                    g.sort_values("eps")[["eps", "detection_rate"]].to_csv(tmp, index=False)
             png = out_dir / f"study_{t}__{m}.png"
             plot_eps_sweep(sub[["variant", "eps", "detector", "detection_rate"]], png,
                            title=f"{m} against {t}: fake videos still detected")
