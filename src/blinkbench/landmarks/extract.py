@@ -6,10 +6,13 @@ size changes < 15 %) so a tracking backend such as Face Mesh sees a stable image
 frame-to-frame tracking stays valid; it is re-centred only when the face moves on.
 
 Decoding, the crop choice and the crop's conversion to RGB run on a background thread
-(:class:`~blinkbench.video.FrameReader` with ``prepare``), so the calling thread only runs the
-backend; rows are collected in preallocated arrays and written in batches
-(:class:`~blinkbench.io.ParquetStream`), so throughput is bounded by the backend and memory
-does not grow with video length.
+(:class:`~blinkbench.video.FrameReader` with ``prepare``; a child process with ``WORKER =
+"process"``), so the calling thread only runs the backend; rows are collected in
+preallocated arrays and written in batches (:class:`~blinkbench.io.ParquetStream`), so memory
+does not grow with video length. Throughput is bounded by the backend only with a core to
+spare: decoding and cropping a 720p frame take ~2.6 ms CPU beside Face Mesh's ~3.3 ms, so
+on one core (what a busy shared machine gives a session) the step runs at ~half the mesh's
+rate whatever overlaps.
 
 Output columns: ``frame`` (decode order, 0-based), ``timestamp_s``, ``face_present``, and
 ``x``, ``y``, ``z``: fixed-size lists of ``n_points`` float32 frame pixels (NaN without a
@@ -25,12 +28,19 @@ import pyarrow.parquet as pq
 
 from ..faces import square_box
 from ..io import ParquetStream
-from ..video import FrameReader
+from ..video import FrameReader, probe
 from .base import LandmarkBackend
 
 LANDMARK_COLUMNS = ["frame", "timestamp_s", "face_present", "x", "y", "z"]
 BATCH = 256
 QUEUE = 8  # decoded frames in flight
+# FrameReader settings. Decoder threads: None = one thread up to 720p, FFmpeg's frame threads
+# above. One thread decodes and crops a 720p FF++ frame in ~2.6 ms CPU, under Face Mesh's
+# ~3.3 ms, and frame threading costs ~15 % more CPU, which is what the step is short of on
+# a shared machine; a 1080p frame takes ~5 ms, more than the mesh, so there threads pay.
+DECODER_THREADS: bool | int | None = None
+ONE_THREAD_MAX_PIXELS = 1280 * 720
+WORKER = "thread"  # "process" moves decoding off this process's GIL but not its CPU cost
 RECENTRE_SHIFT = 0.10
 RESIZE_TOLERANCE = 0.15
 
@@ -41,6 +51,26 @@ def landmark_schema(n_points: int) -> pa.Schema:
         [("frame", pa.int32()), ("timestamp_s", pa.float64()), ("face_present", pa.bool_()),
          ("x", pts), ("y", pts), ("z", pts)]
     )
+
+
+class CropPrepare:
+    """FrameReader ``prepare`` for :func:`extract`: the frame's face crop as RGB with its
+    (even) origin, ``(rgb, x0, y0)``, or None without a face. Runs beside the decoder, in
+    frame order (``StableCrop`` is stateful); a plain object so a decoder process can take it."""
+
+    def __init__(self, track: pd.DataFrame, scale: float):
+        self.boxes = track[["x0", "y0", "x1", "y1"]].to_numpy(np.float64)
+        self.has_face = track["face_present"].to_numpy(bool)
+        self.crop = StableCrop(scale)
+
+    def __call__(self, fr):
+        if fr.index < len(self.has_face) and self.has_face[fr.index]:
+            x0, y0, x1, y1 = self.crop.update(self.boxes[fr.index], fr.width, fr.height)
+            # rgb_crop keeps chroma-aligned (even) edges; use the box it really cut.
+            rgb = fr.rgb_crop((x0, y0, x1, y1))
+            if rgb.size:
+                return rgb, x0 & ~1, y0 & ~1
+        return None
 
 
 class StableCrop:
@@ -67,6 +97,12 @@ class StableCrop:
         return self.box
 
 
+def decoder_threads(video_path: str) -> bool | int:
+    """FrameReader ``threads`` for a video by its frame size (see ``DECODER_THREADS``)."""
+    info = probe(video_path, count_frames=False)
+    return 1 if 0 < info.width * info.height <= ONE_THREAD_MAX_PIXELS else True
+
+
 def extract(
     video_path: str,
     track: pd.DataFrame,
@@ -80,25 +116,14 @@ def extract(
 
     ``track`` is the face-track table (frame, face_present, x0, y0, x1, y1). ``meta`` is
     stored in the parquet metadata, completed with counts and status. Returns it."""
-    boxes = track[["x0", "y0", "x1", "y1"]].to_numpy(np.float64)
-    has_face = track["face_present"].to_numpy(bool)
-    n_track = len(track)
     scale = backend.crop_scale_hint or crop_scale
-    crop = StableCrop(scale)
     p = backend.n_points
-
-    def prepare(fr):  # on the decode thread, in frame order (StableCrop is stateful)
-        if fr.index < n_track and has_face[fr.index]:
-            x0, y0, x1, y1 = crop.update(boxes[fr.index], fr.width, fr.height)
-            # rgb_crop keeps chroma-aligned (even) edges; use the box it really cut.
-            rgb = fr.rgb_crop((x0, y0, x1, y1))
-            if rgb.size:
-                return rgb, x0 & ~1, y0 & ~1
-        return None
-
     # A few frames of slack are enough to overlap decoding with inference; each queued 1080p
     # frame holds ~3 MB, so 32 (the reader's default) would add ~100 MB for nothing.
-    reader = FrameReader(video_path, queue_size=QUEUE, prepare=prepare)
+    threads = DECODER_THREADS if DECODER_THREADS is not None else decoder_threads(video_path)
+    reader = FrameReader(video_path, queue_size=QUEUE, threads=threads, worker=WORKER,
+                         prepare=CropPrepare(track, scale))
+    n_track = len(track)
     batch = _Batch(BATCH, p)
     face_frames = n = 0
     backend.reset()
