@@ -118,8 +118,8 @@ TINY = {
     "report": {"ear_plots": 2},
     # two cheap detectors that train on the tiny demo's one real and one fake training video
     # (MiniRocket's calibration needs two per class: its training would be recorded as failed)
-    "detectors": {"enabled": ["blink_rate_rule", "catch22"], "train_on": ["demo"], "test_on": ["demo", "extra"],
-                  "hyper": {"catch22": {"n_estimators": 20}}},
+    "detectors": {"enabled": ["blink_rate_rule", "tsf"], "train_on": ["demo"], "test_on": ["demo", "extra"],
+                  "hyper": {"tsf": {"n_estimators": 20}}},
     "frame_detectors": {"enabled": ["block_dct"], "train_on": ["demo"], "test_on": ["demo"]},
     # the attacks are tested in test_protocol.py / test_attacks.py / test_blink_attacks.py
     "attacks": {"enabled": False},
@@ -173,10 +173,10 @@ def test_snakemake_complete_run_then_nothing_to_do(snake_run):
     assert metrics["demo"]["videos"] == 4 and metrics["demo"]["ok"] == 4
     # every (detector, train, test) evaluated; the rule baseline separates the demo's test pair
     det = metrics["blink_detectors"]
-    assert set(det) == {"blink_rate_rule", "catch22"}
-    assert set(det["catch22"]["demo"]) == {"demo", "extra"}
+    assert set(det) == {"blink_rate_rule", "tsf"}
+    assert set(det["tsf"]["demo"]) == {"demo", "extra"}
     assert det["blink_rate_rule"]["demo"]["demo"]["n"] == 2 and det["blink_rate_rule"]["demo"]["demo"]["auc"] == 1.0
-    assert (work / "data/reports/roc/blink__catch22__demo__demo.csv").exists()
+    assert (work / "data/reports/roc/blink__tsf__demo__demo.csv").exists()
     assert set(metrics["frame_detectors"]) == {"block_dct"}
     assert _planned(work) == Counter()
 
@@ -280,14 +280,14 @@ def test_dvc_repro_status_and_incremental(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "up to date" in _dvc(work, "status").stdout.lower()
     metrics = _dvc(work, "metrics", "show", "--json")
-    assert metrics.returncode == 0 and "blink_truth" in metrics.stdout and "catch22" in metrics.stdout
+    assert metrics.returncode == 0 and "blink_truth" in metrics.stdout and "tsf" in metrics.stdout
     plots = _dvc(work, "plots", "show", "--json")
-    assert plots.returncode == 0 and "blink__catch22__demo__demo.csv" in plots.stdout
+    assert plots.returncode == 0 and "blink__tsf__demo__demo.csv" in plots.stdout
 
     # Determinism: retraining and re-evaluating from scratch gives byte-identical outputs,
     # so the hashes in dvc.lock do not move.
     lock = (work / "dvc.lock").read_text()
-    for stage in ("train_blink@catch22-demo", "evaluate_blink@catch22-demo-demo"):
+    for stage in ("train_blink@tsf-demo", "evaluate_blink@tsf-demo-demo"):
         r = _dvc(work, "repro", "--force", "--single-item", stage)
         assert r.returncode == 0, r.stdout + r.stderr
     assert (work / "dvc.lock").read_text() == lock
