@@ -48,6 +48,7 @@ Linux carries the parent's high-water mark into it across fork + execve.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
@@ -574,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
                     "int, or auto (by frame size) (default: landmarks.extract.DECODER_THREADS)")
     ap.add_argument("--_child", nargs=2, metavar=("MODE", "VIDEO"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    from blinkbench.landmarks import extract as lm_extract
+    # the module, not the function blinkbench.landmarks re-exports under the same name
+    lm_extract = importlib.import_module("blinkbench.landmarks.extract")
 
     if args.worker:
         lm_extract.WORKER = args.worker
@@ -600,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {sys.version.split()[0]}, mediapipe {mediapipe.__version__}, PyAV {av.__version__}; "
           f"os.cpu_count() = {os.cpu_count()}; {len(clips)} FF++ clips under {shared}")
     print(f"landmark step reader: worker={getattr(lm_extract, 'WORKER', 'thread')}, "
-          f"decoder threads={getattr(lm_extract, 'DECODER_THREADS', True)}; "
+          f"decoder threads={getattr(lm_extract, 'DECODER_THREADS', True)} (None: by frame size); "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
     if not args.skip_throughput:
