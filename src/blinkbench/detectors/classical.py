@@ -318,16 +318,21 @@ class Catch22Detector(_Classical):
         return {"n_estimators": 200,     # trees in the forest
                 "catch24": True}         # add mean and std to the 22 features
 
-    def _fit_model(self, X, y, groups):
-        from sklearn.ensemble import RandomForestClassifier
+    def _features(self, X) -> np.ndarray:
+        # sktime's Catch22 is stateless (``fit_is_empty``), so it is built afresh here rather
+        # than kept in the model: the transformer holds numba dispatchers whose pickles carry
+        # a new UUID in every process, which made two identical fits hash differently in DVC.
         from sktime.transformations.catch22 import Catch22
 
         c22 = Catch22(catch24=bool(self.hyper["catch24"]), replace_nans=True)
-        F = np.asarray(c22.fit_transform(_panel(X)), dtype=float)
+        return np.asarray(c22.fit_transform(_panel(X)), dtype=float)
+
+    def _fit_model(self, X, y, groups):
+        from sklearn.ensemble import RandomForestClassifier
+
         forest = RandomForestClassifier(n_estimators=int(self.hyper["n_estimators"]), n_jobs=1,
                                         random_state=self.seed)
-        return c22, forest.fit(F, y)
+        return forest.fit(self._features(X), y)
 
     def _proba(self, X):
-        c22, forest = self.model_
-        return _fake_proba(forest, forest.predict_proba(np.asarray(c22.transform(_panel(X)), dtype=float)))
+        return _fake_proba(self.model_, self.model_.predict_proba(self._features(X)))
