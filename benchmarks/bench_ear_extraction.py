@@ -3,6 +3,7 @@
 
     python benchmarks/bench_ear_extraction.py [--shared PATH] [--repeats N]
                                               [--worker thread|process] [--decoder-threads T]
+                                              [--clips GLOB] [--yuv420]
 
 Acceptance point answered:
 
@@ -25,6 +26,8 @@ Throughput, per FF++ clip (``<shared>/samples/ffpp/**/videos/*.mp4``):
 
 Each (clip, mode) gets one discarded warm-up run, then ``--repeats`` timed runs (modes
 interleaved); the median is reported. Overall = total frames / sum of per-clip medians.
+``--clips`` times other clips and ``--yuv420`` yuv420p re-encodes of them (diagnostics: the
+shared FF++ clips are H.264 4:4:4, whose decoding costs more CPU than the usual 4:2:0).
 ``--worker`` / ``--decoder-threads`` override the landmark step's FrameReader settings
 (``landmarks.extract.WORKER`` / ``DECODER_THREADS``) to compare them.
 
@@ -48,6 +51,7 @@ Linux carries the parent's high-water mark into it across fork + execve.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import os
@@ -230,7 +234,7 @@ def run_naive(video: str) -> int:
 
 # ----------------------------------------------------------------------------- throughput
 
-def throughput(clips: list[Path], repeats: int) -> dict:
+def throughput(clips: list[Path], repeats: int, names: dict | None = None) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -245,7 +249,7 @@ def throughput(clips: list[Path], repeats: int) -> dict:
     t_start = time.perf_counter()
     thread_info = None
     for clip in clips:
-        name = f"{clip.parts[-4]}/{clip.name}" if len(clip.parts) >= 4 else clip.name
+        name = (names or {}).get(clip) or (f"{clip.parts[-4]}/{clip.name}" if len(clip.parts) >= 4 else clip.name)
         track = work / f"{clip.stem}.faces.parquet"
         fmeta = steps.faces_one(str(clip), track, work / f"{clip.stem}.crops.npz", params)  # untimed
         crops, origins = decode_crops(str(clip), track, backend, lcfg["crop_scale"])
@@ -303,9 +307,9 @@ def throughput(clips: list[Path], repeats: int) -> dict:
             "elapsed": time.perf_counter() - t_start}
 
 
-def print_throughput(res: dict, repeats: int) -> float:
+def print_throughput(res: dict, repeats: int, title: str = "FF++ c23, 1280x720") -> float:
     rows = res["rows"]
-    print(f"\n== Throughput: frames/s, median of {repeats} runs after 1 warm-up (FF++ c23, 1280x720) ==")
+    print(f"\n== Throughput: frames/s, median of {repeats} runs after 1 warm-up ({title}) ==")
     hdr = (f"{'clip':<28}{'pix_fmt':>9}{'frames':>7}{'crop':>6}{'pipeline':>10}{'mesh-only':>11}{'naive':>8}"
            f"{'pipe/mesh':>11}{'pipe/naive':>11}{'dec+crop':>10}{'cores':>7}{'busy':>6}{'need':>6}")
     print(hdr)
@@ -477,7 +481,8 @@ def make_reencoded(src: Path, times: int) -> Path:
     cached under /tmp."""
     from blinkbench.video import FrameReader, probe, write_video
 
-    dst = CACHE / f"{src.stem}_x{times}.mp4"
+    tag = hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:6]  # same stems in other folders
+    dst = CACHE / f"{src.stem}_{tag}_x{times}.mp4"
     info = probe(src)
     if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime and probe(dst).n_frames == times * info.n_frames:
         return dst
@@ -562,6 +567,9 @@ def memory(shared: Path, runs: int = 3) -> bool | None:
 
 # ----------------------------------------------------------------------------- main
 
+FFPP_GLOB = "samples/ffpp/**/videos/*.mp4"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="shared data root (default ../shared)")
@@ -573,6 +581,10 @@ def main(argv: list[str] | None = None) -> int:
                     "(default: landmarks.extract.WORKER)")
     ap.add_argument("--decoder-threads", help="FFmpeg decoder threads for the landmark step: true, false, an "
                     "int, or auto (by frame size) (default: landmarks.extract.DECODER_THREADS)")
+    ap.add_argument("--clips", default=FFPP_GLOB, help="throughput clips, a glob under --shared (default: "
+                    "the FF++ clips, which the target is about; others are diagnostics)")
+    ap.add_argument("--yuv420", action="store_true", help="diagnostic: time yuv420p re-encodes (libx264 crf 18, "
+                    "cached under /tmp) of the clips instead, to see what their 4:4:4 decoding costs")
     ap.add_argument("--_child", nargs=2, metavar=("MODE", "VIDEO"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     # the module, not the function blinkbench.landmarks re-exports under the same name
@@ -591,23 +603,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _quiet_native_logs()
     shared = args.shared.resolve()
-    clips = sorted((shared / "samples" / "ffpp").glob("**/videos/*.mp4"))
-    if not shared.exists() or not clips:
-        print(f"Shared samples not found under {shared} (expected samples/ffpp/**/videos/*.mp4); nothing to benchmark.")
+    clips = sorted(shared.glob(args.clips)) if shared.exists() else []
+    if not clips:
+        print(f"Shared samples not found under {shared} (expected {args.clips}); nothing to benchmark.")
         return 0
     import av
     import mediapipe
 
     print("blinkbench EAR-extraction benchmark")
     print(f"python {sys.version.split()[0]}, mediapipe {mediapipe.__version__}, PyAV {av.__version__}; "
-          f"os.cpu_count() = {os.cpu_count()}; {len(clips)} FF++ clips under {shared}")
+          f"os.cpu_count() = {os.cpu_count()}; {len(clips)} clips ({args.clips}) under {shared}")
     print(f"landmark step reader: worker={getattr(lm_extract, 'WORKER', 'thread')}, "
           f"decoder threads={getattr(lm_extract, 'DECODER_THREADS', True)} (None: by frame size); "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
     if not args.skip_throughput:
-        res = throughput(clips, max(1, args.repeats))
-        print_throughput(res, max(1, args.repeats))
+        names, title = None, ("FF++ c23, 1280x720" if args.clips == FFPP_GLOB else args.clips)
+        if args.yuv420:
+            originals = clips
+            clips = [make_reencoded(c, 1) for c in originals]
+            names = {c: f"{o.parts[-4]}/{o.stem} (420)" if len(o.parts) >= 4 else f"{o.stem} (420)"
+                     for c, o in zip(clips, originals)}
+            title += ", re-encoded yuv420p: a diagnostic, not the target's clips"
+        res = throughput(clips, max(1, args.repeats), names)
+        print_throughput(res, max(1, args.repeats), title)
     if not args.skip_memory:
         memory(shared, max(1, args.mem_runs))
     print(f"\nTotal benchmark time {time.perf_counter() - t0:.0f} s")
