@@ -126,20 +126,21 @@ def test_paa_averages_blocks_including_a_short_tail():
 
 
 _HASH_ALL = """
-import hashlib, io, json, os, sys, tempfile
+import hashlib, json, os, sys
 from blinkbench.detectors import available, create, get
 from blinkbench.synthetic import synthetic_videos
 videos, y = synthetic_videos(8, 3, duration_s=(8, 8))
-out, tmp = {}, tempfile.mkdtemp()
+out = {}
 for name in available():
-    det = create(name, seed=0, **get(name).test_params).fit(videos, y)
-    det.save(os.path.join(tmp, name))
-    out[name] = hashlib.sha256(open(os.path.join(tmp, name), "rb").read()).hexdigest()
+    path = os.path.join(sys.argv[1], name)
+    create(name, seed=0, **get(name).test_params).fit(videos, y).save(path)
+    with open(path, "rb") as fh:
+        out[name] = hashlib.sha256(fh.read()).hexdigest()
 print(json.dumps(out))
 """
 
 
-def test_every_model_file_is_byte_identical_across_processes():
+def test_every_model_file_is_byte_identical_across_processes(tmp_path):
     """DVC hashes the model files, so a rerun must write the same bytes, not just the same
     scores: fit every registered detector in two fresh processes and compare the files.
     (catch22 used to fail this: sktime's transformer pickles numba dispatchers whose UUIDs
@@ -148,11 +149,19 @@ def test_every_model_file_is_byte_identical_across_processes():
     import subprocess
     import sys
 
-    procs = [subprocess.Popen([sys.executable, "-c", _HASH_ALL], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = []
+    for i in range(2):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        log = open(d / "stderr.log", "w+")  # a file, not a pipe: the two runs never wait on us
+        procs.append((subprocess.Popen([sys.executable, "-c", _HASH_ALL, str(d)], stdout=subprocess.PIPE,
+                                       stderr=log, text=True), log))
     runs = []
-    for p in procs:
-        out, err = p.communicate(timeout=900)
+    for p, log in procs:
+        out, _ = p.communicate(timeout=900)
+        log.seek(0)
+        err = log.read()
+        log.close()
         assert p.returncode == 0, err[-3000:]
         runs.append(json.loads(out.strip().splitlines()[-1]))
     assert set(runs[0]) == set(DETECTORS)
