@@ -307,7 +307,7 @@ def throughput(clips: list[Path], repeats: int, names: dict | None = None) -> di
             "elapsed": time.perf_counter() - t_start}
 
 
-def print_throughput(res: dict, repeats: int, title: str = "FF++ c23, 1280x720") -> float:
+def print_throughput(res: dict, repeats: int, title: str) -> float:
     rows = res["rows"]
     print(f"\n== Throughput: frames/s, median of {repeats} runs after 1 warm-up ({title}) ==")
     hdr = (f"{'clip':<28}{'pix_fmt':>9}{'frames':>7}{'crop':>6}{'pipeline':>10}{'mesh-only':>11}{'naive':>8}"
@@ -568,6 +568,7 @@ def memory(shared: Path, runs: int = 3) -> bool | None:
 # ----------------------------------------------------------------------------- main
 
 FFPP_GLOB = "samples/ffpp/**/videos/*.mp4"
+FFPP_TITLE = "FF++ c23, 1280x720"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -605,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     shared = args.shared.resolve()
     clips = sorted(shared.glob(args.clips)) if shared.exists() else []
     if not clips:
-        print(f"Shared samples not found under {shared} (expected {args.clips}); nothing to benchmark.")
+        print(f"No clips match {args.clips} under {shared} (the shared samples beside the project root); nothing to benchmark.")
         return 0
     import av
     import mediapipe
@@ -618,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
     if not args.skip_throughput:
-        names, title = None, ("FF++ c23, 1280x720" if args.clips == FFPP_GLOB else args.clips)
+        names, title = None, (FFPP_TITLE if args.clips == FFPP_GLOB else args.clips)
         if args.yuv420:
             originals = clips
             clips = [make_reencoded(c, 1) for c in originals]
