@@ -58,8 +58,8 @@ def test_detector_learns_scores_and_round_trips(name, task, tmp_path):
     m = metrics(y_test, p)
     assert m["auc"] > 0.9, f"{name}: AUC {m['auc']:.3f} on a separable task ({m})"
 
-    det.save(tmp_path / f"{name}.pkl")
-    back = Detector.load(tmp_path / f"{name}.pkl")
+    det.save(tmp_path / f"{name}.zip")
+    back = Detector.load(tmp_path / f"{name}.zip")
     assert type(back) is type(det) and back.hyper == det.hyper
     assert np.array_equal(back.predict_proba(test), p)
 
@@ -90,7 +90,7 @@ def test_unknown_hyper_parameter_is_rejected(name):
 @pytest.mark.parametrize("name", DETECTORS)
 def test_save_before_fit_is_refused(name, tmp_path):
     with pytest.raises(RuntimeError):
-        create(name).save(tmp_path / "x.pkl")
+        create(name).save(tmp_path / "x.zip")
 
 
 def test_fit_needs_both_classes(task):
@@ -105,7 +105,10 @@ def test_load_refuses_a_foreign_pickle(tmp_path):
 
     path = tmp_path / "other.pkl"
     path.write_bytes(pickle.dumps({"something": "else"}))
-    with pytest.raises(ValueError, match="not a blinkbench detector"):
+    with pytest.raises(ValueError, match="pickle.*refuses"):
+        Detector.load(path)
+    path.write_bytes(b"not a model at all")
+    with pytest.raises(ValueError, match="not a blinkbench model file"):
         Detector.load(path)
 
 

@@ -20,13 +20,13 @@ PATTERNS = {
     "blink_summary": DATA + "/blinks/{dataset}/{video}.json",
     "dataset_summary": DATA + "/reports/{dataset}/videos.csv",
     # blink detectors: one model per (detector, training dataset), one evaluation per test dataset
-    "blink_model": DATA + "/models/blink/{detector}/{train}.pkl",
+    "blink_model": DATA + "/models/blink/{detector}/{train}.zip",
     "blink_model_info": DATA + "/models/blink/{detector}/{train}.json",
     "blink_scores": DATA + "/evaluations/blink/{detector}/{train}/{test}.parquet",
     "blink_eval": DATA + "/evaluations/blink/{detector}/{train}/{test}.json",
     "blink_roc": DATA + "/evaluations/blink/{detector}/{train}/{test}.roc.csv",
     # frame detectors: the same layout under models/frame and evaluations/frame
-    "frame_model": DATA + "/models/frame/{detector}/{train}.pkl",
+    "frame_model": DATA + "/models/frame/{detector}/{train}.zip",
     "frame_model_info": DATA + "/models/frame/{detector}/{train}.json",
     "frame_scores": DATA + "/evaluations/frame/{detector}/{train}/{test}.parquet",
     "frame_eval": DATA + "/evaluations/frame/{detector}/{train}/{test}.json",

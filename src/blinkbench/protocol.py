@@ -117,12 +117,13 @@ def _write_evaluation(table: pd.DataFrame, scores: dict[str, float], head: dict,
 
 
 def _load_or_record(loader, model_path, table, head, outs) -> object | None:
-    """Load a model; a model file that records a failed training yields an error evaluation."""
-    from .detectors.base import UntrainedModel
+    """Load a model; a model file that records a failed training, or one that is refused
+    (a pickle, a damaged or foreign file), yields an error evaluation."""
+    from .modelfile import ModelFileError, UntrainedModel
 
     try:
         return loader(model_path)
-    except UntrainedModel as exc:
+    except (UntrainedModel, ModelFileError) as exc:
         _write_evaluation(table, {}, {**head, "status": "error", "error": str(exc)}, *outs)
         return None
 
@@ -199,7 +200,7 @@ def train_frame(params: dict, detector: str, dataset: str, out_model: str | Path
     except Exception as exc:
         log.error("training %s on %s failed: %s", detector, dataset, exc, exc_info=True)
         info.update(status="error", error=f"{type(exc).__name__}: {exc}")
-        save_failure(out_model, detector, info["error"])
+        save_failure(out_model, detector, info["error"], kind="frame")
     io.write_json(info, out_info)
     return info
 
@@ -207,13 +208,7 @@ def train_frame(params: dict, detector: str, dataset: str, out_model: str | Path
 def _load_frame(path):
     from .frames import FrameDetector
 
-    try:
-        return FrameDetector.load(path)
-    except ValueError:
-        from .detectors import Detector  # a failure record is written in the blink format
-
-        Detector.load(path)
-        raise
+    return FrameDetector.load(path)
 
 
 def evaluate_frame(params: dict, model_path: str | Path, dataset: str, out_scores: str | Path,
@@ -245,19 +240,23 @@ def evaluate_frame(params: dict, model_path: str | Path, dataset: str, out_score
 
 def detect_video(model_path: str | Path, video: str | Path, params: dict, workdir: str | Path) -> dict:
     """``blinkbench detect``: one video through a trained blink detector (EAR via ``analyze``)
-    or frame detector (face crops via the faces step, mean frame probability)."""
-    import pickle
+    or frame detector (face crops via the faces step, mean frame probability). The model file
+    is read once; one that is refused (a pickle, a damaged or foreign file, a failed training)
+    gives an error record without touching the video."""
+    from . import modelfile
+    from .frames import FrameDetector
 
-    with open(model_path, "rb") as fh:
-        kind = pickle.load(fh).get("kind", "blink")
-    return (_detect_frame if kind == "frame" else _detect_blink)(model_path, video, params, workdir)
+    try:
+        det = modelfile.load(model_path)
+    except (modelfile.ModelFileError, modelfile.UntrainedModel, OSError) as exc:
+        return {"video": str(video), "detector": None, "family": None, "status": "error", "probability": None,
+                "verdict": "unknown", "error": f"model {model_path}: {exc}"}
+    return (_detect_frame if isinstance(det, FrameDetector) else _detect_blink)(det, video, params, workdir)
 
 
-def _detect_blink(model_path, video, params, workdir) -> dict:
+def _detect_blink(det, video, params, workdir) -> dict:
     from .cli import analyze
-    from .detectors import Detector
 
-    det = Detector.load(model_path)
     summary = analyze(str(video), params, workdir)
     ear_p = Path(workdir) / "ear.parquet"
     out = {"video": str(video), "detector": det.name, "family": det.family, "status": summary.get("status", "error")}
@@ -272,10 +271,9 @@ def _detect_blink(model_path, video, params, workdir) -> dict:
     return out
 
 
-def _detect_frame(model_path, video, params, workdir) -> dict:
+def _detect_frame(det, video, params, workdir) -> dict:
     from . import steps
 
-    det = _load_frame(model_path)
     w = Path(workdir)
     meta = steps.faces_one(video, w / "faces.parquet", w / "crops.npz", params)
     out = {"video": str(video), "detector": det.name, "family": det.family, "status": meta.get("status", "error")}

@@ -8,7 +8,9 @@ A detector
 - ``fit(videos, y)`` on a list of :class:`~blinkbench.series.VideoSeries` with labels
   (1 = fake, 0 = real);
 - ``predict_proba(videos)`` gives one fake probability per *video*;
-- ``save(path)`` and ``Detector.load(path)`` round-trip it exactly (same scores).
+- ``save(path)`` and ``Detector.load(path)`` round-trip it exactly (same scores), through a
+  data-only model file (:mod:`blinkbench.modelfile`: JSON, safetensors, skops with an
+  allow-list; never a pickle).
 
 As in scikit-learn, ``__init__`` only stores parameters; the work happens in ``fit``.
 Capabilities are class attributes: ``view`` says which input it uses (``"windows"``: fixed
@@ -18,28 +20,23 @@ statistics), ``family`` groups it in reports (``rule``, ``classical``, ``neural`
 
 from __future__ import annotations
 
-import pickle
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from .. import io
+from .. import modelfile
+from ..modelfile import ModelFileError, UntrainedModel  # noqa: F401  (re-exported)
 from ..registry import HyperParams, registrar
 from ..series import SeriesConfig, VideoSeries, aggregate, feature_matrix, window_batch
 
-FORMAT = 1
 REGISTRY: dict[str, type["Detector"]] = {}
-
-
-class UntrainedModel(ValueError):
-    """A model file that records why training failed instead of a fitted detector."""
 
 
 def _drop_fit_timings(obj, depth: int = 6, seen: set | None = None) -> None:
     """Zero the wall-clock ``fit_time_`` that sktime estimators keep (anywhere inside a
-    detector): it is the only thing that made two identical fits pickle to different bytes,
+    detector): it is the only thing that made two identical fits save to different bytes,
     and so change DVC hashes on a rerun."""
     seen = set() if seen is None else seen
     if depth < 0 or id(obj) in seen or isinstance(obj, (np.ndarray, str, bytes, int, float)):
@@ -57,11 +54,10 @@ def _drop_fit_timings(obj, depth: int = 6, seen: set | None = None) -> None:
         _drop_fit_timings(c, depth - 1, seen)
 
 
-def save_failure(path: str | Path, name: str, error: str) -> None:
+def save_failure(path: str | Path, name: str, error: str, kind: str = "blink") -> None:
     """Write a model file that records a failed training, so the run goes on and the
     evaluation and report show why (loading it raises :class:`UntrainedModel`)."""
-    with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        pickle.dump({"format": FORMAT, "name": name, "detector": None, "error": error}, fh, protocol=5)
+    modelfile.save_failure(path, name, error, kind)
 
 
 register = registrar(REGISTRY, "detector")
@@ -86,27 +82,21 @@ class Detector(HyperParams, ABC):
         """Fake probability per video, shape (len(videos),), in [0, 1]."""
 
     def save(self, path: str | Path) -> None:
-        """Pickle the fitted detector atomically, with a header naming it."""
+        """Write the fitted detector atomically as a data-only model file."""
         if not self.fitted_:
             raise RuntimeError(f"{self.name}: save() before fit()")
         _drop_fit_timings(self)
-        with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            pickle.dump({"format": FORMAT, "name": self.name, "detector": self}, fh, protocol=5)
+        modelfile.save(self, path, "blink")
 
     @staticmethod
     def load(path: str | Path) -> "Detector":
-        with open(path, "rb") as fh:
-            blob = pickle.load(fh)
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a blinkbench detector file (format {FORMAT})")
-        if blob.get("detector") is None:
-            raise UntrainedModel(f"{path}: {blob.get('name')} was not trained: {blob.get('error', 'unknown reason')}")
-        det = blob["detector"]
-        det._after_load()
-        return det
+        """The detector in a blink model file; :class:`ModelFileError` for anything else
+        (a pickle, a frame model, a type outside the allow-list), :class:`UntrainedModel`
+        for a recorded training failure. Nothing in the file is executed."""
+        return modelfile.load(path, "blink")
 
     def _after_load(self) -> None:
-        """Hook for detectors that must restore state pickle cannot (e.g. eval mode)."""
+        """Hook for detectors that must restore state after loading (e.g. eval mode)."""
 
     def describe(self) -> dict:
         return {"name": self.name, "family": self.family, "view": self.view, "seed": self.seed,

@@ -12,12 +12,12 @@ A frame detector
 - ``predict_frames(crops)`` gives a fake probability per crop (uint8 RGB or float in [0,1]);
 - ``predict_videos(cropset)`` gives video-level scores (``evaluation.frame_to_video``:
   mean probability and fraction of frames called fake);
-- ``save(path)`` / ``FrameDetector.load(path)`` round-trip it with identical scores.
+- ``save(path)`` / ``FrameDetector.load(path)`` round-trip it with identical scores, through
+  a data-only model file (:mod:`blinkbench.modelfile`; never a pickle).
 """
 
 from __future__ import annotations
 
-import pickle
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +26,9 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 import pandas as pd
 
-from .. import io, paths
+from .. import modelfile, paths
 from ..registry import HyperParams, registrar
 
-FORMAT = 1
 REGISTRY: dict[str, type["FrameDetector"]] = {}
 
 
@@ -118,18 +117,14 @@ class FrameDetector(HyperParams, ABC):
     def save(self, path: str | Path) -> None:
         if not self.fitted_:
             raise RuntimeError(f"{self.name}: save() before fit()")
-        with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            pickle.dump({"format": FORMAT, "kind": "frame", "name": self.name, "detector": self}, fh, protocol=5)
+        modelfile.save(self, path, "frame")
 
     @staticmethod
     def load(path: str | Path) -> "FrameDetector":
-        with open(path, "rb") as fh:
-            blob = pickle.load(fh)
-        if not isinstance(blob, dict) or blob.get("kind") != "frame" or blob.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a blinkbench frame detector file (format {FORMAT})")
-        det = blob["detector"]
-        det._after_load()
-        return det
+        """The detector in a frame model file; ``modelfile.ModelFileError`` for anything else,
+        ``modelfile.UntrainedModel`` for a recorded training failure (both ValueErrors).
+        Nothing in the file is executed."""
+        return modelfile.load(path, "frame")
 
     def _after_load(self) -> None:
         pass
