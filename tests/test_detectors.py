@@ -146,7 +146,7 @@ print(json.dumps(out))
 def test_every_model_file_is_byte_identical_across_processes(tmp_path):
     """DVC hashes the model files, so a rerun must write the same bytes, not just the same
     scores: fit every registered detector in two fresh processes and compare the files.
-    (catch22 used to fail this: sktime's transformer pickles numba dispatchers whose UUIDs
+    (catch22 used to fail this: sktime's transformer pickled numba dispatchers whose UUIDs
     are new in every process; TSF and WEASEL kept a wall-clock ``fit_time_``.)"""
     import json
     import subprocess

@@ -74,8 +74,8 @@ def test_overfits_tiny_batch_and_round_trips(case, tmp_path):
     assert h[-1]["train_acc"] == 1.0
     before = det.predict_frames(cs.crops)
     assert before.shape == (8,) and ((before >= 0) & (before <= 1)).all() and np.ptp(before) > 0
-    det.save(tmp_path / "det.pkl")
-    back = FrameDetector.load(tmp_path / "det.pkl")
+    det.save(tmp_path / "det.zip")
+    back = FrameDetector.load(tmp_path / "det.zip")
     assert type(back) is type(det) and back.hyper == det.hyper
     np.testing.assert_array_equal(back.predict_frames(cs.crops), before)
     assert not back.network().training
@@ -83,7 +83,7 @@ def test_overfits_tiny_batch_and_round_trips(case, tmp_path):
 
 def test_save_before_fit_refused(tmp_path):
     with pytest.raises(RuntimeError):
-        create("meso4").save(tmp_path / "x.pkl")
+        create("meso4").save(tmp_path / "x.zip")
     with pytest.raises(RuntimeError):
         create("meso4").network()
 
@@ -465,5 +465,5 @@ def test_one_epoch_end_to_end_on_demo(tmp_path, monkeypatch):
     assert len(v) == 6 and v["mean_prob"].between(0, 1).all()
     m = evaluation.metrics(v["label"], v["mean_prob"])
     assert m["n"] == 6 and m["n_fake"] == 3 and m["auc"] is not None
-    det.save(tmp_path / "models" / "resnet50.pkl")
+    det.save(tmp_path / "models" / "resnet50.zip")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "models", "raw"]

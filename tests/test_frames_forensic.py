@@ -151,8 +151,8 @@ def test_separates_synthetic_task_at_video_level(cls, task, fitted):
 @pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.name)
 def test_save_load_identical(cls, task, fitted, tmp_path):
     det = fitted[cls.name]
-    det.save(tmp_path / "det.pkl")
-    back = FrameDetector.load(tmp_path / "det.pkl")
+    det.save(tmp_path / "det.zip")
+    back = FrameDetector.load(tmp_path / "det.zip")
     assert type(back) is cls and back.describe() == det.describe()
     crops = task[1].crops[:12]
     np.testing.assert_array_equal(back.predict_frames(crops), det.predict_frames(crops))

@@ -199,7 +199,7 @@ def test_fit_is_seeded_quiet_and_round_trips_exactly(name, data, tmp_path, monke
     assert info["n_val_videos"] >= 2 and info["best_epoch"] is not None
     assert {"train_loss", "val_loss", "val_acc"} <= set(a.history_[info["best_epoch"]])
 
-    path = tmp_path / "det.pkl"
+    path = tmp_path / "det.zip"
     a.save(path)
     assert b"lightning" not in path.read_bytes()         # the net as a state dict, no Trainer
     back = Detector.load(path)

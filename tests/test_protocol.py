@@ -81,7 +81,7 @@ def test_train_then_evaluate_on_demo(demo_project, detector):
 def test_training_is_deterministic(demo_project, tmp_path):
     _, params = demo_project
     f = _files("minirocket")
-    a, b = tmp_path / "a.pkl", tmp_path / "b.pkl"
+    a, b = tmp_path / "a.zip", tmp_path / "b.zip"
     protocol.train_blink(params, "minirocket", "demo", a, tmp_path / "a.json")
     protocol.train_blink(params, "minirocket", "demo", b, tmp_path / "b.json")
     assert _sha(a) == _sha(b)
@@ -116,8 +116,8 @@ def test_unknown_hyper_parameter_fails_at_once(demo_project, tmp_path):
     _, params = demo_project
     bad = {**params, "detectors": {**params["detectors"], "hyper": {"minirocket": {"n_kernels": 5}}}}
     with pytest.raises(TypeError, match="n_kernels"):
-        protocol.train_blink(bad, "minirocket", "demo", tmp_path / "m.pkl", tmp_path / "m.json")
-    assert not (tmp_path / "m.pkl").exists()
+        protocol.train_blink(bad, "minirocket", "demo", tmp_path / "m.zip", tmp_path / "m.json")
+    assert not (tmp_path / "m.zip").exists()
 
 
 def test_report_has_detector_metrics_matrix_and_roc(demo_project):

@@ -116,9 +116,13 @@ class BinaryLogitModule(lightning.LightningModule):
 
 
 class PicklesNetAsWeights:
-    """Pickle a fitted ``self.net_`` as numpy weights plus what rebuilds it
-    (``_rebuild_net()``), never as a live module, Trainer or DataModule; loading rebuilds the
-    network in eval mode, so saved and loaded models score identically."""
+    """A detector whose fitted ``self.net_`` is rebuilt from its spec (``_rebuild_net()``)
+    plus its weights, never kept as a live module, Trainer or DataModule.
+
+    Model files: :mod:`blinkbench.modelfile` stores the state dict as safetensors and the
+    spec as JSON, and loads them back into a rebuilt network in eval mode (never a pickle).
+    In memory, ``copy.deepcopy`` (and in-process pickling, e.g. to a worker) goes through
+    ``__getstate__``/``__setstate__`` below, which carry the weights as NumPy arrays."""
 
     def _rebuild_net(self):  # -> nn.Module with the saved architecture
         raise NotImplementedError

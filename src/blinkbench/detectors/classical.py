@@ -19,9 +19,10 @@ estimators take as ordinary data.
 
 The heavy libraries are imported inside the methods, so registering these detectors (and
 ``blinkbench.detectors.available()``) stays cheap. Each estimator runs single-threaded
-(``n_jobs=1``) and is seeded from the detector's ``seed``; a fitted detector pickles whole
-(the estimators keep plain NumPy arrays, no compiled objects), so ``save``/``load`` give the
-same scores. Numba compiles the kernels on first use: sktime's once per environment (cached
+(``n_jobs=1``) and is seeded from the detector's ``seed``; a fitted detector's estimators are
+saved with skops and loaded against an explicit allow-list of their types
+(:data:`blinkbench.modelfile.TRUSTED`; they keep plain NumPy arrays, no compiled objects),
+so ``save``/``load`` give the same scores without unpickling anything. Numba compiles the kernels on first use: sktime's once per environment (cached
 on disk; about two minutes in all for rocket, minirocket, weasel and catch22 on a busy 2-core
 machine), tslearn's DTW and GAK at every interpreter start (10-20 s for DTW there).
 """
@@ -320,8 +321,9 @@ class Catch22Detector(_Classical):
 
     def _features(self, X) -> np.ndarray:
         # sktime's Catch22 is stateless (``fit_is_empty``), so it is built afresh here rather
-        # than kept in the model: the transformer holds numba dispatchers whose pickles carry
-        # a new UUID in every process, which made two identical fits hash differently in DVC.
+        # than kept in the model: the transformer holds numba dispatchers, which carry a new
+        # UUID in every process (two identical fits hashed differently in DVC) and which no
+        # data-only format stores.
         from sktime.transformations.catch22 import Catch22
 
         c22 = Catch22(catch24=bool(self.hyper["catch24"]), replace_nans=True)

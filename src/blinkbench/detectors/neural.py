@@ -20,9 +20,9 @@ Input: channel 0 is the prepared EAR window (``series.prepare``: median-normalis
 default, masked samples filled with the open-eye level). With ``mask_channel=True`` the
 observed-mask (1/0) is fed as channel 1, so a network can tell filled gaps from open eyes.
 
-A fitted detector pickles its network as a state dict (numpy arrays) plus the arguments that
-build it (``net_spec_``); no Trainer or DataModule is stored, and a loaded detector predicts
-exactly (bit for bit) what it did before saving.
+A fitted detector is saved as its network's state dict (safetensors) plus the arguments that
+build it (``net_spec_``, JSON; see :mod:`blinkbench.modelfile`); no Trainer or DataModule is
+stored, and a loaded detector predicts exactly (bit for bit) what it did before saving.
 """
 
 from __future__ import annotations

@@ -41,21 +41,58 @@ from torch import nn
 from .nets import Inception, Meso4, MesoInception4, _ConvBlock
 
 
-def read_h5(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{layer: {weight: array}}`` for the layers that hold weights, in file order; weight
-    names lose their ``layer/`` prefix and ``:0`` suffix (``kernel``, ``moving_mean``...)."""
+MAX_H5_BYTES = 64 << 20      # both MesoNets hold well under 1 MB of weights
+MAX_H5_NAMES = 10_000        # layer and weight names per attribute
+
+
+def _names(attrs, key: str, path) -> list[str]:
+    """A ``layer_names``/``weight_names`` attribute as strings, its size checked first."""
+    if key not in attrs:
+        return []
+    n = attrs.get_id(key).shape
+    if len(n) > 1 or (n and n[0] > MAX_H5_NAMES):
+        raise ValueError(f"{path}: attribute {key} has shape {n}, not a list of at most {MAX_H5_NAMES} names")
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in np.atleast_1d(attrs[key])]
+
+
+def _h5_datasets(h, path) -> dict[str, dict[str, "h5py.Dataset"]]:
+    """``{layer: {weight: dataset}}`` of an open file, no array read yet. Each weight must be
+    a float dataset in this file (no links or external storage to other files), and their declared sizes must add up to at most :data:`MAX_H5_BYTES`
+    (a few-KB file can declare gigabytes of unwritten data)."""
     import h5py
 
-    out: dict[str, dict[str, np.ndarray]] = {}
-    with h5py.File(path, "r") as h:
-        root = h["model_weights"] if "model_weights" in h else h      # full-model saves nest weights
-        for raw in root.attrs["layer_names"]:
-            name = raw.decode() if isinstance(raw, bytes) else str(raw)
-            g = root[name]
-            names = [w.decode() if isinstance(w, bytes) else str(w) for w in g.attrs.get("weight_names", [])]
-            if names:
-                out[name] = {n.split("/")[-1].split(":")[0]: np.asarray(g[n]) for n in names}
+    root = h["model_weights"] if "model_weights" in h else h      # full-model saves nest weights
+    out: dict[str, dict[str, h5py.Dataset]] = {}
+    total = 0
+    for name in _names(root.attrs, "layer_names", path):
+        g = root.get(name) if isinstance(root.get(name, getlink=True), h5py.HardLink) else None
+        if not isinstance(g, h5py.Group):
+            raise ValueError(f"{path}: layer {name!r} is not an HDF5 group")
+        names = _names(g.attrs, "weight_names", path)
+        if not names:
+            continue
+        layer = {}
+        for n in names:
+            ds = g.get(n) if isinstance(g.get(n, getlink=True), h5py.HardLink) else None   # no external links
+            if not isinstance(ds, h5py.Dataset) or ds.external or ds.dtype.kind != "f" or ds.ndim > 4:
+                raise ValueError(f"{path}: weight {name}/{n} is not a float array of at most 4 dimensions")
+            total += int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize
+            if total > MAX_H5_BYTES:
+                raise ValueError(f"{path}: weights declare more than {MAX_H5_BYTES} bytes (at {name}/{n}, "
+                                 f"shape {ds.shape}): not a MesoNet file")
+            layer[n.split("/")[-1].split(":")[0]] = ds
+        out[name] = layer
     return out
+
+
+def read_h5(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer: {weight: array}}`` for the layers that hold weights, in file order; weight
+    names lose their ``layer/`` prefix and ``:0`` suffix (``kernel``, ``moving_mean``...).
+    Sizes are checked before any array is read (at most :data:`MAX_H5_BYTES` in all)."""
+    import h5py
+
+    with h5py.File(path, "r") as h:
+        return {layer: {k: np.asarray(ds) for k, ds in ws.items()} for layer, ws in _h5_datasets(h, path).items()}
 
 
 def _index(name: str) -> int:
@@ -68,29 +105,42 @@ def _by_type(weights: dict[str, dict[str, np.ndarray]], kind: str) -> list[dict[
     return [weights[n] for n in sorted(names, key=_index)]
 
 
-def _set(param: torch.Tensor, value: np.ndarray, what: str) -> None:
-    value = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-    if tuple(param.shape) != tuple(value.shape):
-        raise ValueError(f"{what}: Keras shape {tuple(value.shape)} does not fit {tuple(param.shape)}")
+def _set(param: torch.Tensor, ds, what: str, perm: tuple[int, ...] | None = None, sign: float = 1.0) -> None:
+    """Copy Keras weight ``ds`` (an h5py dataset or array), transposed by ``perm``, into
+    ``param``; its shape is checked before it is read."""
+    shape = tuple(ds.shape)
+    ours = shape if perm is None else tuple(shape[i] for i in perm) if len(shape) == len(perm) else None
+    if ours != tuple(param.shape):
+        raise ValueError(f"{what}: Keras shape {shape} does not fit {tuple(param.shape)}")
+    value = np.asarray(ds, dtype=np.float32)
+    if perm is not None:
+        value = value.transpose(perm)
+    value = torch.from_numpy(np.ascontiguousarray(sign * value, dtype=np.float32))
     with torch.no_grad():
         param.copy_(value)
 
 
-def _conv(m: nn.Conv2d, w: dict[str, np.ndarray], what: str) -> None:
-    _set(m.weight, w["kernel"].transpose(3, 2, 0, 1), what + ".kernel")       # HWIO -> OIHW
-    _set(m.bias, w["bias"], what + ".bias")
+def _weight(w: dict, key: str, what: str):
+    if key not in w:
+        raise ValueError(f"{what}: no {key!r} weight (has {sorted(w)})")
+    return w[key]
 
 
-def _bn(m: nn.BatchNorm2d, w: dict[str, np.ndarray], what: str) -> None:
-    _set(m.weight, w["gamma"], what + ".gamma")
-    _set(m.bias, w["beta"], what + ".beta")
-    _set(m.running_mean, w["moving_mean"], what + ".moving_mean")
-    _set(m.running_var, w["moving_variance"], what + ".moving_variance")
+def _conv(m: nn.Conv2d, w: dict, what: str) -> None:
+    _set(m.weight, _weight(w, "kernel", what), what + ".kernel", (3, 2, 0, 1))       # HWIO -> OIHW
+    _set(m.bias, _weight(w, "bias", what), what + ".bias")
 
 
-def _dense(m: nn.Linear, w: dict[str, np.ndarray], what: str, sign: float = 1.0) -> None:
-    _set(m.weight, sign * w["kernel"].T, what + ".kernel")
-    _set(m.bias, sign * w["bias"], what + ".bias")
+def _bn(m: nn.BatchNorm2d, w: dict, what: str) -> None:
+    _set(m.weight, _weight(w, "gamma", what), what + ".gamma")
+    _set(m.bias, _weight(w, "beta", what), what + ".beta")
+    _set(m.running_mean, _weight(w, "moving_mean", what), what + ".moving_mean")
+    _set(m.running_var, _weight(w, "moving_variance", what), what + ".moving_variance")
+
+
+def _dense(m: nn.Linear, w: dict, what: str, sign: float = 1.0) -> None:
+    _set(m.weight, _weight(w, "kernel", what), what + ".kernel", (1, 0), sign)
+    _set(m.bias, _weight(w, "bias", what), what + ".bias", None, sign)
 
 
 def _inception_convs(block: Inception) -> list[nn.Conv2d]:
@@ -102,10 +152,17 @@ def load_keras_weights(net: Meso4 | MesoInception4, path: str | Path) -> dict:
     """Copy the authors' Keras weights into ``net`` (which must use input_size 256).
 
     Every weight in the file is consumed and every parameter and batch-norm statistic of
-    ``net`` is set; otherwise ``ValueError``. Returns counts for the record."""
+    ``net`` is set; otherwise ``ValueError``. Layer counts and every array's shape are
+    checked against ``net`` before that array is read. Returns counts for the record."""
+    import h5py
+
     if net.input_size != 256:
         raise ValueError(f"the authors' MesoNet weights need input_size 256, got {net.input_size}")
-    weights = read_h5(path)
+    with h5py.File(path, "r") as h:
+        return _load_keras(net, _h5_datasets(h, path), path)
+
+
+def _load_keras(net: Meso4 | MesoInception4, weights: dict, path) -> dict:
     convs, bns, denses = _by_type(weights, "conv2d"), _by_type(weights, "batch_normalization"), _by_type(weights, "dense")
     if isinstance(net, MesoInception4):
         inc1, inc2 = net.backbone[0][0], net.backbone[1][0]
