@@ -154,6 +154,49 @@ def test_foreign_and_mismatched_files_are_refused(fitted_rocket, tmp_path):
     wrong = _replace(tmp_path / "fcn.zip", tmp_path / "d.zip", **{modelfile.WEIGHTS: st_save({"w": torch.zeros(3)})})
     with pytest.raises(modelfile.ModelFileError, match="do not fit"):
         Detector.load(wrong)
+    # a spec whose network would be far larger than its weights: refused on the meta device
+    header = json.loads(zipfile.ZipFile(tmp_path / "fcn.zip").read(modelfile.HEADER))
+    header["state"]["net_spec_"]["filters"] = [100_000, 100_000, 100_000]
+    huge = _replace(tmp_path / "fcn.zip", tmp_path / "e.zip", **{modelfile.HEADER: json.dumps(header).encode()})
+    with pytest.raises(modelfile.ModelFileError, match="do not fit"):
+        Detector.load(huge)
+
+
+def test_fuzzed_model_files_give_clean_errors(fitted_rocket, tmp_path):
+    """240 mutated model files (random byte flips, truncations, spliced garbage) of a
+    skops-based, a safetensors-based and a JSON-only detector: each either loads or is
+    refused with ModelFileError/UntrainedModel, never another exception."""
+    videos, y = synthetic_videos(6, 3, duration_s=(8, 8))
+    sources = [fitted_rocket.read_bytes()]
+    for name in ("blink_rate_rule", "fcn"):
+        create(name, seed=0, **get(name).test_params).fit(videos, y).save(tmp_path / f"{name}.zip")
+        sources.append((tmp_path / f"{name}.zip").read_bytes())
+    rng = np.random.default_rng(13)
+    outcomes = {"loaded": 0, "refused": 0}
+    for i in range(240):
+        data = bytearray(sources[i % 3])
+        how = (i // 3) % 4
+        if how == 0:                                   # flip a few bytes anywhere
+            for j in rng.integers(0, len(data), rng.integers(1, 8)):
+                data[j] ^= int(rng.integers(1, 256))
+        elif how == 1:                                 # truncate
+            data = data[: int(rng.integers(0, len(data)))]
+        elif how == 2:                                 # garbage spliced into the middle
+            j = int(rng.integers(0, len(data)))
+            data[j:j] = rng.integers(0, 256, int(rng.integers(1, 64))).astype(np.uint8).tobytes()
+        else:                                          # flip bytes inside the JSON header only
+            start = bytes(data).find(b"{")
+            for j in rng.integers(start, start + 400, 3):
+                data[j] ^= int(rng.integers(1, 256))
+        path = tmp_path / "fuzz.zip"
+        path.write_bytes(bytes(data))
+        try:
+            Detector.load(path)
+            outcomes["loaded"] += 1
+        except (modelfile.ModelFileError, modelfile.UntrainedModel):
+            outcomes["refused"] += 1
+    print(f"fuzzed model files: {outcomes}")
+    assert outcomes["refused"] >= 100
 
 
 def test_failure_records_load_as_untrained_for_both_families(tmp_path):

@@ -196,9 +196,24 @@ def _open(path: str | Path) -> tuple[zipfile.ZipFile, dict]:
         raise ModelFileError(f"{path}: not a blinkbench model file (format {FORMAT} {VERSION})")
     try:
         z = zipfile.ZipFile(path)
-        infos = z.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise ModelFileError(f"{path}: not a readable blinkbench model file: {exc}") from None
+    try:
+        return z, _check(path, z)
+    except BaseException:
+        z.close()
+        raise
+
+
+def _read(path: Path, z: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        return z.read(name)
+    except Exception as exc:  # CRC mismatch, truncation, bad local header: the file's fault
+        raise ModelFileError(f"{path}: damaged member {name}: {type(exc).__name__}: {exc}") from None
+
+
+def _check(path: Path, z: zipfile.ZipFile) -> dict:
+    infos = z.infolist()
     names = [i.filename for i in infos]
     bad = [n for n in names if n not in MEMBERS]
     if bad or len(set(names)) != len(names) or HEADER not in names:
@@ -209,13 +224,15 @@ def _open(path: str | Path) -> tuple[zipfile.ZipFile, dict]:
     if z.getinfo(HEADER).file_size > MAX_HEADER_BYTES:
         raise ModelFileError(f"{path}: {HEADER} is larger than {MAX_HEADER_BYTES} bytes")
     try:
-        header = json.loads(z.read(HEADER))
-    except (ValueError, zipfile.BadZipFile) as exc:
+        header = json.loads(_read(path, z, HEADER))
+    except ValueError as exc:
+        if isinstance(exc, ModelFileError):
+            raise
         raise ModelFileError(f"{path}: unreadable {HEADER}: {exc}") from None
     if (not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION
             or header.get("kind") not in KINDS or not isinstance(header.get("name"), str)):
         raise ModelFileError(f"{path}: not a blinkbench model file (format {FORMAT} {VERSION})")
-    return z, header
+    return header
 
 
 def read_header(path: str | Path) -> dict:
@@ -238,12 +255,12 @@ def load(path: str | Path, kind: str | None = None):
         attrs = _json_state(path, header)
         names = set(z.namelist())
         if ESTIMATORS in names:
-            attrs.update(_estimators(path, z.read(ESTIMATORS)))
+            attrs.update(_estimators(path, _read(path, z, ESTIMATORS)))
         det = _instantiate(path, cls, attrs)
         if getattr(det, "fitted_", False) and hasattr(det, "_rebuild_net"):
             if WEIGHTS not in names:
                 raise ModelFileError(f"{path}: {header['name']} needs {WEIGHTS}")
-            _load_weights(path, det, z.read(WEIGHTS))
+            _load_weights(path, det, _read(path, z, WEIGHTS))
         elif WEIGHTS in names:
             raise ModelFileError(f"{path}: {header['name']} has no network, but the file holds weights")
     det._after_load()
@@ -310,21 +327,26 @@ def _estimators(path: Path, blob: bytes) -> dict:
 
 
 def _load_weights(path: Path, det, blob: bytes) -> None:
+    """Weights into a network rebuilt from the stored spec. The spec is checked on the meta
+    device first (no memory), so a spec that does not fit the weights (say, a huge layer
+    in a small file) is refused before a real network is allocated."""
+    import torch
     from safetensors.torch import load as st_load
 
     try:
-        net = det._rebuild_net()
-    except Exception as exc:
-        raise ModelFileError(f"{path}: cannot rebuild the network from the stored spec: {exc}") from None
-    own = net.state_dict()
-    try:
-        sd = st_load(blob)
+        sd = st_load(blob)               # tensors of at most the file's own size
     except Exception as exc:
         raise ModelFileError(f"{path}: unreadable {WEIGHTS}: {exc}") from None
-    missing, unexpected = set(own) - set(sd), set(sd) - set(own)
-    other = sorted(k for k in set(own) & set(sd) if own[k].shape != sd[k].shape or own[k].dtype != sd[k].dtype)
+    try:
+        with torch.device("meta"):
+            shapes = {k: (tuple(t.shape), t.dtype) for k, t in det._rebuild_net().state_dict().items()}
+    except Exception as exc:
+        raise ModelFileError(f"{path}: cannot rebuild the network from the stored spec: {exc}") from None
+    missing, unexpected = set(shapes) - set(sd), set(sd) - set(shapes)
+    other = sorted(k for k in set(shapes) & set(sd) if shapes[k] != (tuple(sd[k].shape), sd[k].dtype))
     if missing or unexpected or other:
         raise ModelFileError(f"{path}: weights do not fit the {det.name} network: missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(unexpected)[:5]}, other shape/dtype {other[:5]}")
+    net = det._rebuild_net()
     net.load_state_dict(sd, strict=True)
     det.net_ = net.eval()
