@@ -295,3 +295,28 @@ def test_an_h5_declaring_gigabytes_is_refused_before_reading(tmp_path, fn):
     peak_mib = int(lines[-1].split()[1]) / 1024
     print(f"file {path.stat().st_size} bytes; peak RSS growth while refusing: {peak_mib:.1f} MiB")
     assert peak_mib < 100, f"refusing grew the peak RSS by {peak_mib:.0f} MiB"
+
+
+def test_detect_opens_the_model_file_once(tmp_path, monkeypatch):
+    """``blinkbench detect`` used to unpickle the model twice (once for its kind, once to
+    use it); it now reads it once, whatever the video turns out to be."""
+    import builtins
+
+    from conftest import _params
+
+    videos, y = synthetic_videos(6, 3, duration_s=(8, 8))
+    model = tmp_path / "rule.zip"
+    create("blink_rate_rule").fit(videos, y).save(model)
+    (tmp_path / "clip.mp4").write_bytes(b"not a video")
+    opened = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if Path(str(file)) == model:
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    res = protocol.detect_video(model, tmp_path / "clip.mp4", _params(), tmp_path / "work")
+    assert res["detector"] == "blink_rate_rule" and res["status"] != "ok"
+    assert len(opened) == 1, f"model file opened {len(opened)} times"

@@ -25,12 +25,13 @@ that records a failed training raises :class:`UntrainedModel`.
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import json
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import io
 
@@ -185,24 +186,23 @@ def save_failure(path: str | Path, name: str, error: str, kind: str = "blink") -
 
 # ---------------------------------------------------------------------------- reading
 
-def _open(path: str | Path) -> tuple[zipfile.ZipFile, dict]:
-    path = Path(path)
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[tuple[zipfile.ZipFile, dict]]:
+    """The open zip and its checked header; the file is opened once (one handle)."""
     with open(path, "rb") as fh:
         head = fh.read(4)
-    if head[:1] == b"\x80":
-        raise ModelFileError(f"{path}: a Python pickle (the old model format): pickles can run code when "
-                             "loaded, so blinkbench refuses them; retrain the model (train_blink/train_frame)")
-    if head != b"PK\x03\x04" or not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path}: not a blinkbench model file (format {FORMAT} {VERSION})")
-    try:
-        z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ModelFileError(f"{path}: not a readable blinkbench model file: {exc}") from None
-    try:
-        return z, _check(path, z)
-    except BaseException:
-        z.close()
-        raise
+        if head[:1] == b"\x80":
+            raise ModelFileError(f"{path}: a Python pickle (the old model format): pickles can run code when "
+                                 "loaded, so blinkbench refuses them; retrain the model (train_blink/train_frame)")
+        if head != b"PK\x03\x04":
+            raise ModelFileError(f"{path}: not a blinkbench model file (format {FORMAT} {VERSION})")
+        fh.seek(0)
+        try:
+            z = zipfile.ZipFile(fh)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise ModelFileError(f"{path}: not a readable blinkbench model file: {exc}") from None
+        with z:
+            yield z, _check(path, z)
 
 
 def _read(path: Path, z: zipfile.ZipFile, name: str) -> bytes:
@@ -237,27 +237,25 @@ def _check(path: Path, z: zipfile.ZipFile) -> dict:
 
 def read_header(path: str | Path) -> dict:
     """The header of a model file (checked as :func:`load` does, nothing else read)."""
-    z, header = _open(path)
-    z.close()
-    return header
+    with _opened(Path(path)) as (_, header):
+        return header
 
 
 def load(path: str | Path, kind: str | None = None):
     """The detector in a model file (of ``kind`` blink/frame when given)."""
     path = Path(path)
-    z, header = _open(path)
-    with z:
-        if kind is not None and header["kind"] != kind:
-            raise ModelFileError(f"{path}: a {header['kind']} detector file, expected a {kind} detector")
+    with _opened(path) as (z, header):
         if header.get("status") != "ok":
             raise UntrainedModel(f"{path}: {header['name']} was not trained: {header.get('error') or 'unknown reason'}")
+        if kind is not None and header["kind"] != kind:
+            raise ModelFileError(f"{path}: a {header['kind']} detector file, expected a {kind} detector")
         cls = _detector_class(path, header)
         attrs = _json_state(path, header)
         names = set(z.namelist())
         if ESTIMATORS in names:
             attrs.update(_estimators(path, _read(path, z, ESTIMATORS)))
         det = _instantiate(path, cls, attrs)
-        if getattr(det, "fitted_", False) and hasattr(det, "_rebuild_net"):
+        if hasattr(det, "_rebuild_net"):
             if WEIGHTS not in names:
                 raise ModelFileError(f"{path}: {header['name']} needs {WEIGHTS}")
             _load_weights(path, det, _read(path, z, WEIGHTS))
@@ -295,8 +293,10 @@ def _json_state(path: Path, header: dict) -> dict:
 
 def _instantiate(path: Path, cls, attrs: dict):
     bad = [k for k in attrs if not isinstance(k, str) or not _ATTR.match(k)]
-    if bad or not isinstance(attrs.get("hyper"), dict) or type(attrs.get("seed")) is not int:
-        raise ModelFileError(f"{path}: bad detector state (attributes {bad[:5]}; hyper and seed needed)")
+    if (bad or not isinstance(attrs.get("hyper"), dict) or type(attrs.get("seed")) is not int
+            or attrs.get("fitted_") is not True):
+        raise ModelFileError(f"{path}: bad detector state (attributes {bad[:5]}; a fitted detector with hyper "
+                             "and seed expected)")
     unknown = set(attrs["hyper"]) - set(cls.default_hyper())
     if unknown:
         raise ModelFileError(f"{path}: unknown hyper-parameter(s) {sorted(unknown)} for {cls.name}")
@@ -337,6 +337,10 @@ def _load_weights(path: Path, det, blob: bytes) -> None:
         sd = st_load(blob)               # tensors of at most the file's own size
     except Exception as exc:
         raise ModelFileError(f"{path}: unreadable {WEIGHTS}: {exc}") from None
+    for key in ("net_spec_", "net_args_"):
+        spec = det.__dict__.get(key)
+        if isinstance(spec, dict) and "checkpoint" in spec:   # loading must not read other files
+            raise ModelFileError(f"{path}: the stored network spec names a checkpoint file; refused")
     try:
         with torch.device("meta"):
             shapes = {k: (tuple(t.shape), t.dtype) for k, t in det._rebuild_net().state_dict().items()}
