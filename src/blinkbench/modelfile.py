@@ -37,7 +37,6 @@ from . import io
 
 FORMAT = "blinkbench-model"
 VERSION = 2
-SUFFIX = ".zip"
 KINDS = ("blink", "frame")
 HEADER, WEIGHTS, ESTIMATORS = "model.json", "weights.safetensors", "estimators.skops"
 MEMBERS = (HEADER, WEIGHTS, ESTIMATORS)
