@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .video import FrameReader
+from .video import FrameReader, frame_count
 
 log = logging.getLogger(__name__)
 
@@ -179,16 +179,17 @@ def track_video(path: str, cfg: dict, progress=None) -> FaceTrackResult:
     reader = FrameReader(path)
     tracks: list[Track] = []
     timestamps: list[float] = []
-    # Crop candidates: at detection frames near 2N evenly spaced targets (decided once the
-    # frame count hint is known), crops of every detection there; the subject's are kept.
+    # Crop candidates: at detection frames near 2N targets spread evenly over the whole video
+    # (its frame count from video.frame_count, whatever the container), crops of every
+    # detection there; the subject's are kept.
     cand: dict[tuple[int, int], np.ndarray] = {}
-    targets: set[int] | None = None
+    targets = _crop_targets(frame_count(path), every, n_crops) if n_crops > 0 else set()
     fps = float("nan")
+    started = False
     try:
         for fr in reader:
-            if targets is None:
-                fps = reader.fps
-                targets = _crop_targets(reader.n_frames_hint, every, n_crops)
+            if not started:
+                fps, started = reader.fps, True
             timestamps.append(fr.timestamp_s)
             if progress is not None:
                 progress.update(1)
@@ -257,11 +258,14 @@ def track_video(path: str, cfg: dict, progress=None) -> FaceTrackResult:
     return FaceTrackResult(table, crops, crop_frames, meta)
 
 
-def _crop_targets(n_hint: int, every: int, n_crops: int) -> set[int]:
-    if n_crops <= 0:
+def _crop_targets(n_frames: int, every: int, n_crops: int) -> set[int]:
+    """2 x ``n_crops`` detection frames (multiples of ``every``) spread evenly over frames
+    0 .. n_frames - 1; none for an empty video. The last target is the last detection frame
+    inside the video, so a crop from the end exists whenever a face is seen there."""
+    if n_crops <= 0 or n_frames <= 0:
         return set()
-    n_hint = n_hint if n_hint > 0 else 100_000
-    pos = np.linspace(0, max(0, n_hint - 1), 2 * n_crops)
+    last = (n_frames - 1) // every * every
+    pos = np.linspace(0, last, 2 * n_crops)
     return {int(round(p / every)) * every for p in pos}
 
 
