@@ -13,12 +13,14 @@ Adapters (each module's docstring states its layout, ids, groups and splits):
 folder     ``root/real/**`` and ``root/fake/**`` (the embedded demo), optional splits.csv
 ffpp       FaceForensics++ ``original_sequences`` / ``manipulated_sequences``
 celebdf    Celeb-DF v1/v2 ``Celeb-real``, ``YouTube-real``, ``Celeb-synthesis`` + test list
-dfdc       DFDC ``dfdc_train_part_N/metadata.json`` (+ optional test ``labels.csv``)
+dfdc       DFDC ``dfdc_train_part_N/metadata.json``, Kaggle ``train_sample_videos/metadata.json``
+           (+ optional test ``labels.csv`` or ``test_parts``)
 =========  ======================================================================
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from types import ModuleType
@@ -28,7 +30,12 @@ import pandas as pd
 
 from ..io import stamp, write_parquet
 from . import celebdf, dfdc, ffpp, folder
-from .base import MANIFEST_COLUMNS, TEST_FRACTION, Entry, SplitConfig, check_entries, manifest_frame
+from .base import (
+    MANIFEST_COLUMNS, TEST_FRACTION, Entry, SplitConfig, check_entries, check_symlinks, manifest_frame, select_trial,
+    utf8_name_errors,
+)  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ADAPTERS", "MANIFEST_COLUMNS", "TEST_FRACTION", "Entry", "build_manifest", "discover",
@@ -44,19 +51,28 @@ COMMON_KEYS = frozenset({"adapter", "root", "max_videos"})
 def discover(name: str, ds_cfg: dict, params: dict) -> list[Entry]:
     """The dataset's videos, sorted by ``video_id``, without decoding any video.
 
-    Includes videos that metadata lists but whose file is absent. ``max_videos`` keeps the
-    first N by ``video_id``; splits are assigned before that cut, so they do not depend on it.
+    Includes videos that metadata lists but whose file is absent, and entries that must not
+    be read (a metadata name outside the root, a file name that is not UTF-8): those carry
+    an ``error`` and become error rows of the manifest. Symlinks are followed (see
+    :func:`base.check_symlinks`). ``max_videos`` keeps a balanced subset of N
+    (:func:`base.select_trial`: both labels, fakes with their originals, test and train);
+    splits are assigned before that cut, so they do not depend on it.
     Raises ValueError for an unknown adapter, a missing root, an option that belongs to
     another adapter, or a layout with no videos.
     """
     module, root = _adapter(name, ds_cfg)
-    entries = module.discover(root, ds_cfg, SplitConfig.from_params(params))
+    split_cfg = SplitConfig.from_params(params)
+    entries = module.discover(root, ds_cfg, split_cfg)
     if not entries:
         raise ValueError(f"dataset '{name}': no videos found under {root}; expected {module.LAYOUT}")
+    entries = utf8_name_errors(entries)
     entries.sort(key=lambda e: e.video_id)
     check_entries(entries, f"dataset '{name}'")
-    limit = ds_cfg.get("max_videos")
-    return entries[:limit] if limit else entries
+    for e in entries:
+        if e.error:
+            log.warning("dataset '%s': %s: %s (an error row; the rest goes on)", name, e.video_id, e.error)
+    check_symlinks(entries, root, f"dataset '{name}'")
+    return select_trial(entries, ds_cfg.get("max_videos"), split_cfg.seed)
 
 
 def metadata_files(name: str, ds_cfg: dict, params: dict) -> list[Path]:
@@ -90,8 +106,8 @@ def _adapter(name: str, ds_cfg: dict) -> tuple[ModuleType, Path]:
 
 
 def present_ids(entries: Iterable[Entry]) -> dict[str, Path]:
-    """video_id -> path for the entries whose file exists."""
-    return {e.video_id: e.path for e in entries if e.path.is_file()}
+    """video_id -> path for the entries whose file exists and may be read (no ``error``)."""
+    return {e.video_id: e.path for e in entries if not e.error and e.path.is_file()}
 
 
 def build_manifest(
