@@ -144,7 +144,9 @@ def _walk(folder: Path) -> Iterable[Path]:
             dirnames[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # real folders before links, so a folder reached both ways keeps its real path
+        dirnames[:] = sorted((d for d in dirnames if not d.startswith(".")),
+                             key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d))
         base = Path(dirpath)
         yield from (base / f for f in filenames)
 
@@ -415,8 +417,11 @@ def select_trial(entries: Sequence[Entry], limit: int | None, seed: int) -> list
     * each next group is the first, in that order, that holds the (split, label) cell with
       the fewest videos so far (ties: test before train before val, fake before real), so
       both labels, and test as well as train, are present as soon as ``limit`` allows;
-    * a group larger than what is left of ``limit`` is cut to its originals first (at most
-      half of what is left) and then the fakes made from those originals.
+    * while a split is still missing, a group may fill at most half of what is left (at
+      least 2), so one big group cannot crowd out the others;
+    * a group larger than its share is cut to its originals first (at most half the share,
+      at least one) and then the fakes made from those originals; a fake never comes
+      without its original (``target_id``) when that original is in its group.
 
     Splits are never changed (they were assigned before the cut), and the selection
     depends only on the entries, ``limit`` and the seed."""
@@ -441,7 +446,9 @@ def select_trial(entries: Sequence[Entry], limit: int | None, seed: int) -> list
         want = min(cells, key=lambda c: (count.get(c, 0), _CELL_ORDER[c[0]], _CELL_ORDER[c[1]]))
         key = next(k for k in order if k[0] == want[0] and any(m.label == want[1] for m in groups[k]))
         order.remove(key)
-        taken = _cut(groups[key], limit - len(chosen), want[1])
+        left = limit - len(chosen)
+        unseen = {split for split, _ in order} - {m.split for m in chosen}
+        taken = _cut(groups[key], max(2, left // 2) if unseen - {key[0]} else left, want[1])[:left]
         for m in taken:
             count[(m.split, m.label)] = count.get((m.split, m.label), 0) + 1
         chosen += taken
@@ -449,18 +456,25 @@ def select_trial(entries: Sequence[Entry], limit: int | None, seed: int) -> list
 
 
 def _cut(members: list[Entry], budget: int, want: str) -> list[Entry]:
-    """``members`` if they fit in ``budget``; else originals first, then their fakes."""
+    """``members`` if they fit in ``budget``; else originals first (at most half the budget,
+    at least one), then fakes whose original is kept or not in the group, never a fake
+    without its original."""
     members = sorted(members, key=lambda m: (bool(m.error), m.video_id))
     if len(members) <= budget:
         return members
     reals = [m for m in members if m.label == "real"]
     fakes = [m for m in members if m.label == "fake"]
-    if budget == 1:
-        return [([m for m in members if m.label == want] or members)[0]]
-    n_real = min(len(reals), max(1, budget // 2)) if fakes else budget
-    keep = reals[:n_real]
-    ids = {r.target_id for r in keep}
-    fakes.sort(key=lambda f: (not ({f.target_id, f.source_id} & ids), bool(f.error), f.video_id))
-    keep += fakes[: budget - len(keep)]
-    keep += reals[n_real : n_real + budget - len(keep)]
+    real_ids = {r.target_id for r in reals}
+
+    def admissible(f: Entry, kept: set[str]) -> bool:  # its original is kept, or not in the group
+        return f.target_id not in real_ids or f.target_id in kept
+
+    orphans = [f for f in fakes if admissible(f, set())]
+    if budget == 1 or not reals:
+        pool = (orphans if want == "fake" else []) or reals or orphans
+        return pool[:budget]
+    keep = reals[: min(len(reals), max(1, budget // 2))]
+    kept = {r.target_id for r in keep}
+    keep += [f for f in fakes if admissible(f, kept)][: budget - len(keep)]
+    keep += reals[len(kept) : len(kept) + budget - len(keep)]
     return keep
