@@ -114,6 +114,10 @@ def test_avi_header_counting_ticks_is_not_believed(tmp_path):
     assert info.n_frames == N
     assert info.fps == pytest.approx(30, rel=1e-6)  # what the writers of attacked copies use
     assert info.duration_s == pytest.approx(N / 30, abs=1e-6)
+    reader = video.FrameReader(p)
+    ts = [f.timestamp_s for f in reader]
+    assert reader.fps == pytest.approx(30) and reader.n_frames_hint == 0  # the faces step's max gap uses it
+    np.testing.assert_allclose(ts, np.arange(N) / 30, atol=1e-6)
 
 
 def test_frame_count_of_a_broken_file(tmp_path):

@@ -458,8 +458,14 @@ def _open_stream(path: str, threads: bool | int):
 
 
 def _stream_info(stream) -> tuple[float, int]:
-    """(fps, trustworthy frame count from the header, 0 if unknown: see header_frame_count)."""
-    rate = stream.average_rate or stream.guessed_rate
+    """(fps, trustworthy frame count from the header, 0 if unknown: see header_frame_count).
+
+    The average rate, unless it is more than twice the rate FFmpeg guesses from the stream's
+    timing: an AVI whose time base is finer than its frame interval (a remux of an MP4 with
+    time base 1/600) states a 600 fps average for 30 fps video. A variable-rate MP4's
+    average lies below its guessed (base) rate, so it keeps its average."""
+    avg, guess = stream.average_rate, stream.guessed_rate
+    rate = guess if (avg and guess and avg > 2 * guess) else (avg or guess)
     return (float(rate) if rate else float("nan")), header_frame_count(stream.container, stream)
 
 
