@@ -9,7 +9,9 @@ stride, which is what lets the step run faster than per-frame detection); beyond
 longer than ``max_gap_s`` the frames are marked ``face_present = False``.
 
 Face crops for the frame-level detectors are sampled evenly over the subject's detections
-(``crops.n_per_video``, square, ``crops.size`` pixels, box enlarged by ``crops.margin``).
+(``crops.n_per_video``, square, ``crops.size`` pixels, box enlarged by ``crops.margin``),
+at targets spread over the whole video by its frame count (``video.frame_count``: the same
+for ``.mp4``, ``.mkv``, ``.webm`` and ``.avi``).
 """
 
 from __future__ import annotations
@@ -175,15 +177,15 @@ def track_video(path: str, cfg: dict, progress=None) -> FaceTrackResult:
     every = int(cfg["detect_every"])
     ccfg = cfg["crops"]
     n_crops, crop_size, margin = int(ccfg["n_per_video"]), int(ccfg["size"]), float(ccfg["margin"])
+    # Crop candidates: at detection frames near 2N targets spread evenly over the whole video
+    # (its frame count from video.frame_count, whatever the container), crops of every
+    # detection there; the subject's are kept.
+    targets = _crop_targets(frame_count(path), every, n_crops) if n_crops > 0 else set()
+    cand: dict[tuple[int, int], np.ndarray] = {}
     detector = MediaPipeFaceDetector(cfg["model_selection"], cfg["min_confidence"])
     reader = FrameReader(path)
     tracks: list[Track] = []
     timestamps: list[float] = []
-    # Crop candidates: at detection frames near 2N targets spread evenly over the whole video
-    # (its frame count from video.frame_count, whatever the container), crops of every
-    # detection there; the subject's are kept.
-    cand: dict[tuple[int, int], np.ndarray] = {}
-    targets = _crop_targets(frame_count(path), every, n_crops) if n_crops > 0 else set()
     fps = float("nan")
     started = False
     try:
