@@ -33,6 +33,7 @@ import hashlib
 import logging
 import os
 import re
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -412,8 +413,8 @@ def select_trial(entries: Sequence[Entry], limit: int | None, seed: int) -> list
     all fakes of one method):
 
     * whole groups are taken (a fake with its original and the other fakes of that pair),
-      in a seeded order (:func:`unit_draw` of the group), groups whose files exist first,
-      and entries that carry an error last;
+      in a seeded order (:func:`unit_draw` of the group); groups with no file on disk (or
+      only entries that carry an error) come only once all the others are used;
     * each next group is the first, in that order, that holds the (split, label) cell with
       the fewest videos so far (ties: test before train before val, fake before real), so
       both labels, and test as well as train, are present as soon as ``limit`` allows;
@@ -424,7 +425,7 @@ def select_trial(entries: Sequence[Entry], limit: int | None, seed: int) -> list
       without its original (``target_id``) when that original is in its group.
 
     Splits are never changed (they were assigned before the cut), and the selection
-    depends only on the entries, ``limit`` and the seed."""
+    depends only on the entries, which of their files exist, ``limit`` and the seed."""
     entries = list(entries)
     if not limit or limit >= len(entries):
         return sorted(entries, key=lambda e: e.video_id)
@@ -433,22 +434,43 @@ def select_trial(entries: Sequence[Entry], limit: int | None, seed: int) -> list
         groups.setdefault((e.split, e.group), []).append(e)
 
     def rank(key: tuple[str, str]) -> tuple:
-        members = groups[key]
-        usable = [m for m in members if not m.error]
-        present = any(m.path.is_file() for m in usable)
-        return (not usable, not present, unit_draw(key[1], seed), key)
+        return (all(m.error for m in groups[key]), unit_draw(key[1], seed), key)
 
-    order = sorted(groups, key=rank)
+    def present(key: tuple[str, str]) -> bool:  # checked lazily: a stat per group looked at
+        return any(not m.error and os.path.isfile(m.path) for m in groups[key])
+
+    def queue(keys) -> dict[tuple[str, str], deque]:  # (split, label) -> groups holding it
+        out: dict[tuple[str, str], deque] = {}
+        for key in keys:
+            for label in sorted({m.label for m in groups[key]}):
+                out.setdefault((key[0], label), deque()).append(key)
+        return out
+
+    queues = queue(sorted(groups, key=rank))
+    later: set[tuple[str, str]] = set()  # groups without a file: a second round, if needed
+    second_round = False
+    used: set[tuple[str, str]] = set()
     count: dict[tuple[str, str], int] = {}
     chosen: list[Entry] = []
-    while len(chosen) < limit and order:
-        cells = {(split, m.label) for split, g in order for m in groups[(split, g)]}
-        want = min(cells, key=lambda c: (count.get(c, 0), _CELL_ORDER[c[0]], _CELL_ORDER[c[1]]))
-        key = next(k for k in order if k[0] == want[0] and any(m.label == want[1] for m in groups[k]))
-        order.remove(key)
+    while len(chosen) < limit:
+        for q in queues.values():
+            while q and (q[0] in used or (not second_round and q[0] in later)):
+                q.popleft()
+        live = [c for c, q in queues.items() if q]
+        if not live and later and not second_round:
+            queues, second_round = queue(sorted(later, key=rank)), True
+            continue
+        if not live:
+            break
+        want = min(live, key=lambda c: (count.get(c, 0), _CELL_ORDER[c[0]], _CELL_ORDER[c[1]]))
+        key = queues[want].popleft()
+        if not second_round and not present(key):
+            later.add(key)
+            continue
+        used.add(key)
         left = limit - len(chosen)
-        unseen = {split for split, _ in order} - {m.split for m in chosen}
-        taken = _cut(groups[key], max(2, left // 2) if unseen - {key[0]} else left, want[1])[:left]
+        unseen = {split for split, _ in live} - {m.split for m in chosen} - {key[0]}
+        taken = _cut(groups[key], max(2, left // 2) if unseen else left, want[1])[:left]
         for m in taken:
             count[(m.split, m.label)] = count.get((m.split, m.label), 0) + 1
         chosen += taken
