@@ -95,11 +95,17 @@ def _prefix(part: Path) -> str:
     return "p" + m[1] if m else "sample"
 
 
+def _names(part: Path) -> set[str]:
+    """What ``test_parts`` may call a part: its folder name and its number, or ``sample``."""
+    m = _PART.match(part.name)
+    return {part.name, m[1] if m else "sample"}
+
+
 def _test_parts(parts: list[Path], names: list) -> set[Path]:
     """The parts ``test_parts`` names (a part number, a folder name, or ``sample``)."""
     chosen = set()
     for name in names:
-        hit = [p for p in parts if str(name) in (p.name, _prefix(p)[1:] if _PART.match(p.name) else "sample")]
+        hit = [p for p in parts if str(name) in _names(p)]
         if not hit:
             raise ValueError(f"dfdc: test_parts names {name!r}, which is not a part found here "
                              f"({', '.join(p.name for p in parts) or 'none'})")
