@@ -185,7 +185,8 @@ def name_under(folder: Path, name: str) -> tuple[Path, str]:
         or "\x00" in raw
     )
     if bad:
-        return folder / raw.replace("\x00", ""), f"{OUTSIDE}: file name {name!r} is empty, absolute or climbs out of its folder"
+        error = f"{OUTSIDE}: file name {name!r} is empty, absolute or climbs out of its folder"
+        return folder / raw.replace("\x00", ""), error
     return folder.joinpath(*[p for p in parts if p != "."]), ""
 
 
