@@ -137,7 +137,7 @@ def build(params: dict) -> Path:
     return report
 
 
-DETECTOR_METRICS = ["n", "auc", "eer", "acc_0.5", "acc_eer", "ap"]
+DETECTOR_METRICS = ["n", "coverage", "auc", "eer", "acc_0.5", "acc_eer", "ap"]
 
 
 FAMILY_SECTIONS = {"blink": ("detectors", "Blink-based detectors (EAR series)"),
@@ -186,7 +186,10 @@ def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tup
              "<p>Trained on the train and val splits of the row's dataset, evaluated on the test split of the "
              "column's dataset (video level; fake is the positive class). acc_eer uses the threshold read off the "
              "evaluated set's own ROC (descriptive, as papers report it); acc_0.5 is the deployable one. Videos "
-             "without a usable EAR series are left out of metrics and counted in <em>skipped</em>.</p>"]
+             "without a usable EAR series are left out of metrics and counted in <em>skipped</em>. A blink verdict "
+             "needs at least <code>detectors.min_face_s</code> seconds of visible face; shorter videos get the "
+             "verdict <em>insufficient</em> and are left out of the metrics, and <em>coverage</em> is the share "
+             "of the test videos that got a verdict (AUC is over those only).</p>"]
     parts += ["<h3>Metrics</h3>", _table_html(df)]
     ok = df[df["status"] == "ok"]
     if len(ok):
