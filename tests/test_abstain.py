@@ -52,6 +52,10 @@ def test_evaluation_leaves_abstained_videos_out_of_the_metrics(tmp_path):
     assert s.loc["d", "verdict"] == "insufficient" and s.loc["d", "score"] == pytest.approx(0.05)
     assert s.loc["d", "face_duration_s"] == 3.0 and s.loc["b", "verdict"] == "fake"
     assert json.loads(outs[1].read_text())["coverage"] == pytest.approx(0.6)
+    assert res["acc_fake"] == 1.0 and res["acc_real"] == 1.0
+    # the reference study's way: every video, abstained (d) and unscored (e) counted as fake
+    ref = res["unknown_as_fake"]
+    assert ref == {"n": 5, "n_unknown": 2, "acc": 1.0, "acc_fake": 1.0, "acc_real": 1.0}
     # without evidence (frame detectors) nothing abstains and coverage counts scored videos
     res = protocol._write_evaluation(table, scores, {"detector": "x", "test_dataset": "t", "status": "ok"}, *outs)
     assert res["n"] == 4 and res["n_abstained"] == 0 and res["coverage"] == pytest.approx(4 / 5)
@@ -93,3 +97,11 @@ def test_cli_says_why_it_abstains(shared, rule_model, tmp_path):
     out = json.loads(r.stdout)
     assert out["evidence"]["sufficient"] is False and out["evidence"]["face_duration_s"] < 7
     assert any("insufficient evidence" in w for w in out["warnings"])
+
+
+def test_unknown_as_fake_counts_abstentions_against_reals():
+    from blinkbench.evaluation import unknown_as_fake
+
+    # a real video without a verdict is an error in the reference's counting, a fake one a hit
+    r = unknown_as_fake([0, 0, 1, 1], ["real", "insufficient", "unknown", "real"])
+    assert r == {"n": 4, "n_unknown": 2, "acc": 0.5, "acc_fake": 0.5, "acc_real": 0.5}

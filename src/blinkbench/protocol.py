@@ -29,7 +29,7 @@ from . import io, paths
 from .blinks import evidence
 from .blinks import verdict as blink_verdict
 from .evaluation import metrics as compute_metrics
-from .evaluation import roc
+from .evaluation import roc, unknown_as_fake
 from .series import SeriesConfig, VideoSeries
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,11 @@ def _write_evaluation(table: pd.DataFrame, scores: dict[str, float], head: dict,
         out["face_duration_s"] = out["video_id"].map({v: e["face_duration_s"] for v, e in evidence.items()}).astype(float)
     io.write_parquet(out, out_scores, {"status": head.get("status", "ok"), **{k: head[k] for k in ("detector", "test_dataset")}})
     m = compute_metrics(y, p)
+    labelled = out[out["label"].isin(list(LABELS))]
+    reference = unknown_as_fake(labelled["label"].map(LABELS).to_numpy(int),
+                                labelled["verdict"].replace("", "unknown").to_numpy(object))
     result = {**head, "split": "test", **m, "coverage": len(judged) / len(table) if len(table) else None,
-              "n_abstained": len(abstained), **(extra or {}),
+              "n_abstained": len(abstained), "unknown_as_fake": reference, **(extra or {}),
               "abstained": [{"video_id": v, "face_duration_s": evidence[v]["face_duration_s"],
                              "min_face_s": evidence[v]["min_face_s"]} for v in abstained],
               "skipped": table[~table["video_id"].isin(list(scores))].to_dict("records")}
