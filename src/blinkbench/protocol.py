@@ -197,7 +197,10 @@ def train_frame(params: dict, detector: str, dataset: str, out_model: str | Path
 
     fcfg = params["frame_detectors"]
     seed = int(params["base"]["seed"])
-    det = create(detector, seed=seed, **dict(fcfg.get("hyper", {}).get(detector, {})))
+    hyper = dict(fcfg.get("hyper", {}).get(detector, {}))
+    det = create(detector, seed=seed, **hyper)
+    if hyper.get("checkpoint") and int(hyper.get("epochs", -1)) == 0:
+        return _pretrained_frame(det, hyper["checkpoint"], dataset, out_model, out_info)
     train, ttable = _crops(dataset, ("train",))
     val, vtable = _crops(dataset, ("val",))
     if not len(val) and len(train):
@@ -218,6 +221,28 @@ def train_frame(params: dict, detector: str, dataset: str, out_model: str | Path
         log.error("training %s on %s failed: %s", detector, dataset, exc, exc_info=True)
         info.update(status="error", error=f"{type(exc).__name__}: {exc}")
         save_failure(out_model, detector, info["error"])
+    io.write_json(info, out_info)
+    return info
+
+
+def _pretrained_frame(det, checkpoint: str, dataset: str, out_model, out_info) -> dict:
+    """A frame detector used with given weights as they are (``checkpoint`` and ``epochs: 0``,
+    e.g. the MesoNet authors' ``.h5``): nothing of ``dataset`` is read; the info records the
+    checkpoint and its sha256, so the model is known to come from there, not from training."""
+    from .detectors.base import save_failure
+    from .frames import CropSet
+
+    info = {"detector": det.describe(), "train_dataset": dataset, "pretrained": True, "checkpoint": str(checkpoint),
+            "n_train_crops": 0, "n_val_crops": 0, "skipped": [], "status": "ok", "error": ""}
+    try:
+        info["checkpoint_sha256"] = io.sha256_file(checkpoint)
+        det.fit(CropSet.empty())
+        det.save(out_model)
+        log.info("%s: pretrained weights %s, no training", det.name, checkpoint)
+    except Exception as exc:
+        log.error("pretrained %s from %s failed: %s", det.name, checkpoint, exc, exc_info=True)
+        info.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        save_failure(out_model, det.name, info["error"])
     io.write_json(info, out_info)
     return info
 
