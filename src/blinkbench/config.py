@@ -47,8 +47,8 @@ def validate(params: dict, source: str = "params") -> dict:
     """Validate in place, filling defaults; raise ParamsError naming the first bad key."""
     if not isinstance(params, dict):
         raise ParamsError(f"{source}: expected a mapping at top level, got {type(params).__name__}")
-    for where, problem in _non_finite(params):  # first: a schema bound would hide it (inf > max)
-        raise ParamsError(f"{source}: invalid parameter at '{where}': {problem}")
+    if bad := next(_non_finite(params), None):  # first: a schema bound would hide it (inf > max)
+        raise ParamsError(f"{source}: invalid parameter at '{bad[0]}': {bad[1]}")
     validator = _Validator(schema())
     # Two passes: the first fills nested defaults, the second reports errors on the result.
     for _ in validator.iter_errors(params):
@@ -58,8 +58,8 @@ def validate(params: dict, source: str = "params") -> dict:
         err = jsonschema.exceptions.best_match(errors)
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ParamsError(f"{source}: invalid parameter at '{where}': {err.message}")
-    for where, problem in _bad_references(params):
-        raise ParamsError(f"{source}: invalid parameter at '{where}': {problem}")
+    if bad := next(_bad_references(params), None):
+        raise ParamsError(f"{source}: invalid parameter at '{bad[0]}': {bad[1]}")
     return params
 
 
