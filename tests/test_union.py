@@ -21,7 +21,7 @@ def _touch(p: Path) -> Path:
 
 
 def _params(ds: dict) -> dict:
-    return config.validate({"datasets": ds})
+    return config.validate({"datasets": ds, "attacks": {"enabled": False}, "blink_attacks": {"enabled": False}})
 
 
 def test_union_prefixes_ids_and_groups_and_keeps_member_splits(tmp_path):
