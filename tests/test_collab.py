@@ -173,15 +173,15 @@ def test_two_clones_one_result(s3, tmp_path):
     assert not ran & upstream, f"upstream stages rerun: {ran & upstream}"
     assert ran <= {"blinks@demo", "report", "rescore_clean"} | {s for s in ran if s.startswith(("train_blink@", "evaluate_blink@"))}
     assert lm.stat().st_mtime_ns == before
+    # dvc exp show: the baseline commit and the experiment, each with its params and metrics
     shown = json.loads(_ok(b, "dvc", "exp", "show", "--json"))
-    rows = {}
-    for commit in shown:
-        for exp in [commit, *(e for ex in commit.get("experiments") or [] for e in ex.get("revs", []))]:
-            data = exp.get("data") or {}
-            rows[exp.get("name") or exp.get("rev")] = data
-    assert "close045" in rows, rows.keys()
-    with_metrics = [n for n, d in rows.items() if (d.get("metrics") or {}).get(metrics_file)]
-    assert len(with_metrics) >= 2, f"experiments with metrics: {with_metrics}"
-    params_045 = rows["close045"]["params"]["params.yaml"]["data"]["blinks"]["close_ratio"]
-    assert params_045 == 0.45
+    base_rev = _ok(b, "git", "rev-parse", "HEAD").strip()
+    base = next(c for c in shown if c["rev"] == base_rev)
+    exps = {r["name"]: r for ex in base.get("experiments") or [] for r in ex["revs"]}
+    assert set(exps) == {"close045"}, exps.keys()
+    for row, ratio in ((base, tiny_params()["blinks"]["close_ratio"]), (exps["close045"], 0.45)):
+        data = row["data"]
+        assert data["params"]["params.yaml"]["data"]["blinks"]["close_ratio"] == ratio
+        metrics = data["metrics"][metrics_file]["data"]
+        assert metrics["demo"]["ok"] == 4 and "tsf" in metrics["blink_detectors"], metrics
     print(f"\ntwo-clone timings (s): {json.dumps(TIMES)}")

@@ -19,6 +19,7 @@ verified, by checksums, that every output belongs to the current inputs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,8 @@ def record(repo: Path, *, check_snakemake: bool = True, snakemake_args: list[str
             raise RuntimeError("Snakemake still has jobs to run; finish the run first "
                                f"(snakemake --cores N), then record:\n{pending[-2000:]}")
     recorded, skipped = [], []
-    with Repo(str(repo)) as dvc:
+    # DVC's API resolves some paths (the run cache) against the working directory
+    with contextlib.chdir(repo), Repo(".") as dvc:
         for stage in dvc.index.stages:
             if not stage.cmd:  # a .dvc data file, not a pipeline stage
                 continue
