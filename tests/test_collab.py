@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from blinkbench import paths
+from blinkbench import lineage, paths
 from blinkbench.ops import s3_server, sync
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,4 +185,41 @@ def test_two_clones_one_result(s3, tmp_path):
         assert data["params"]["params.yaml"]["data"]["blinks"]["close_ratio"] == ratio
         metrics = data["metrics"][metrics_file]["data"]
         assert metrics["demo"]["ok"] == 4 and "tsf" in metrics["blink_detectors"], metrics
+
+    # Lineage of a metric reaches the raw videos (sha256 as the manifest recorded them)
+    info = lineage.lineage(f"{metrics_file}:blink_detectors.tsf.demo.demo.auc", b)
+    assert info["value"] == json.loads((b / metrics_file).read_text())["blink_detectors"]["tsf"]["demo"]["demo"]["auc"]
+    steps = {s["stage"] for s in info["steps"]}
+    assert {"report", "evaluate_blink@tsf-demo-demo", "train_blink@tsf-demo", "blinks@demo", "ear@demo",
+            "landmarks@demo", "faces@demo", "manifest@demo", "demo"} <= steps
+    manifest = pd.read_parquet(b / "data/manifests/demo.parquet")
+    assert {(v["path"], v["sha256"]) for v in info["videos"]} == set(zip(manifest["path"], manifest["sha256"]))
+    assert "data/models/blink/tsf/demo.pkl" in info["models"]
+    assert info["environment"]["git_commit"] and "torch" in info["environment"]["libraries"]
+    tree = _ok(b, "blinkbench", "lineage", f"{metrics_file}:blink_detectors.tsf.demo.demo.auc")
+    assert "<- demo: blinkbench demo" in tree and manifest["sha256"].iloc[0] in tree
+
+    # Audit: clean now; an edited parquet, a replaced model file, a changed param each reported
+    assert lineage.audit(b) == []
+    parquet = sorted((b / "data/landmarks/demo").glob("*.parquet"))[0]
+    model = b / "data/models/blink/tsf/demo.pkl"
+    saved = {f: f.read_bytes() for f in (parquet, model, b / "params.yaml")}
+    pd.read_parquet(parquet).iloc[:-1].to_parquet(parquet)
+    model.write_bytes((b / "data/models/blink/blink_rate_rule/demo.pkl").read_bytes())
+    found = {(p["problem"], p["path"]) for p in lineage.audit(b)}
+    assert ("edited", parquet.relative_to(b).as_posix()) in found, found
+    assert ("edited", "data/models/blink/tsf/demo.pkl") in found, found
+    assert ("stale", "data/landmarks/demo") in found and ("stale", "data/models/blink/tsf/demo.pkl") in found
+    for f, data in saved.items():
+        f.write_bytes(data)
+    cfg = yaml.safe_load((b / "params.yaml").read_text())
+    cfg["landmarks"]["min_detection_confidence"] = 0.6
+    (b / "params.yaml").write_text(yaml.safe_dump(cfg))
+    found = {(p["stage"], p["problem"], p["path"]) for p in lineage.audit(b)}
+    assert ("landmarks@demo", "stale", "params.yaml") in found, found
+    assert all(p != "edited" for _, p, _ in found)
+    assert _run(b, "blinkbench", "audit").returncode == 1
+    saved_params = saved[b / "params.yaml"]
+    (b / "params.yaml").write_bytes(saved_params)
+    assert _run(b, "blinkbench", "audit").returncode == 0
     print(f"\ntwo-clone timings (s): {json.dumps(TIMES)}")
