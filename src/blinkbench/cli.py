@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, config, io, paths, steps
+from . import __version__, config, io, lineage, paths, steps
 
 log = logging.getLogger("blinkbench")
 
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_blink_parsers(sub)
     _add_study_parsers(sub)
     _add_blink_attack_parsers(sub)
+    lineage.add_parsers(sub)  # lineage, audit
     return ap
 
 
@@ -476,6 +477,7 @@ COMMANDS = {
     "ear-attack": cmd_ear_attack,
     "landmark_breaker": cmd_landmark_breaker,
     "landmark-breaker": cmd_landmark_breaker,
+    **lineage.COMMANDS,
 }
 
 if __name__ == "__main__":
