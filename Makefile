@@ -1,6 +1,8 @@
 # blinkbench: the two commands.
 #   make demo   create .venv, install, run the whole pipeline on the embedded demo
 #   make test   create .venv, install, run the test suite
+#   make record write dvc.lock for the outputs of a Snakemake run (no recomputing)
+#   make pull   dvc pull the committed results, then mark them done for Snakemake too
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +10,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= all
 
-.PHONY: setup demo test test-fast lint bench clean-data
+.PHONY: setup demo test test-fast lint bench clean-data record pull s3-start s3-stop
 
 setup: $(VENV)/.installed
 
@@ -20,8 +22,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+# The whole pipeline, then dvc.lock records what it made (so `dvc status` is clean and a
+# collaborator's `dvc pull` + `dvc repro` recomputes nothing).
 demo: setup
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/python -m blinkbench.ops.sync record
 	@echo "Report: $(abspath data/reports/index.html)"
 
 test: setup
@@ -38,3 +43,19 @@ bench: setup
 
 clean-data:
 	rm -rf data/raw/demo data/manifests data/faces data/crops data/landmarks data/ear data/blinks data/reports logs .snakemake
+
+# Sharing results (README "Sharing results"): dvc.lock records a Snakemake run without
+# recomputing; a collaborator pulls it and neither tool finds anything to do.
+record: setup
+	$(BIN)/python -m blinkbench.ops.sync record
+
+pull: setup
+	$(BIN)/python -m blinkbench.ops.sync pull
+
+# The local S3 server used as the DVC remote (needs BLINKBENCH_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY).
+s3-start: setup
+	PYTHON=$(BIN)/python scripts/s3_server.sh start
+	PYTHON=$(BIN)/python scripts/s3_server.sh configure
+
+s3-stop:
+	PYTHON=$(BIN)/python scripts/s3_server.sh stop

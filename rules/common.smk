@@ -13,31 +13,22 @@ min_version("9.0")
 
 # Same schema as the Python entry points: a wrong key or type fails here, at parse time.
 validate(config, schema=str(bb_config.SCHEMA_PATH), set_default=True)
+# ... and the checks a JSON schema cannot express: finite numbers, dataset references.
+bb_config.validate(config, source="config")
 
 # Every job's CLI reads one params file: the validated config Snakemake itself uses
-# (params.yaml, merged with any --configfile/--config), written to a fixed path, so jobs
-# see exactly what the workflow sees and a different config file name triggers no rerun.
-PARAMS_FILE = "logs/params.yaml"
+# (params.yaml, merged with any --configfile/--config), named by the hash of its content
+# (logs/params/<sha>.yaml), written once and never overwritten. A dry run, --lint or
+# --report with another --config therefore cannot change what running jobs read. It is a
+# Path, which Snakemake's params rerun trigger does not record: each rule's step_params()
+# already declares the sections it depends on, so an unrelated change reruns nothing.
+PARAMS_FILE = bb_config.frozen_path(config)
 
 
-def _write_effective_params():
-    import json
+onstart:
+    # Not at parse time: workflow.dryrun is still False while the Snakefile is parsed.
+    bb_config.write_frozen(config)
 
-    import yaml
-
-    plain = json.loads(json.dumps(config))  # Snakemake hands OrderedDicts; YAML wants dicts
-    text = "# Written by Snakemake (rules/common.smk): the params every job of this run reads.\n"
-    text += yaml.safe_dump(plain, sort_keys=True)
-    target = Path(PARAMS_FILE)
-    if not target.exists() or target.read_text() != text:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
-
-
-if not workflow.dryrun:
-    _write_effective_params()
 
 DATASETS = sorted(config["datasets"])
 DEMO_FILES = (

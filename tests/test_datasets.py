@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -391,7 +392,9 @@ def test_seed_changes_the_seeded_split_and_max_videos_does_not(tmp_path):
     assert {"train", "val", "test"} <= set(splits[1])
 
     full = discover("d", cfg, PARAMS)
-    assert discover("d", {**cfg, "max_videos": 5}, PARAMS) == full[:5]
+    cut = discover("d", {**cfg, "max_videos": 5}, PARAMS)
+    assert len(cut) == 5 and set(cut) <= set(full)  # a subset, each entry (and split) unchanged
+    assert {"train", "test"} <= {x.split for x in cut}
 
 
 def test_split_fractions_are_calibrated_for_single_and_paired_keys():
@@ -460,3 +463,200 @@ def test_metadata_files_are_the_existing_non_video_inputs(tmp_path, tiny_mp4):
     assert files("folder", tmp_path / "folder") == []
     put(tmp_path / "folder/splits.csv", b"video_id,split\n")
     assert files("folder", tmp_path / "folder") == ["splits.csv"]
+
+
+# ----------------------------------------------------------------------------- quick trials
+
+
+def _originals_kept(cut: list[Entry], full: list[Entry]) -> bool:
+    """Every fake of ``cut`` whose original video is in ``full`` has it in ``cut`` too."""
+    reals = {(x.compression, x.target_id): x for x in full if x.label == "real"}
+    ids = {x.video_id for x in cut}
+    return all(reals[(f.compression, f.target_id)].video_id in ids
+               for f in cut if f.label == "fake" and (f.compression, f.target_id) in reals)
+
+
+@pytest.mark.parametrize("limit", [2, 3, 4, 6, 9, 15])
+def test_max_videos_keeps_both_labels_and_fakes_with_originals(tmp_path, limit):
+    make_ffpp(tmp_path)
+    cfg = {"adapter": "ffpp", "root": str(tmp_path), "compressions": ["c23"], "originals": ["youtube"]}
+    full = discover("d", cfg, PARAMS)
+    cut = discover("d", {**cfg, "max_videos": limit}, PARAMS)
+    assert len(cut) == limit and set(cut) <= set(full)  # entries, splits included, unchanged
+    assert [x.video_id for x in cut] == sorted(x.video_id for x in cut)
+    assert {x.label for x in cut} == {"real", "fake"}, [x.video_id for x in cut]
+    assert _originals_kept(cut, full), [x.video_id for x in cut]
+    if limit >= 4:  # room for two pairs: test as well as train
+        assert {"train", "test"} <= {x.split for x in cut}, [(x.video_id, x.split) for x in cut]
+    assert cut == discover("d", {**cfg, "max_videos": limit}, PARAMS)  # deterministic
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("root, comp", [("ffpp", "c23"), ("ffpp_c40", "c40")])
+def test_max_videos_on_the_ffpp_samples(samples, root, comp):
+    cfg = {"adapter": "ffpp", "root": str(samples / root), "compressions": [comp]}
+    full = discover("d", cfg, PARAMS)
+    for limit in (2, 3, 4):
+        cut = discover("d", {**cfg, "max_videos": limit}, PARAMS)
+        assert len(cut) == limit and {x.label for x in cut} == {"real", "fake"}
+        assert _originals_kept(cut, full), [x.video_id for x in cut]
+
+
+# ----------------------------------------------------------------------------- DFDC test parts, Kaggle layout
+
+
+def test_dfdc_test_parts_form_the_test_split(tmp_path, tiny_mp4):
+    make_dfdc(tmp_path, tiny_mp4)
+    # A fake of part 0 made from an original of part 7: the group goes to test whole.
+    meta = json.loads((tmp_path / "dfdc_train_part_0/metadata.json").read_text())
+    meta["cross.mp4"] = {"label": "FAKE", "split": "train", "original": "r7x001.mp4"}
+    put(tmp_path / "dfdc_train_part_0/metadata.json", json.dumps(meta).encode())
+    put(tmp_path / "dfdc_train_part_0/cross.mp4", tiny_mp4)
+    cfg = {"adapter": "dfdc", "root": str(tmp_path)}
+    entries = discover("d", {**cfg, "test_parts": [7]}, PARAMS)
+    assert_well_formed(entries)
+    test = {x.video_id for x in entries if x.split == "test"}
+    assert test == {x.video_id for x in entries if x.video_id.startswith("p7_")} | {"p0_cross"}
+    assert {x.split for x in entries if x.video_id not in test} == {"train", "val"}
+    assert {x.label for x in entries if x.split == "test"} == {"real", "fake"}
+    same = discover("d", {**cfg, "test_parts": ["dfdc_train_part_7"]}, PARAMS)
+    assert same == entries
+    assert "test" not in {x.split for x in discover("d", cfg, PARAMS)}
+    with pytest.raises(ValueError, match="test_parts names 3"):
+        discover("d", {**cfg, "test_parts": [3]}, PARAMS)
+    with pytest.raises(ValueError, match="give one"):
+        discover("d", {**cfg, "test_parts": [7], "test_labels": "test/labels.csv"}, PARAMS)
+
+
+def test_dfdc_reads_the_kaggle_sample_folder(tmp_path, tiny_mp4):
+    meta = {"a.mp4": {"label": "FAKE", "split": "train", "original": "b.mp4"},
+            "b.mp4": {"label": "REAL", "split": "train", "original": None},
+            "c.mp4": {"label": "FAKE", "split": "train", "original": "gone.mp4"}}
+    put(tmp_path / "train_sample_videos/metadata.json", json.dumps(meta).encode())
+    for name in meta:
+        put(tmp_path / "train_sample_videos" / name, tiny_mp4)
+    put(tmp_path / "dfdc_train_part_2/metadata.json", json.dumps({"d.mp4": {"label": "REAL"}}).encode())
+    put(tmp_path / "dfdc_train_part_2/d.mp4", tiny_mp4)
+    cfg = {"adapter": "dfdc", "root": str(tmp_path)}
+    e = by_id(discover("d", cfg, PARAMS))
+    assert set(e) == {"p2_d", "sample_a", "sample_b", "sample_c"}
+    assert e["sample_a"].group == e["sample_b"].group == "b" and e["sample_a"].split == e["sample_b"].split
+    assert e["sample_c"].target_id == "gone"
+    tested = discover("d", {**cfg, "test_parts": ["sample"]}, PARAMS)
+    assert {x.video_id for x in tested if x.split == "test"} == {"sample_a", "sample_b", "sample_c"}
+    assert [p.relative_to(tmp_path).as_posix() for p in datasets.metadata_files("d", cfg, PARAMS)] == [
+        "dfdc_train_part_2/metadata.json", "train_sample_videos/metadata.json"]
+
+
+@pytest.mark.shared
+def test_dfdc_more_sample_lists_all_three_videos(samples):
+    cfg = {"adapter": "dfdc", "root": str(samples / "dfdc_more")}
+    df = build_manifest("d", cfg, PARAMS)
+    rows = df.set_index("video_id")
+    assert sorted(rows.index) == ["p3_knqhpwoigk", "sample_abofeumbvv", "sample_abqwwspghj"]
+    assert (rows.status == "ok").all() and (rows.n_frames == 300).all()
+    assert rows.loc["p3_knqhpwoigk", "label"] == "real"
+    assert (rows.loc[["sample_abofeumbvv", "sample_abqwwspghj"], "label"] == "fake").all()
+    assert rows.loc["sample_abofeumbvv", "group"] == "atvmxvwyns"
+
+
+@pytest.mark.shared
+def test_dfdc_sample_with_a_test_part(samples):
+    cfg = {"adapter": "dfdc", "root": str(samples / "dfdc"), "test_parts": [49]}
+    entries = discover("d", cfg, PARAMS)
+    assert {x.video_id for x in entries if x.split == "test"} == {"p49_lynaeydofd"}
+    cut = discover("d", {**cfg, "max_videos": 2}, PARAMS)
+    assert {x.label for x in cut} == {"real", "fake"} and "test" in {x.split for x in cut}
+    assert all(x.path.is_file() for x in cut), "files that exist are preferred"
+
+
+# ----------------------------------------------------------------------------- path safety, names, links
+
+
+def _write_outside(tmp_path: Path, tiny: bytes) -> Path:
+    """A real video outside the dataset root: the old adapters probed and hashed it."""
+    return put(tmp_path / "outside.mp4", tiny)
+
+
+def _rejected_rows(df: pd.DataFrame) -> pd.DataFrame:
+    bad = df[df.error.str.contains("outside the dataset root")]
+    assert (bad.status == "error").all() and (bad.sha256 == "").all() and (bad.n_frames == 0).all()
+    return bad
+
+
+def test_dfdc_names_outside_the_root_are_error_rows(tmp_path, tiny_mp4):
+    outside = _write_outside(tmp_path, tiny_mp4)
+    root = tmp_path / "ds"
+    meta = {"ok.mp4": {"label": "REAL"}, "../../outside.mp4": {"label": "FAKE", "original": "ok.mp4"},
+            str(outside): {"label": "REAL"}, "..\\..\\outside.mp4": {"label": "REAL"},
+            "sub/../../../outside.mp4": {"label": "REAL"}}
+    put(root / "dfdc_train_part_0/metadata.json", json.dumps(meta).encode())
+    put(root / "dfdc_train_part_0/ok.mp4", tiny_mp4)
+    put(root / "test/labels.csv", b"filename,label\ngood.mp4,0\n../../outside.mp4,1\n" + f"{outside},0\n".encode())
+    put(root / "test/good.mp4", tiny_mp4)
+    cfg = {"adapter": "dfdc", "root": str(root), "test_labels": "test/labels.csv"}
+    entries = discover("d", cfg, PARAMS)
+    assert_well_formed(entries)
+    df = build_manifest("d", cfg, PARAMS)
+    bad = _rejected_rows(df)
+    assert len(bad) == 6 and len(df) == 8
+    assert set(df[df.status == "ok"].video_id) == {"p0_ok", "test_good"}
+    assert set(present_ids(entries)) == {"p0_ok", "test_good"}
+    write_manifest(df, tmp_path / "m.parquet")  # the rest goes on
+
+
+def test_celebdf_test_list_names_outside_the_root_are_error_rows(tmp_path, tiny_mp4):
+    outside = _write_outside(tmp_path, tiny_mp4)
+    root = tmp_path / "celeb"
+    put(root / "Celeb-real/id0_0000.mp4", tiny_mp4)
+    put(root / "Celeb-synthesis/id0_id1_0000.mp4", tiny_mp4)
+    (root / "List_of_testing_videos.txt").write_text(
+        f"1 Celeb-real/id0_0000.mp4\n0 Celeb-synthesis/../../outside.mp4\n1 {outside}\n")
+    cfg = {"adapter": "celebdf", "root": str(root)}
+    df = build_manifest("d", cfg, PARAMS)
+    bad = _rejected_rows(df)
+    assert len(bad) == 2 and set(bad.split) == {"test"}
+    assert (df[~df.index.isin(bad.index)].status == "ok").all() and len(df) == 4
+
+
+def _non_utf8(folder: Path, raw: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / os.fsdecode(raw)
+
+
+def test_a_file_name_that_is_not_utf8_is_one_error_row(tmp_path, tiny_mp4):
+    root = tmp_path / "ds"
+    put(root / "real/ok.mp4", tiny_mp4)
+    put(root / "fake/f.mp4", tiny_mp4)
+    for raw in (b"caf\xe9.mp4", b"caf\xe8.mp4"):  # Latin-1 names; the same id once the bad byte is replaced
+        try:
+            _non_utf8(root / "real", raw).write_bytes(tiny_mp4)
+        except (OSError, UnicodeError):
+            pytest.skip("this file system refuses names that are not UTF-8")
+    cfg = {"adapter": "folder", "root": str(root)}
+    df = build_manifest("d", cfg, PARAMS)  # raised UnicodeEncodeError before
+    write_manifest(df, tmp_path / "m.parquet")
+    back = pd.read_parquet(tmp_path / "m.parquet").set_index("video_id")
+    bad = back[back.status == "error"]
+    assert len(bad) == 2 and bad.error.str.contains("not valid UTF-8").all()
+    assert set(bad.path.map(lambda p: Path(p).name)) == {"caf\\xe9.mp4", "caf\\xe8.mp4"}
+    assert (back.drop(index=bad.index).status == "ok").all() and len(back) == 4
+    assert set(present_ids(discover("d", cfg, PARAMS))) == {"real_ok", "fake_f"}
+
+
+def test_symlinked_folders_are_followed_and_links_outside_the_root_logged(tmp_path, tiny_mp4, caplog):
+    root = tmp_path / "ds"
+    put(root / "real/a.mp4", tiny_mp4)
+    put(root / "fake/inside/b.mp4", tiny_mp4)
+    put(tmp_path / "elsewhere/c.mp4", tiny_mp4)
+    try:
+        (root / "real/linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        (root / "fake/again").symlink_to(root / "fake/inside", target_is_directory=True)
+        (root / "real/loop").symlink_to(root / "real", target_is_directory=True)
+    except OSError:
+        pytest.skip("this system cannot make symlinks")
+    with caplog.at_level(logging.WARNING):
+        ids = {x.video_id for x in discover("d", {"adapter": "folder", "root": str(root)}, PARAMS)}
+    # followed once each: the loop ends, the folder linked twice keeps its real path
+    assert ids == {"real_a", "real_linked__c", "fake_inside__b"}
+    assert "symlinks leading outside" in caplog.text and "linked/c.mp4" in caplog.text

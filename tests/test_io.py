@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -52,3 +57,57 @@ def test_stamp_depends_on_every_part():
     assert base != io.stamp("faces", 2, "sha", {"a": 1})
     assert base != io.stamp("faces", 1, "sha2", {"a": 1})
     assert base != io.stamp("faces", 1, "sha", {"a": 2})
+
+
+# A writer killed (SIGKILL: no finally runs) in the middle of a ParquetStream.
+_KILLED_WRITER = """
+import sys, time
+import pyarrow as pa
+from blinkbench import io
+s = io.ParquetStream(sys.argv[1], pa.schema([("a", pa.int64())]))
+s.write({"a": [1, 2, 3]})
+print("writing", flush=True)
+time.sleep(120)
+"""
+
+
+def _killed_write(path: Path) -> list[Path]:
+    """Start writing ``path`` in a child process, kill it mid-write; return what it left."""
+    p = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "writing"
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    return [f for f in path.parent.iterdir() if f.name != path.name]
+
+
+def test_temporary_of_a_killed_writer_is_cleaned_by_the_next_write(tmp_path):
+    out = tmp_path / "d" / "x.parquet"
+    left = _killed_write(out)
+    assert [f.name for f in left] and all(f.name.startswith(".x.tmp-") for f in left), left  # what DVC saw
+    assert not out.exists()
+    io.write_parquet(pd.DataFrame({"a": [1]}), out, {"status": "ok", "stamp": "s"})
+    assert sorted(f.name for f in out.parent.iterdir()) == ["x.parquet"]
+
+
+def test_clean_temporaries_spares_live_writers_and_other_files(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    names = {
+        f".a.tmp-{dead}.parquet": False,          # killed writer of a.parquet: removed
+        f".b.tmp-{dead}.npz": False,
+        f".a.tmp-{os.getpid()}.parquet": True,    # this process is writing it
+        f".a.tmp-{os.getppid()}.parquet": True,   # a live process
+        "a.parquet": True,                        # outputs and look-alikes stay
+        f"a.tmp-{dead}.parquet": True,
+        ".hidden": True,
+    }
+    for n in names:
+        (tmp_path / n).write_text("x")
+    removed = io.clean_temporaries(tmp_path, stem="b")
+    assert [f.name for f in removed] == [f".b.tmp-{dead}.npz"]
+    io.clean_temporaries(tmp_path)
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(n for n, keep in names.items() if keep and "b.tmp" not in n)
+    assert io.clean_temporaries(tmp_path / "absent") == []

@@ -31,7 +31,8 @@ def demo_project(tmp_path_factory):
     try:
         params = config.validate({"datasets": {"demo": {"adapter": "folder", "root": "data/raw/demo"}},
                                   "demo": DEMO, "faces": {"crops": {"n_per_video": 6, "size": 64}},
-                                  "detectors": {"enabled": ["blink_rate_rule", "minirocket"],
+                                  # 6 s clips: below the default verdict minimum of 7 s of face
+                                  "detectors": {"enabled": ["blink_rate_rule", "minirocket"], "min_face_s": 5.0,
                                                 "hyper": {"minirocket": {"num_kernels": 840}}},
                                   "frame_detectors": {"enabled": ["block_dct", "meso4"],
                                                       "hyper": {"meso4": {"epochs": 2, "input_size": 64}}}})

@@ -125,3 +125,126 @@ def test_batch_skips_exactly_what_the_per_video_steps_stamped(tmp_path, monkeypa
         assert steps.run_batch(step, "t", params) == {"done": 0, "up_to_date": 2, "not_ok": 0}
     params["blinks"]["close_ratio"] = 0.45
     assert [steps.run_batch(s, "t", params)["done"] for s in ("faces", "landmarks", "ear", "blinks")] == [0, 0, 0, 2]
+
+
+# ------------------------------------------------------------------ unreadable files (issue 13, item 10)
+
+@pytest.fixture
+def deny_read(monkeypatch):
+    """``deny(path)``: make a file unreadable as the OS does for a non-root user (chmod 000).
+    Root reads anything, so there ``open`` and ``os.access`` refuse the file too."""
+    import builtins
+    import os
+
+    denied: set[str] = set()
+    real_open, real_access = builtins.open, os.access
+
+    def fake_open(file, *a, **k):
+        if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) in denied:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    def fake_access(path, mode, *a, **k):
+        if isinstance(path, (str, os.PathLike)) and os.path.abspath(path) in denied and mode & os.R_OK:
+            return False
+        return real_access(path, mode, *a, **k)
+
+    def deny(path):
+        path.chmod(0)
+        if os.geteuid() == 0:
+            denied.add(os.path.abspath(path))
+            monkeypatch.setattr(builtins, "open", fake_open)
+            monkeypatch.setattr(os, "access", fake_access)
+
+    return deny
+
+
+def _two_video_dataset(tmp_path, monkeypatch, params, face_frame):
+    from blinkbench import datasets
+
+    root = tmp_path / "raw"
+    (root / "real").mkdir(parents=True)
+    (root / "fake").mkdir()
+    make_video(root / "real" / "face.mp4", [face_frame] * 12)
+    make_video(root / "fake" / "locked.mp4", [face_frame] * 12)
+    monkeypatch.chdir(tmp_path)
+    params["datasets"] = {"t": {"adapter": "folder", "root": str(root)}}
+    # the report over what exists: no detectors or attacks in these tests
+    for section in ("detectors", "frame_detectors"):
+        params[section].update(enabled=[], train_on=None, test_on=None)
+    params["attacks"]["enabled"] = params["blink_attacks"]["enabled"] = False
+    return root, lambda: datasets.write_manifest(datasets.build_manifest("t", params["datasets"]["t"], params),
+                                                 "data/manifests/t.parquet")
+
+
+def _report_rows(params):
+    from blinkbench import paths, report
+
+    report.build(params)
+    table = pd.read_csv(paths.path("dataset_summary", dataset="t")).set_index("video_id")
+    return table, paths.PATTERNS["report"]
+
+
+def test_unreadable_video_in_the_manifest_is_a_status_row_and_the_report_builds(
+        tmp_path, monkeypatch, params, face_frame, deny_read):
+    """DVC's batch: a file the manifest lists but nobody can read used to raise
+    PermissionError from the hash in faces_one, outside its error handling, which stopped
+    the stage and so the report. Stale temporaries of a killed run are cleaned first."""
+    root, write_manifest = _two_video_dataset(tmp_path, monkeypatch, params, face_frame)
+    deny_read(root / "fake" / "locked.mp4")
+    write_manifest()
+    stale = tmp_path / "data/faces/t/.real_face.tmp-999999999.parquet"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    for step in ("faces", "landmarks", "ear", "blinks"):
+        counts = steps.run_batch(step, "t", params)
+        assert counts == {"done": 2, "up_to_date": 0, "not_ok": 1}, (step, counts)
+    assert not stale.exists()
+    assert io.read_meta("data/faces/t/fake_locked.parquet")["status"] == "unreadable"
+    assert io.read_json("data/blinks/t/fake_locked.json")["status"] == "unreadable"
+    table, page = _report_rows(params)
+    assert table.loc["fake_locked", "status"] == "unreadable" and table.loc["real_face", "status"] == "ok"
+    assert "unreadable" in open(page).read()
+
+
+def test_unreadable_video_or_model_in_one_job_is_a_status_row(tmp_path, params, face_frame, deny_read):
+    """Snakemake's per-video jobs call the *_one functions without a known hash."""
+    v = make_video(tmp_path / "v.mp4", [face_frame] * 12)
+    model = tmp_path / "pfld.onnx"
+    model.write_bytes(b"not a model")
+    deny_read(v)
+    s = run_chain(v, tmp_path / "o", params)
+    assert s["status"] == "unreadable" and s["error"]
+    assert pd.read_parquet(tmp_path / "o" / "b.parquet").empty
+    deny_read(model)
+    params["landmarks"].update(backend="pfld", pfld_model=str(model))
+    ok = make_video(tmp_path / "ok.mp4", [face_frame] * 12)
+    out = tmp_path / "p"
+    out.mkdir()
+    steps.faces_one(ok, out / "f.parquet", out / "c.npz", params)
+    meta = steps.landmarks_one(ok, out / "f.parquet", out / "l.parquet", params)
+    assert meta["status"] == "error" and meta["error"]
+    assert io.read_meta(out / "l.parquet")["status"] == "error"
+
+
+def test_batch_goes_on_when_a_video_raises_and_the_report_shows_it(tmp_path, monkeypatch, params, face_frame):
+    """Last resort: a per-video function that raises anyway costs that video only; later
+    steps record its missing artifact as an error row and the report is built."""
+    root, write_manifest = _two_video_dataset(tmp_path, monkeypatch, params, face_frame)
+    write_manifest()
+    real_faces_one = steps.faces_one
+
+    def flaky(video, *a, **k):
+        if "locked" in str(video):
+            raise OSError(28, "No space left on device")
+        return real_faces_one(video, *a, **k)
+
+    monkeypatch.setattr(steps, "faces_one", flaky)
+    assert steps.run_batch("faces", "t", params) == {"done": 2, "up_to_date": 0, "not_ok": 1}
+    assert not (tmp_path / "data/faces/t/fake_locked.parquet").exists()
+    for step in ("landmarks", "ear", "blinks"):
+        assert steps.run_batch(step, "t", params)["not_ok"] == 1
+    summary = io.read_json("data/blinks/t/fake_locked.json")
+    assert summary["status"] == "error" and "missing or unreadable input artifact" in summary["error"]
+    table, _ = _report_rows(params)
+    assert table.loc["fake_locked", "status"] == "error" and table.loc["real_face", "status"] == "ok"

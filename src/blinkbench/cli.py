@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, config, io, paths, steps
+from . import __version__, config, io, lineage, paths, steps
 
 log = logging.getLogger("blinkbench")
 
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_blink_parsers(sub)
     _add_study_parsers(sub)
     _add_blink_attack_parsers(sub)
+    lineage.add_parsers(sub)  # lineage, audit
     return ap
 
 
@@ -182,6 +183,7 @@ def analyze(video: str, params: dict, workdir: str | Path, plot: str | None = No
     import pandas as pd
     from tqdm import tqdm
 
+    from .blinks import evidence
     from .video import probe
 
     w = Path(workdir)
@@ -204,6 +206,12 @@ def analyze(video: str, params: dict, workdir: str | Path, plot: str | None = No
         plot_ear(pd.read_parquet(w / "ear.parquet"), events, plot, title=Path(video).name)
     out = {"video": str(video), **summary, "blinks": ev("blink"), "closures": ev("closure")}
     out.pop("stamp", None)
+    if summary.get("status") == "ok":
+        out["evidence"] = evidence(summary, float(params["detectors"]["min_face_s"]))
+        if not out["evidence"]["sufficient"]:
+            out.setdefault("warnings", []).append(
+                f"insufficient evidence for a blink verdict: {out['evidence']['face_duration_s']:.1f} s of face, "
+                f"below detectors.min_face_s = {out['evidence']['min_face_s']:g} s")
     return out
 
 
@@ -229,7 +237,8 @@ def _format_summary(r: dict) -> str:
         f"video        {r['video']}",
         f"status       {r['status']}" + (f"  ({r['error']})" if r.get("error") else ""),
         f"frames       {r.get('frames', 0)}  fps {f(r.get('fps'), '.2f')}  duration {f(r.get('duration_s'), '.2f')} s",
-        f"face frames  {r.get('face_frames', 0)}",
+        f"face frames  {r.get('face_frames', 0)}  ({f(r.get('face_duration_s'), '.2f')} s of face"
+        + (f"; a blink verdict needs {r['evidence']['min_face_s']:g} s)" if "evidence" in r else ")"),
         f"EAR median   {f(r.get('ear_median'), '.3f')}",
         f"blinks       {len(r['blinks'])}  rate {f(r.get('blink_rate_per_min'), '.1f')}/min  "
         f"mean {f(r.get('mean_blink_ms'), '.0f')} ms  IBI mean {f(r.get('ibi_mean_s'), '.2f')} s",
@@ -440,7 +449,9 @@ def cmd_detect(args) -> int:
         print(json.dumps(io.finite(res), sort_keys=True))
     else:
         p = res["probability"]
-        print(f"{res['video']}: {res['verdict']}" + (f"  (fake probability {p:.3f}, {res['detector']})" if p is not None
+        why = (f"; {res['face_duration_s']:.1f} s of face, a verdict needs {res['min_face_s']:g} s"
+               if res.get("verdict") == "insufficient" else "")
+        print(f"{res['video']}: {res['verdict']}" + (f"  (fake probability {p:.3f}, {res['detector']}{why})" if p is not None
                                                       else f"  ({res['status']}: {res.get('error', '')})"))
     return 0 if res["status"] == "ok" else 1
 
@@ -466,6 +477,7 @@ COMMANDS = {
     "ear-attack": cmd_ear_attack,
     "landmark_breaker": cmd_landmark_breaker,
     "landmark-breaker": cmd_landmark_breaker,
+    **lineage.COMMANDS,
 }
 
 if __name__ == "__main__":

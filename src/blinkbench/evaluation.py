@@ -10,6 +10,8 @@ Scores are fake probabilities; labels are 1 = fake, 0 = real (positive class: fa
   own ROC, so it describes the curve (as papers report it) rather than a deployable
   operating point; ``acc_0.5`` is the deployable one.
 - ``ap``: average precision for the fake class.
+- ``acc_fake``, ``acc_real``: accuracy on the fake and on the real videos alone at 0.5 (the
+  blink-resiliency reference study reports accuracy on fakes at a fixed threshold).
 
 Metrics are undefined (None, never a made-up number) when a set holds only one class.
 """
@@ -65,8 +67,11 @@ def metrics(y: Sequence[int], s: Sequence[float]) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     y, s = _check(y, s)
+    pred = (s >= 0.5).astype(int)
     out: dict = {"n": int(len(y)), "n_fake": int(y.sum()), "n_real": int((1 - y).sum()),
-                 "acc_0.5": float(((s >= 0.5).astype(int) == y).mean()) if len(y) else None}
+                 "acc_0.5": float((pred == y).mean()) if len(y) else None,
+                 "acc_fake": float(pred[y == 1].mean()) if (y == 1).any() else None,
+                 "acc_real": float(1 - pred[y == 0].mean()) if (y == 0).any() else None}
     if len(np.unique(y)) < 2:
         out.update(auc=None, eer=None, eer_threshold=None, acc_eer=None, ap=None)
         return out
@@ -82,3 +87,16 @@ def frame_to_video(frame_scores: pd.DataFrame, video_col: str = "video_id", scor
     g = frame_scores.groupby(video_col, sort=True)[score_col]
     return pd.DataFrame({"mean_prob": g.mean(), "frac_fake": g.apply(lambda x: float((x >= 0.5).mean())),
                          "n_frames": g.size()}).reset_index()
+
+
+def unknown_as_fake(labels: Sequence[int], verdicts: Sequence[str]) -> dict:
+    """Accuracy as the blink-resiliency reference study counts it: every video of the set,
+    and a video without a real/fake verdict (``insufficient`` evidence, or ``unknown``: the
+    pipeline found no usable face) counted as called fake. ``n_unknown`` says how many."""
+    y = np.asarray(labels, dtype=int)
+    v = np.asarray(verdicts, dtype=object)
+    pred = (v != "real").astype(int)
+    return {"n": int(len(y)), "n_unknown": int(np.isin(v, ["real", "fake"], invert=True).sum()),
+            "acc": float((pred == y).mean()) if len(y) else None,
+            "acc_fake": float(pred[y == 1].mean()) if (y == 1).any() else None,
+            "acc_real": float(1 - pred[y == 0].mean()) if (y == 0).any() else None}

@@ -9,7 +9,9 @@ stride, which is what lets the step run faster than per-frame detection); beyond
 longer than ``max_gap_s`` the frames are marked ``face_present = False``.
 
 Face crops for the frame-level detectors are sampled evenly over the subject's detections
-(``crops.n_per_video``, square, ``crops.size`` pixels, box enlarged by ``crops.margin``).
+(``crops.n_per_video``, square, ``crops.size`` pixels, box enlarged by ``crops.margin``),
+at targets spread over the whole video by its frame count (``video.frame_count``: the same
+for ``.mp4``, ``.mkv``, ``.webm`` and ``.avi``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .video import FrameReader
+from .video import FrameReader, frame_count
 
 log = logging.getLogger(__name__)
 
@@ -175,20 +177,21 @@ def track_video(path: str, cfg: dict, progress=None) -> FaceTrackResult:
     every = int(cfg["detect_every"])
     ccfg = cfg["crops"]
     n_crops, crop_size, margin = int(ccfg["n_per_video"]), int(ccfg["size"]), float(ccfg["margin"])
+    # Crop candidates: at detection frames near 2N targets spread evenly over the whole video
+    # (its frame count from video.frame_count, whatever the container), crops of every
+    # detection there; the subject's are kept.
+    targets = _crop_targets(frame_count(path), every, n_crops) if n_crops > 0 else set()
+    cand: dict[tuple[int, int], np.ndarray] = {}
     detector = MediaPipeFaceDetector(cfg["model_selection"], cfg["min_confidence"])
     reader = FrameReader(path)
     tracks: list[Track] = []
     timestamps: list[float] = []
-    # Crop candidates: at detection frames near 2N evenly spaced targets (decided once the
-    # frame count hint is known), crops of every detection there; the subject's are kept.
-    cand: dict[tuple[int, int], np.ndarray] = {}
-    targets: set[int] | None = None
     fps = float("nan")
+    started = False
     try:
         for fr in reader:
-            if targets is None:
-                fps = reader.fps
-                targets = _crop_targets(reader.n_frames_hint, every, n_crops)
+            if not started:
+                fps, started = reader.fps, True
             timestamps.append(fr.timestamp_s)
             if progress is not None:
                 progress.update(1)
@@ -257,11 +260,14 @@ def track_video(path: str, cfg: dict, progress=None) -> FaceTrackResult:
     return FaceTrackResult(table, crops, crop_frames, meta)
 
 
-def _crop_targets(n_hint: int, every: int, n_crops: int) -> set[int]:
-    if n_crops <= 0:
+def _crop_targets(n_frames: int, every: int, n_crops: int) -> set[int]:
+    """2 x ``n_crops`` detection frames (multiples of ``every``) spread evenly over frames
+    0 .. n_frames - 1; none for an empty video. The last target is the last detection frame
+    inside the video, so a crop from the end exists whenever a face is seen there."""
+    if n_crops <= 0 or n_frames <= 0:
         return set()
-    n_hint = n_hint if n_hint > 0 else 100_000
-    pos = np.linspace(0, max(0, n_hint - 1), 2 * n_crops)
+    last = (n_frames - 1) // every * every
+    pos = np.linspace(0, last, 2 * n_crops)
     return {int(round(p / every)) * every for p in pos}
 
 

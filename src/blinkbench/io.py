@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,15 +23,51 @@ import pyarrow.parquet as pq
 META_KEY = b"blinkbench"
 
 
+# Temporary files of atomic_path: ``.<stem>.tmp-<pid><ext>`` (ignored by DVC: .dvcignore).
+_TMP_RE = re.compile(r"^\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<ext>\.[^.]*)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone; or not a pid at all
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clean_temporaries(folder: str | os.PathLike, stem: str | None = None) -> list[Path]:
+    """Delete temporaries of :func:`atomic_path` in ``folder`` (only those of the file named
+    ``stem`` when given) that a killed process left behind: their writer's pid is no longer
+    running. Returns what was deleted. A missing folder has nothing to clean."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for f in folder.iterdir():
+        m = _TMP_RE.match(f.name)
+        if not m or (stem is not None and m["stem"] != stem) or _pid_alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+            removed.append(f)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     ``suffix`` keeps the file extension on the temporary name for writers that pick a
-    format from it (video muxers, numpy's ``.npz``).
+    format from it (video muxers, numpy's ``.npz``). Temporaries of the same file left by a
+    killed writer are deleted first (:func:`clean_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_temporaries(path.parent, path.stem)
     ext = path.suffix if suffix is None else suffix
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{ext}")
     try:

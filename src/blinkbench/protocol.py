@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 
 from . import io, paths
+from .blinks import evidence
+from .blinks import verdict as blink_verdict
 from .evaluation import metrics as compute_metrics
-from .evaluation import roc
+from .evaluation import roc, unknown_as_fake
 from .series import SeriesConfig, VideoSeries
 
 log = logging.getLogger(__name__)
@@ -96,18 +98,32 @@ def score_videos(det, videos: list[VideoSeries]) -> np.ndarray:
 
 
 def _write_evaluation(table: pd.DataFrame, scores: dict[str, float], head: dict, out_scores, out_metrics, out_roc,
-                      extra: dict | None = None) -> dict:
+                      extra: dict | None = None, evidence: dict[str, dict] | None = None) -> dict:
     """Scores parquet (every test row, NaN score where not scored), metrics JSON and ROC CSV.
-    Metrics are over the scored videos with status ok; the rest are listed as skipped."""
-    scored = table[table["video_id"].isin(list(scores))]
+    Metrics are over the scored videos with status ok and sufficient evidence; the rest are
+    listed as skipped (no score) or abstained (``evidence``: video -> :func:`blinks.evidence`,
+    verdict ``insufficient``). ``coverage`` is the share of test videos that got a verdict."""
+    evidence = evidence or {}
+    abstained = sorted(v for v in scores if v in evidence and not evidence[v]["sufficient"])
+    judged = {v: p for v, p in scores.items() if v not in abstained}
+    scored = table[table["video_id"].isin(list(judged))]
     y = scored["label"].map(LABELS).to_numpy(int)
-    p = scored["video_id"].map(scores).to_numpy(float)
+    p = scored["video_id"].map(judged).to_numpy(float)
     out = table.copy()
     out["score"] = out["video_id"].map(scores).astype(float)
     out["verdict"] = np.where(out["score"].isna(), "", np.where(out["score"] >= 0.5, "fake", "real"))
+    out.loc[out["video_id"].isin(abstained), "verdict"] = "insufficient"
+    if evidence:
+        out["face_duration_s"] = out["video_id"].map({v: e["face_duration_s"] for v, e in evidence.items()}).astype(float)
     io.write_parquet(out, out_scores, {"status": head.get("status", "ok"), **{k: head[k] for k in ("detector", "test_dataset")}})
     m = compute_metrics(y, p)
-    result = {**head, "split": "test", **m, **(extra or {}),
+    labelled = out[out["label"].isin(list(LABELS))]
+    reference = unknown_as_fake(labelled["label"].map(LABELS).to_numpy(int),
+                                labelled["verdict"].replace("", "unknown").to_numpy(object))
+    result = {**head, "split": "test", **m, "coverage": len(judged) / len(table) if len(table) else None,
+              "n_abstained": len(abstained), "unknown_as_fake": reference, **(extra or {}),
+              "abstained": [{"video_id": v, "face_duration_s": evidence[v]["face_duration_s"],
+                             "min_face_s": evidence[v]["min_face_s"]} for v in abstained],
               "skipped": table[~table["video_id"].isin(list(scores))].to_dict("records")}
     io.write_json(result, out_metrics)
     r = roc(y, p) if m["auc"] is not None else pd.DataFrame({"fpr": [], "tpr": [], "threshold": []})
@@ -144,7 +160,9 @@ def evaluate_blink(params: dict, model_path: str | Path, dataset: str, out_score
     p = score_videos(det, videos)
     log.info("scored %d videos of %s with %s in %.2f s", len(videos), dataset, det.name, time.perf_counter() - t0)
     head.update(detector=det.name, family=det.family)
-    return _write_evaluation(table, dict(zip([v.video_id for v in videos], p.tolist())), head, *outs)
+    min_face_s = float(params["detectors"]["min_face_s"])
+    ev = {v.video_id: evidence(v.summary, min_face_s) for v in videos}
+    return _write_evaluation(table, dict(zip([v.video_id for v in videos], p.tolist())), head, *outs, evidence=ev)
 
 
 # ---------------------------------------------------------------------------- frame detectors
@@ -180,7 +198,10 @@ def train_frame(params: dict, detector: str, dataset: str, out_model: str | Path
 
     fcfg = params["frame_detectors"]
     seed = int(params["base"]["seed"])
-    det = create(detector, seed=seed, **dict(fcfg.get("hyper", {}).get(detector, {})))
+    hyper = dict(fcfg.get("hyper", {}).get(detector, {}))
+    det = create(detector, seed=seed, **hyper)
+    if hyper.get("checkpoint") and int(hyper.get("epochs", -1)) == 0:
+        return _pretrained_frame(det, hyper["checkpoint"], dataset, out_model, out_info)
     train, ttable = _crops(dataset, ("train",))
     val, vtable = _crops(dataset, ("val",))
     if not len(val) and len(train):
@@ -201,6 +222,28 @@ def train_frame(params: dict, detector: str, dataset: str, out_model: str | Path
         log.error("training %s on %s failed: %s", detector, dataset, exc, exc_info=True)
         info.update(status="error", error=f"{type(exc).__name__}: {exc}")
         save_failure(out_model, detector, info["error"], kind="frame")
+    io.write_json(info, out_info)
+    return info
+
+
+def _pretrained_frame(det, checkpoint: str, dataset: str, out_model, out_info) -> dict:
+    """A frame detector used with given weights as they are (``checkpoint`` and ``epochs: 0``,
+    e.g. the MesoNet authors' ``.h5``): nothing of ``dataset`` is read; the info records the
+    checkpoint and its sha256, so the model is known to come from there, not from training."""
+    from .detectors.base import save_failure
+    from .frames import CropSet
+
+    info = {"detector": det.describe(), "train_dataset": dataset, "pretrained": True, "checkpoint": str(checkpoint),
+            "n_train_crops": 0, "n_val_crops": 0, "skipped": [], "status": "ok", "error": ""}
+    try:
+        info["checkpoint_sha256"] = io.sha256_file(checkpoint)
+        det.fit(CropSet.empty())
+        det.save(out_model)
+        log.info("%s: pretrained weights %s, no training", det.name, checkpoint)
+    except Exception as exc:
+        log.error("pretrained %s from %s failed: %s", det.name, checkpoint, exc, exc_info=True)
+        info.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        save_failure(out_model, det.name, info["error"])
     io.write_json(info, out_info)
     return info
 
@@ -266,7 +309,9 @@ def _detect_blink(det, video, params, workdir) -> dict:
     v = VideoSeries.from_artifacts(Path(video).stem, ear_p)
     v.summary = {k: summary.get(k) for k in summary}
     p = float(det.predict_proba([v])[0])
-    out.update(probability=p, verdict="fake" if p >= 0.5 else "real", blink_rate_per_min=summary.get("blink_rate_per_min"),
+    ev = evidence(summary, float(params["detectors"]["min_face_s"]))
+    out.update(probability=p, verdict=blink_verdict(p, ev), face_duration_s=ev["face_duration_s"],
+               min_face_s=ev["min_face_s"], blink_rate_per_min=summary.get("blink_rate_per_min"),
                n_blinks=len(summary.get("blinks", [])))
     return out
 

@@ -137,7 +137,8 @@ def build(params: dict) -> Path:
     return report
 
 
-DETECTOR_METRICS = ["n", "auc", "eer", "acc_0.5", "acc_eer", "ap"]
+DETECTOR_METRICS = ["n", "coverage", "auc", "eer", "acc_0.5", "acc_fake", "acc_real", "acc_eer", "ap",
+                    "acc_unknown_as_fake"]
 
 
 FAMILY_SECTIONS = {"blink": ("detectors", "Blink-based detectors (EAR series)"),
@@ -158,6 +159,7 @@ def detector_results(params: dict, family: str = "blink") -> pd.DataFrame:
                 row = {"detector": det, "train": tr, "test": te}
                 if p.exists():
                     r = io.read_json(p)
+                    r["acc_unknown_as_fake"] = (r.get("unknown_as_fake") or {}).get("acc")
                     row.update(family=r.get("family"), status=r.get("status", "ok"), error=r.get("error", ""),
                                skipped=len(r.get("skipped", [])), **{k: r.get(k) for k in DETECTOR_METRICS})
                     if "frame" in r:  # frame detectors: frame-level AUC beside the video-level one
@@ -186,7 +188,13 @@ def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tup
              "<p>Trained on the train and val splits of the row's dataset, evaluated on the test split of the "
              "column's dataset (video level; fake is the positive class). acc_eer uses the threshold read off the "
              "evaluated set's own ROC (descriptive, as papers report it); acc_0.5 is the deployable one. Videos "
-             "without a usable EAR series are left out of metrics and counted in <em>skipped</em>.</p>"]
+             "without a usable EAR series are left out of metrics and counted in <em>skipped</em>. A blink verdict "
+             "needs at least <code>detectors.min_face_s</code> seconds of visible face; shorter videos get the "
+             "verdict <em>insufficient</em> and are left out of the metrics, and <em>coverage</em> is the share "
+             "of the test videos that got a verdict (AUC is over those only). acc_fake and acc_real are the "
+             "accuracies on fakes and on reals at 0.5; acc_unknown_as_fake counts every test video, one "
+             "without a verdict (insufficient or unknown) as called fake, as the blink-resiliency reference "
+             "study does.</p>"]
     parts += ["<h3>Metrics</h3>", _table_html(df)]
     ok = df[df["status"] == "ok"]
     if len(ok):

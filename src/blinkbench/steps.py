@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from . import blinks as blinks_mod
 from . import io, paths
 from .ear import ear_from_landmarks
-from .video import OK, probe
+from .video import OK, UNREADABLE, VideoInfo, probe
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,22 @@ _COUNTS = ("n_frames", "face_frames", "fps")
 
 def _model_sha(cfg: dict) -> str:
     model = cfg.get("pfld_model")
-    return io.sha256_file(model) if cfg["backend"] == "pfld" and model and Path(model).is_file() else ""
+    if cfg["backend"] != "pfld" or not model or not Path(model).is_file():
+        return ""
+    try:
+        return io.sha256_file(model)
+    except OSError as exc:  # unreadable: the backend fails on it too, as a status row
+        log.warning("cannot hash %s: %s", model, exc)
+        return ""
+
+
+def _video_sha(video: str | Path) -> tuple[str, str]:
+    """(sha256, "") of a video file, or ("", error) when it cannot be read: the manifest
+    schedules every file it lists, and an unreadable one must become a status row."""
+    try:
+        return (io.sha256_file(video) if Path(video).is_file() else ""), ""
+    except OSError as exc:
+        return "", _error_text(exc)
 
 
 def faces_stamp(video_sha: str, params: dict) -> str:
@@ -123,13 +138,18 @@ def faces_one(video: str | Path, out_track: str | Path, out_crops: str | Path, p
     from .faces import track_video
 
     cfg = params["faces"]
-    sha = video_sha or (io.sha256_file(video) if Path(video).is_file() else "")
+    sha, read_error = (video_sha, "") if video_sha else _video_sha(video)
     st = faces_stamp(sha, params)
     meta: dict = {"stamp": st, "video": str(video), "video_sha256": sha, "warnings": []}
     table = pd.DataFrame({c: pd.Series(dtype=d) for c, d in _TRACK_DTYPES.items()})
     crops = np.zeros((0, cfg["crops"]["size"], cfg["crops"]["size"], 3), np.uint8)
     crop_frames = np.zeros(0, np.int32)
-    info = probe(video)
+    try:
+        info = probe(video)
+    except Exception as exc:  # probe reports bad files as statuses; anything else lands here
+        info = VideoInfo(UNREADABLE, _error_text(exc))
+    if read_error and info.status == OK:
+        info.status, info.error = UNREADABLE, f"cannot read: {read_error}"
     meta["video_info"] = info.as_dict()
     if info.status != OK:
         meta.update(status=info.status, error=info.error)
@@ -252,53 +272,70 @@ def video_outputs(dataset: str, video_id: str) -> dict[str, Path]:
 def run_batch(step: str, dataset: str, params: dict, progress: bool = False) -> dict[str, int]:
     """Run one per-video step over every video of a dataset's manifest (what a DVC stage
     does), skipping videos whose output stamp shows it is up to date, and removing outputs
-    of videos no longer in the manifest. Returns counts of done/skipped/failed videos."""
+    of videos no longer in the manifest. Returns counts of done/skipped/not-ok videos.
+
+    Temporaries a killed run left in the step's folders are deleted first. A video whose
+    step raises anyway (the per-video functions turn bad input into statuses; this is the
+    last resort, e.g. a full disk) is logged and counted as done and not ok; the batch goes
+    on, and the next steps record the missing artifact as a status row, so the report is
+    built from what exists."""
     from tqdm import tqdm
 
+    if step not in _KINDS:
+        raise ValueError(f"{step} is not a per-video step")
+    for kind in _KINDS[step]:
+        io.clean_temporaries(_folder(kind, step, dataset))
     manifest = pd.read_parquet(paths.path("manifest", dataset=dataset))
     todo = manifest[manifest["status"] != "missing"]
     counts = {"done": 0, "up_to_date": 0, "not_ok": 0}
     rows = list(todo.itertuples(index=False))
     for row in tqdm(rows, desc=f"{step} {dataset}", unit="video", disable=not progress):
-        outs = video_outputs(dataset, row.video_id)
-        if step == "faces":
-            expected = faces_stamp(row.sha256, params)
-            if io.is_current(outs["faces"], expected) and outs["crops"].exists():
-                counts["up_to_date"] += 1
-                continue
-            meta = faces_one(row.path, outs["faces"], outs["crops"], params, video_sha=row.sha256)
-        elif step == "landmarks":
-            expected = landmarks_stamp(io.read_meta(outs["faces"]).get("stamp"), params)
-            if io.is_current(outs["landmarks"], expected):
-                counts["up_to_date"] += 1
-                continue
-            meta = landmarks_one(row.path, outs["faces"], outs["landmarks"], params)
-        elif step == "ear":
-            expected = ear_stamp(io.read_meta(outs["landmarks"]).get("stamp"))
-            if io.is_current(outs["ear"], expected):
-                counts["up_to_date"] += 1
-                continue
-            meta = ear_one(outs["landmarks"], outs["ear"])
-        elif step == "blinks":
-            expected = blinks_stamp(io.read_meta(outs["ear"]).get("stamp"), params)
-            if io.is_current(outs["blinks"], expected) and outs["blink_summary"].exists():
-                counts["up_to_date"] += 1
-                continue
-            meta = blinks_one(outs["ear"], outs["blinks"], outs["blink_summary"], params)
-        else:
-            raise ValueError(f"{step} is not a per-video step")
+        try:
+            meta = _batch_one(step, dataset, row, params)
+        except Exception as exc:
+            log.error("%s failed on %s/%s: %s\n%s", step, dataset, row.video_id, exc, traceback.format_exc())
+            meta = {"status": "error"}
+        if meta is None:
+            counts["up_to_date"] += 1
+            continue
         counts["done"] += 1
         counts["not_ok"] += meta.get("status") != "ok"
     _prune(step, dataset, set(todo["video_id"]))
     return counts
 
 
+_KINDS = {"faces": ("faces", "crops"), "landmarks": ("landmarks",), "ear": ("ear",), "blinks": ("blinks", "blink_summary")}
+
+
+def _folder(kind: str, step: str, dataset: str) -> Path:
+    return Path(paths.STEP_DIRS["crops" if kind == "crops" else step].format(dataset=dataset))
+
+
+def _batch_one(step: str, dataset: str, row, params: dict) -> dict | None:
+    """One video of :func:`run_batch`: its outputs' metadata, or None when up to date."""
+    outs = video_outputs(dataset, row.video_id)
+    if step == "faces":
+        if io.is_current(outs["faces"], faces_stamp(row.sha256, params)) and outs["crops"].exists():
+            return None
+        return faces_one(row.path, outs["faces"], outs["crops"], params, video_sha=row.sha256)
+    if step == "landmarks":
+        if io.is_current(outs["landmarks"], landmarks_stamp(io.read_meta(outs["faces"]).get("stamp"), params)):
+            return None
+        return landmarks_one(row.path, outs["faces"], outs["landmarks"], params)
+    if step == "ear":
+        if io.is_current(outs["ear"], ear_stamp(io.read_meta(outs["landmarks"]).get("stamp"))):
+            return None
+        return ear_one(outs["landmarks"], outs["ear"])
+    if io.is_current(outs["blinks"], blinks_stamp(io.read_meta(outs["ear"]).get("stamp"), params)) \
+            and outs["blink_summary"].exists():
+        return None
+    return blinks_one(outs["ear"], outs["blinks"], outs["blink_summary"], params)
+
+
 def _prune(step: str, dataset: str, keep: set[str]) -> None:
     """Delete per-video outputs of videos that left the manifest (DVC keeps outs persistent)."""
-    kinds = {"faces": ("faces", "crops"), "landmarks": ("landmarks",), "ear": ("ear",),
-             "blinks": ("blinks", "blink_summary")}[step]
-    for kind in kinds:
-        folder = Path(paths.STEP_DIRS["crops" if kind == "crops" else step].format(dataset=dataset))
+    for kind in _KINDS[step]:
+        folder = _folder(kind, step, dataset)
         suffix = Path(paths.PATTERNS[kind]).suffix
         for f in folder.glob(f"*{suffix}"):
             if f.name.startswith("."):

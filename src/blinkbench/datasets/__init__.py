@@ -13,13 +13,22 @@ Adapters (each module's docstring states its layout, ids, groups and splits):
 folder     ``root/real/**`` and ``root/fake/**`` (the embedded demo), optional splits.csv
 ffpp       FaceForensics++ ``original_sequences`` / ``manipulated_sequences``
 celebdf    Celeb-DF v1/v2 ``Celeb-real``, ``YouTube-real``, ``Celeb-synthesis`` + test list
-dfdc       DFDC ``dfdc_train_part_N/metadata.json`` (+ optional test ``labels.csv``)
+dfdc       DFDC ``dfdc_train_part_N/metadata.json``, Kaggle ``train_sample_videos/metadata.json``
+           (+ optional test ``labels.csv`` or ``test_parts``)
+union      several of the above as one dataset: ``members`` (name -> dataset config, roots
+           relative to the union's root); ids ``{member}__{id}``, groups kept per member
 =========  ======================================================================
+
+Keys every dataset takes: ``adapter``, ``root``, ``max_videos`` and ``split`` (every video
+goes to this split: ``split: test`` makes an evaluation-only dataset, such as real footage
+scored by detectors trained elsewhere).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Iterable
@@ -28,7 +37,12 @@ import pandas as pd
 
 from ..io import stamp, write_parquet
 from . import celebdf, dfdc, ffpp, folder
-from .base import MANIFEST_COLUMNS, TEST_FRACTION, Entry, SplitConfig, check_entries, manifest_frame
+from .base import (
+    MANIFEST_COLUMNS, TEST_FRACTION, Entry, SplitConfig, check_entries, check_symlinks, manifest_frame, select_trial,
+    utf8_name_errors,
+)  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ADAPTERS", "MANIFEST_COLUMNS", "TEST_FRACTION", "Entry", "build_manifest", "discover",
@@ -38,33 +52,82 @@ __all__ = [
 # adapter name -> module with OPTIONS (its own config keys), LAYOUT, discover(root, cfg, split_cfg)
 # and metadata_files(root, cfg)
 ADAPTERS: dict[str, ModuleType] = {"folder": folder, "ffpp": ffpp, "celebdf": celebdf, "dfdc": dfdc}
-COMMON_KEYS = frozenset({"adapter", "root", "max_videos"})
+COMMON_KEYS = frozenset({"adapter", "root", "max_videos", "split"})
+UNION = "union"  # an adapter of adapters: composed here, not a layout module
 
 
 def discover(name: str, ds_cfg: dict, params: dict) -> list[Entry]:
     """The dataset's videos, sorted by ``video_id``, without decoding any video.
 
-    Includes videos that metadata lists but whose file is absent. ``max_videos`` keeps the
-    first N by ``video_id``; splits are assigned before that cut, so they do not depend on it.
+    Includes videos that metadata lists but whose file is absent, and entries that must not
+    be read (a metadata name outside the root, a file name that is not UTF-8): those carry
+    an ``error`` and become error rows of the manifest. Symlinks are followed (see
+    :func:`base.check_symlinks`). ``max_videos`` keeps a balanced subset of N
+    (:func:`base.select_trial`: both labels, fakes with their originals, test and train);
+    splits are assigned before that cut, so they do not depend on it.
     Raises ValueError for an unknown adapter, a missing root, an option that belongs to
     another adapter, or a layout with no videos.
     """
-    module, root = _adapter(name, ds_cfg)
-    entries = module.discover(root, ds_cfg, SplitConfig.from_params(params))
-    if not entries:
-        raise ValueError(f"dataset '{name}': no videos found under {root}; expected {module.LAYOUT}")
+    split_cfg = SplitConfig.from_params(params)
+    if ds_cfg.get("adapter") == UNION:
+        entries = _discover_union(name, ds_cfg, params)   # each member checked by its own discover
+    else:
+        module, root = _adapter(name, ds_cfg)
+        entries = module.discover(root, ds_cfg, split_cfg)
+        if not entries:
+            raise ValueError(f"dataset '{name}': no videos found under {root}; expected {module.LAYOUT}")
+        entries = utf8_name_errors(entries)
+    if ds_cfg.get("split"):
+        entries = [replace(e, split=ds_cfg["split"]) for e in entries]
     entries.sort(key=lambda e: e.video_id)
     check_entries(entries, f"dataset '{name}'")
-    limit = ds_cfg.get("max_videos")
-    return entries[:limit] if limit else entries
+    for e in entries:
+        if e.error:
+            log.warning("dataset '%s': %s: %s (an error row; the rest goes on)", name, e.video_id, e.error)
+    if ds_cfg.get("adapter") != UNION:
+        check_symlinks(entries, root, f"dataset '{name}'")
+    return select_trial(entries, ds_cfg.get("max_videos"), split_cfg.seed)
 
 
 def metadata_files(name: str, ds_cfg: dict, params: dict) -> list[Path]:
     """The existing non-video files that ``discover`` reads (splits files, test lists,
     metadata.json, labels CSVs): the manifest must be rebuilt when one of them changes.
     ``params`` is accepted for symmetry with :func:`discover`; no adapter needs it."""
+    if ds_cfg.get("adapter") == UNION:
+        return sorted(p for m, cfg in _members(name, ds_cfg).items() for p in metadata_files(f"{name}.{m}", cfg, params))
     module, root = _adapter(name, ds_cfg)
     return sorted(p for p in module.metadata_files(root, ds_cfg) if p.is_file())
+
+
+def _members(name: str, ds_cfg: dict) -> dict[str, dict]:
+    """The member dataset configs of a union, their roots resolved against the union's root."""
+    root = Path(ds_cfg.get("root", ".")).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"dataset '{name}': root {root} does not exist or is not a folder (resolved from {Path.cwd()})")
+    members = ds_cfg.get("members") or {}
+    if not members:
+        raise ValueError(f"dataset '{name}': a union needs members (name -> dataset config)")
+    out = {}
+    for m, cfg in members.items():
+        if cfg.get("adapter") == UNION:
+            raise ValueError(f"dataset '{name}': member '{m}' is a union itself; nest members directly")
+        out[m] = {**cfg, "root": str(root / Path(cfg.get("root", "")).expanduser())}
+    return out
+
+
+def _discover_union(name: str, ds_cfg: dict, params: dict) -> list[Entry]:
+    """Every member's entries (its own splits, or its ``split``), ids and groups prefixed by the
+    member's name so that two members never share an id or a group."""
+    misplaced = sorted(set(ds_cfg) - COMMON_KEYS - {"members"})
+    if misplaced:
+        raise ValueError(f"dataset '{name}': option not valid for adapter 'union': {misplaced}")
+    out = []
+    for m, cfg in _members(name, ds_cfg).items():
+        for e in discover(f"{name}.{m}", cfg, params):
+            out.append(replace(e, video_id=f"{m}__{e.video_id}", group=f"{m}__{e.group}",
+                               source_id=f"{m}__{e.source_id}" if e.source_id else "",
+                               target_id=f"{m}__{e.target_id}" if e.target_id else ""))
+    return out
 
 
 def _adapter(name: str, ds_cfg: dict) -> tuple[ModuleType, Path]:
@@ -90,8 +153,8 @@ def _adapter(name: str, ds_cfg: dict) -> tuple[ModuleType, Path]:
 
 
 def present_ids(entries: Iterable[Entry]) -> dict[str, Path]:
-    """video_id -> path for the entries whose file exists."""
-    return {e.video_id: e.path for e in entries if e.path.is_file()}
+    """video_id -> path for the entries whose file exists and may be read (no ``error``)."""
+    return {e.video_id: e.path for e in entries if not e.error and e.path.is_file()}
 
 
 def build_manifest(

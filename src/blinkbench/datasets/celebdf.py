@@ -11,8 +11,10 @@ Layout::
 ``video_id`` is ``{folder}_{stem}`` (``Celeb-real_id0_0003``, ``YouTube-real_00170``,
 ``Celeb-synthesis_id0_id1_0000``). Listed test videos are test, whatever else holds, and
 never enter train or val (a listed file that is absent is still an entry, status
-"missing"). Each listed video is its own group: the official protocol reuses training
-identities in test, so identity groups could not keep to one split.
+"missing"; a listed name that is absolute or climbs out of the root with ``../`` is never
+read: it is an entry with an error, status "error" in the manifest). Each listed video is
+its own group: the official protocol reuses training identities in test, so identity
+groups could not keep to one split.
 
 Val is carved from the other videos by identity, seeded (:func:`base.assign_splits` with
 the target and source identities as keys): a video whose target or source identity is a
@@ -31,7 +33,9 @@ import logging
 import re
 from pathlib import Path
 
-from .base import ORIGINAL, TEST_FRACTION, Entry, SplitConfig, assign_splits, list_videos, safe_id
+from .base import (
+    ORIGINAL, TEST_FRACTION, Entry, SplitConfig, assign_splits, list_videos, name_under, rejected_id, safe_id,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,10 @@ def discover(root: Path, cfg: dict, split_cfg: SplitConfig) -> list[Entry]:
     entries = []
     for rel in sorted(set(files) | set(test or {})):
         folder, _, name = rel.partition("/")
+        path, error = name_under(root, rel)
+        if error:  # a listed name outside the root: an error row, never read
+            entries.append(_rejected(path, rel, error, (test or {}).get(rel, "fake")))
+            continue
         if folder not in FOLDERS:
             log.warning("Celeb-DF %s: %s lists %s, outside %s: skipped", root, TEST_LIST, rel, FOLDERS)
             continue
@@ -90,6 +98,12 @@ def _entry(path: Path, folder: str, is_test: bool) -> Entry:
         compression="",
         group=vid if is_test else (target or vid),
     )
+
+
+def _rejected(path: Path, rel: str, error: str, label: str) -> Entry:
+    vid = rejected_id("test", safe_id(Path(rel).stem), raw=rel)
+    return Entry(video_id=vid, path=path, label=label, method=ORIGINAL if label == "real" else SYNTHESIS,
+                 source_id="", target_id="", split="test", compression="", group=vid, error=error)
 
 
 def metadata_files(root: Path, cfg: dict) -> list[Path]:

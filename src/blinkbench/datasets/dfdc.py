@@ -5,21 +5,30 @@ Layout::
     root/dfdc_train_part_{N}/metadata.json   {"x.mp4": {"label": "FAKE"|"REAL", "split": "train",
                                                          "original": "y.mp4"}}  (original: fakes only)
     root/dfdc_train_part_{N}/x.mp4
+    root/train_sample_videos/metadata.json   the Kaggle competition's sample folder: same format
+    root/train_sample_videos/x.mp4
     <test_dir>/<filename>                    optional test videos, labelled by ``test_labels``:
     <test_labels>                            a CSV with columns filename,label (1 = fake, 0 = real)
 
 ``test_labels`` is absolute or relative to root; ``test_dir`` (same rule) defaults to the
-folder of ``test_labels``. Videos come from metadata.json, not from the folder listing: a
-listed file that is absent (it happens in the real download) is an entry whose path does
-not exist, so its manifest row has status "missing"; unlisted files are ignored.
+folder of ``test_labels``. Without a labelled test set, ``test_parts`` names the parts that
+form the test split instead (``[49]`` or ``["dfdc_train_part_49"]``; ``train_sample_videos``
+or ``sample`` for the Kaggle folder); the two options exclude each other. Videos come from
+metadata.json, not from the folder listing: a listed file that is absent (it happens in the
+real download) is an entry whose path does not exist, so its manifest row has status
+"missing"; unlisted files are ignored. A file name in metadata.json or labels.csv that is
+absolute or climbs out of its folder (``../``) is never read: it becomes an entry with an
+error (manifest status "error"), and the rest of the dataset goes on.
 
-``video_id`` is ``p{N}_{stem}`` for the training parts (``p0_brtujopkby``) and
-``test_{stem}`` for the test set. A fake is made by pasting another face onto its
-original video, so a fake's ``target_id`` is the original's stem and its ``source_id`` is
-empty (the face donor is not recorded); a real video's ``target_id`` is its own stem.
-``group`` is the original's stem for fakes and the own stem for reals, so a fake and its
-original always share a split. Training parts are train, with val carved by group
-(seeded, ``splits.val_fraction``); the test set is test, one group per video.
+``video_id`` is ``p{N}_{stem}`` for the training parts (``p0_brtujopkby``),
+``sample_{stem}`` for the Kaggle folder and ``test_{stem}`` for the test set. A fake is made
+by pasting another face onto its original video, so a fake's ``target_id`` is the original's
+stem and its ``source_id`` is empty (the face donor is not recorded); a real video's
+``target_id`` is its own stem. ``group`` is the original's stem for fakes and the own stem
+for reals, so a fake and its original always share a split. Training parts are train, with
+val carved by group (seeded, ``splits.val_fraction``); the test set is test, one group per
+video. With ``test_parts``, every group with a video in a test part is test (a fake in a
+test part takes its original from a training part along, so no group spans two splits).
 """
 
 from __future__ import annotations
@@ -28,22 +37,30 @@ import csv
 import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
-from .base import ORIGINAL, Entry, SplitConfig, assign_splits, resolve_under, safe_id
+from .base import ORIGINAL, Entry, SplitConfig, assign_splits, name_under, rejected_id, resolve_under, safe_id
 
 log = logging.getLogger(__name__)
 
-OPTIONS = frozenset({"test_labels", "test_dir"})
-LAYOUT = "root/dfdc_train_part_<N>/metadata.json (+ optional test_labels CSV)"
+OPTIONS = frozenset({"test_labels", "test_dir", "test_parts"})
+LAYOUT = ("root/dfdc_train_part_<N>/metadata.json or root/train_sample_videos/metadata.json "
+          "(+ optional test_labels CSV)")
 PART_GLOB = "dfdc_train_part_*"
+KAGGLE_SAMPLE = "train_sample_videos"  # the Kaggle competition's labelled sample folder
 METHOD = "dfdc"  # DFDC does not say which of its face-swap methods made a fake
 
 _PART = re.compile(r"^dfdc_train_part_(.+)$")
 
 
 def discover(root: Path, cfg: dict, split_cfg: SplitConfig) -> list[Entry]:
-    entries = [e for part in _parts(root) for e in _part_entries(part)]
+    if "test_parts" in cfg and ("test_labels" in cfg or "test_dir" in cfg):
+        raise ValueError("dfdc: test_parts and test_labels/test_dir both name a test set: give one")
+    parts = _parts(root)
+    test_parts = _test_parts(parts, cfg.get("test_parts") or [])
+    entries = [e for part in parts for e in _part_entries(part, part in test_parts)]
+    entries = _whole_groups_to_test(entries)
     entries = assign_splits(entries, split_cfg)  # only val is carved: every part is training data
     if "test_labels" in cfg:
         labels = resolve_under(root, cfg["test_labels"])
@@ -60,14 +77,53 @@ def metadata_files(root: Path, cfg: dict) -> list[Path]:
 
 
 def _parts(root: Path) -> list[Path]:
+    """The training parts by number, then the Kaggle sample folder if there is one."""
     def number(p: Path) -> tuple[int, str]:
-        suffix = _PART.match(p.name)[1]  # type: ignore[index]  # the glob guarantees a match
-        return (int(suffix), "") if suffix.isdigit() else (1 << 30, suffix)
+        m = _PART.match(p.name)
+        if m is None:  # the Kaggle folder
+            return (1 << 31, p.name)
+        return (int(m[1]), "") if m[1].isdigit() else (1 << 30, m[1])
 
-    return sorted((p for p in root.glob(PART_GLOB) if p.is_dir()), key=number)
+    found = [p for p in root.glob(PART_GLOB) if p.is_dir()]
+    if (root / KAGGLE_SAMPLE).is_dir():
+        found.append(root / KAGGLE_SAMPLE)
+    return sorted(found, key=number)
 
 
-def _part_entries(part: Path) -> list[Entry]:
+def _prefix(part: Path) -> str:
+    m = _PART.match(part.name)
+    return "p" + m[1] if m else "sample"
+
+
+def _names(part: Path) -> set[str]:
+    """What ``test_parts`` may call a part: its folder name and its number, or ``sample``."""
+    m = _PART.match(part.name)
+    return {part.name, m[1] if m else "sample"}
+
+
+def _test_parts(parts: list[Path], names: list) -> set[Path]:
+    """The parts ``test_parts`` names (a part number, a folder name, or ``sample``)."""
+    chosen = set()
+    for name in names:
+        hit = [p for p in parts if str(name) in _names(p)]
+        if not hit:
+            raise ValueError(f"dfdc: test_parts names {name!r}, which is not a part found here "
+                             f"({', '.join(p.name for p in parts) or 'none'})")
+        chosen.update(hit)
+    return chosen
+
+
+def _whole_groups_to_test(entries: list[Entry]) -> list[Entry]:
+    """Every entry whose group has a member in a test part becomes test too."""
+    test_groups = {e.group for e in entries if e.split == "test"}
+    moved = [e for e in entries if e.group in test_groups and e.split != "test"]
+    if moved:
+        log.warning("DFDC: %d videos of training parts share a group with a test part's video: "
+                    "they are test too", len(moved))
+    return [replace(e, split="test") if e.group in test_groups else e for e in entries]
+
+
+def _part_entries(part: Path, test: bool = False) -> list[Entry]:
     meta_path = part / "metadata.json"
     if not meta_path.is_file():
         log.warning("DFDC: %s has no metadata.json (labels unknown): skipped", part)
@@ -76,20 +132,26 @@ def _part_entries(part: Path) -> list[Entry]:
         meta = json.loads(meta_path.read_text())
     except ValueError as exc:
         raise ValueError(f"{meta_path}: not valid JSON: {exc}") from None
-    prefix = "p" + _PART.match(part.name)[1]  # type: ignore[index]
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: expected a JSON object of file name -> label, got {type(meta).__name__}")
+    prefix = _prefix(part)
     out = []
     for filename, info in sorted(meta.items()):
+        info = info if isinstance(info, dict) else {}
         label = str(info.get("label", "")).lower()
         if label not in ("real", "fake"):
             raise ValueError(
                 f"{meta_path}: {filename}: label must be REAL or FAKE, got {info.get('label')!r}"
             )
-        stem = Path(filename).stem
-        original = Path(info.get("original") or "").stem if label == "fake" else ""
-        if label == "fake" and not original:
+        path, error = name_under(part, filename)
+        stem = safe_id(Path(filename).stem)
+        original = safe_id(Path(str(info.get("original") or "")).stem) if label == "fake" else ""
+        if label == "fake" and not original and not error:
             log.warning("DFDC: %s: fake %s has no original: grouped on its own", meta_path, filename)
         target = original if label == "fake" else stem
-        out.append(_entry(safe_id(prefix, stem), part / filename, label, target, "", target or stem))
+        vid = rejected_id(prefix, stem, raw=filename) if error else safe_id(prefix, stem)
+        group = vid if error else (target or stem)
+        out.append(_entry(vid, path, label, target, "test" if test else "", group, error))
     return out
 
 
@@ -110,14 +172,15 @@ def _test_entries(labels: Path, test_dir: Path) -> list[Entry]:
                 raise ValueError(
                     f"{labels}:{line}: label must be 1 (fake) or 0 (real), got {row['label']!r}"
                 )
-            filename = row["filename"].strip()
-            stem, label = Path(filename).stem, "fake" if flag else "real"
-            vid = safe_id("test", stem)
-            out.append(_entry(vid, test_dir / filename, label, "" if flag else stem, "test", vid))
+            filename = (row["filename"] or "").strip()
+            path, error = name_under(test_dir, filename)
+            stem, label = safe_id(Path(filename).stem), "fake" if flag else "real"
+            vid = rejected_id("test", stem, raw=filename) if error else safe_id("test", stem)
+            out.append(_entry(vid, path, label, "" if flag else stem, "test", vid, error))
     return out
 
 
-def _entry(vid: str, path: Path, label: str, target: str, split: str, group: str) -> Entry:
+def _entry(vid: str, path: Path, label: str, target: str, split: str, group: str, error: str = "") -> Entry:
     return Entry(
         video_id=vid,
         path=path,
@@ -128,4 +191,5 @@ def _entry(vid: str, path: Path, label: str, target: str, split: str, group: str
         split=split,
         compression="",
         group=group,
+        error=error,
     )

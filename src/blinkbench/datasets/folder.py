@@ -7,6 +7,9 @@ Layout::
     root/splits.csv                          optional: columns video_id,split
     root/...                                 anything else (e.g. the demo's blinks.csv) is ignored
 
+or, with the option ``label: real`` (or ``fake``), a flat folder of videos of one label:
+``root/**/*.mp4`` (e.g. footage of real people without fakes), ids ``{label}_{path}``.
+
 ``video_id`` is ``{label}_{path below real/ or fake/ without extension}`` with ``/`` written
 as ``__`` and any other character outside [A-Za-z0-9_.-] as ``_`` (``fake/a/b c.mp4`` ->
 ``fake_a__b_c``). Each video is its own group. Splits come from ``splits.csv`` when present;
@@ -29,15 +32,18 @@ from .base import (
 
 log = logging.getLogger(__name__)
 
-OPTIONS: frozenset[str] = frozenset()
+OPTIONS: frozenset[str] = frozenset({"label"})
 LAYOUT = "root/real/**/*.mp4 and root/fake/**/*.mp4 (optional root/splits.csv: video_id,split)"
 SPLITS_FILE = "splits.csv"
 
 
 def discover(root: Path, cfg: dict, split_cfg: SplitConfig) -> list[Entry]:
     entries = []
-    for label in LABELS:
-        base = root / label
+    one = cfg.get("label")
+    if one is not None and one not in LABELS:
+        raise ValueError(f"folder option label must be one of {LABELS}, got {one!r}")
+    for label in [one] if one else LABELS:
+        base = root if one else root / label
         for path in list_videos(base, recursive=True):
             rel = path.relative_to(base).with_suffix("")
             vid = safe_id(label, "__".join(rel.parts))

@@ -4,7 +4,7 @@
     det = create("minirocket", series=SeriesConfig(), seed=42)
     det.fit(train_videos, y_train)
     p_fake = det.predict_proba(test_videos)
-    det.save("model.pkl"); Detector.load("model.pkl")
+    det.save("model.zip"); Detector.load("model.zip")   # data only (blinkbench.modelfile)
 
 Families: ``rule`` (blink rate against the human range), ``classical`` (tslearn, sktime,
 scikit-learn), ``neural`` (PyTorch networks trained with Lightning).
