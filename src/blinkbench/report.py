@@ -313,8 +313,13 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
         cost = r.get("perceptual") or {}
         for cond, c in (r.get("conditions") or {}).items():
             scores = [v for v in (c.get("detector_p_fake") or {}).values() if v is not None]
+            dips = [x for x in (c.get("injected_min_ratio") or []) if x is not None]
             rows.append({"mode": mode, "video_id": vid, "status": r.get("status"), "condition": cond,
-                         "n_blinks": c.get("n_blinks"), "focus_mean_ratio": c.get("focus_mean_ratio"),
+                         "n_blinks": c.get("n_blinks"), "mean_blink_ms": c.get("mean_blink_ms"),
+                         "injected": len(r.get("injected_blinks") or []) if mode == "inject" else None,
+                         "injected_detected": c.get("injected_detected"),
+                         "dip_reached": float(np.mean(dips)) if dips else None, "dip_needed": c.get("needed_ratio"),
+                         "focus_mean_ratio": c.get("focus_mean_ratio"),
                          "blink_detectors_mean_p_fake": float(np.mean(scores)) if scores else None,
                          "psnr": cost.get("psnr_mean"), "linf": cost.get("linf")})
         if not r.get("conditions"):
@@ -325,7 +330,9 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
              "<p>EAR attacks through the differentiable Face Mesh port: <em>suppress</em> keeps a real video's "
              "open-eye EAR through its blinks, <em>inject</em> gives a fake video a natural blink pattern. Each "
              "adversarial video is re-scored by the real pipeline (MediaPipe Face Mesh, EAR, blink events) losslessly "
-             "and after compression. focus_mean_ratio: EAR over the targeted frames relative to the open-eye level "
+             "and after compression. inject: injected blinks scheduled and found by the pipeline; dip_reached: mean over "
+             "injected blinks of the lowest EAR / open level inside each, against dip_needed (blinks.close_ratio, "
+             "below which the detector starts an event). focus_mean_ratio: EAR over the targeted frames relative to the open-eye level "
              "(suppress: towards 1; inject: towards the dip). blink_detectors_mean_p_fake: mean over the trained "
              "blink detectors.</p>"]
     metrics: dict = {}
