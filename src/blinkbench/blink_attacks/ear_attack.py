@@ -103,7 +103,7 @@ from ..mesh_torch.facemesh import MESH_SIZE, crop_affine, ear_torch
 log = logging.getLogger(__name__)
 
 MODES = ("suppress", "inject")
-PERTURBATIONS = ("auto", "shared", "keyframes", "envelope")
+PERTURBATIONS = ("shared", "keyframes", "envelope")   # and "auto" in params: chosen per mode
 CLOSING_SHARE = 0.4       # share of a blink spent closing (the lid reopens more slowly)
 SUPPRESS_FULL_WEIGHT_DEPTH = 0.5   # suppress envelope: full weight from half closure on
 ACTIVE_RATIO = 0.15       # a frame is "active" when |clean - target| / open exceeds this
@@ -141,8 +141,8 @@ class EarAttackParams:
     seed: int = 0
 
     def __post_init__(self):
-        if self.perturbation not in PERTURBATIONS:
-            raise ValueError(f"perturbation must be one of {PERTURBATIONS}, not {self.perturbation!r}")
+        if self.perturbation not in ("auto", *PERTURBATIONS):
+            raise ValueError(f"perturbation must be auto or one of {PERTURBATIONS}, not {self.perturbation!r}")
         if self.eps < 0 or self.steps < 0 or self.step_size <= 0 or self.frames_per_step < 1:
             raise ValueError("need eps >= 0, steps >= 0, step_size > 0, frames_per_step >= 1")
         if self.eot_pad < 2 or self.eot_shift < 0 or self.eot_scale < 0 or self.eot_angle < 0:
