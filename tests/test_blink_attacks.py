@@ -362,9 +362,10 @@ def test_blink_suppression_survives_real_mediapipe(short_clip, tmp_path):
 
 @pytest.mark.shared
 def test_blink_injection_with_a_smooth_perturbation(short_clip, tmp_path):
-    """The envelope parameterisation puts a blink where the clip has none, seen by MediaPipe."""
+    """The default (envelope) parameterisation puts a blink where the clip has none, and
+    MediaPipe's blink detector finds it: the dip gets below the detector's line."""
     res = ea.run_ear_attack(short_clip["path"], tmp_path, "inject",
-                            {"steps": 40, "perturbation": "envelope", "blink_times": [[0.9, 250.0]], "compressions": []},
+                            {"steps": 40, "blink_times": [[0.9, 250.0]], "compressions": []},
                             pipeline=short_clip["params"])
     assert res["status"] == "ok", res["error"]
     clean, lossless = res["conditions"]["clean"], res["conditions"]["lossless"]
@@ -373,5 +374,7 @@ def test_blink_injection_with_a_smooth_perturbation(short_clip, tmp_path):
     assert clean["focus_mean_ratio"] > 0.9
     assert lossless["focus_mean_ratio"] < clean["focus_mean_ratio"] - 0.25
     assert res["port"]["adv_target_ratio_error"] < 0.5 * res["port"]["clean_target_ratio_error"]
+    assert lossless["injected_detected"] == 1 and lossless["n_blinks"] == clean["n_blinks"] + 1
+    assert lossless["injected_min_ratio"][0] < lossless["needed_ratio"] == 0.5
     target = pd.read_parquet(tmp_path / "target.parquet")
     assert math.isclose(float(target["weight"].max()), 1.0, abs_tol=0.05)

@@ -83,6 +83,8 @@ def test_ear_difference_and_normalised_series_are_exact():
     assert nd["jitter_clean"] == pytest.approx(0.0, abs=1e-7)
     steps_ = np.diff(noisy) / level
     assert nd["jitter_attacked"] == pytest.approx(math.sqrt(np.mean(steps_**2)), rel=1e-5)
+    assert nd["noise_clean"] == pytest.approx(0.0, abs=1e-7)
+    assert nd["noise_attacked"] == pytest.approx(2 * delta / level, rel=1e-5)   # the excursion does not move it
     # a uniform scale change is undone by median normalisation but not by none
     scaled = VideoSeries("s", t, clean * 1.1)
     assert ne.normalised_difference(VideoSeries("c", t, clean), scaled, cfg)["norm_rms"] == pytest.approx(0, abs=1e-6)
@@ -196,6 +198,7 @@ def test_study_layout_end_to_end(tmp_path, monkeypatch, params):
     assert a["score_clean"] == pytest.approx(src_score)
     ref = tables["reference"].set_index("label")
     assert set(ref.index) == {"real", "fake"} and (ref["count"] == 1).all()
+    assert ref.loc["real", "noise_median"] >= 0 and "noise floor" in ne.finding(tables["summary"], tables["reference"])[0]
     out = ne.write(tables, tmp_path / "out")
     back = pd.read_csv(out["summary"])
     assert len(back) == 2 and back["ear_rms"].notna().all()

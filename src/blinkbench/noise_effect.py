@@ -21,7 +21,9 @@ Per (set, video, detector), on frames aligned by index (both with a face):
   grid;
 - ``level_change``: relative change of the normalisation level (median EAR);
 - ``jitter_clean``, ``jitter_attacked``: RMS of the frame-to-frame difference of the
-  normalised series (its high-frequency noise), the quantity per-frame noise moves most;
+  normalised series (its high-frequency content, blinks included); ``noise_clean``,
+  ``noise_attacked``: the median |frame-to-frame difference| (the noise floor between
+  events), the quantity per-frame noise moves most;
 - ``eye_disp_median_px``, ``eye_disp_max_px``: displacement of the eye landmarks (frame
   pixels, both eyes' contours: :data:`EYE_POINTS`), median and max over points and frames;
   ``eye_shape_median_px``/``eye_shape_max_px``: the same after removing each eye's mean shift
@@ -63,7 +65,7 @@ EYE_POINTS = {k: tuple(sorted(v["right"] + v["left"])) for k, v in EYE_CONTOURS.
 VIDEO_KEYS = ("ear_rms", "ear_max", "level_change", "eye_disp_median_px", "eye_disp_max_px",
               "eye_shape_median_px", "eye_shape_max_px", "frames_aligned", "blink_change")
 DETECTOR_KEYS = ("score_clean", "score_attacked", "score_change", "norm_rms", "norm_max", "jitter_clean",
-                 "jitter_attacked")
+                 "jitter_attacked", "noise_clean", "noise_attacked")
 
 
 def scheme_of(n_points: int) -> str:
@@ -111,6 +113,14 @@ def jitter(values: np.ndarray, mask: np.ndarray) -> float | None:
     return _rms(np.diff(v)[both])
 
 
+def noise_level(values: np.ndarray, mask: np.ndarray) -> float | None:
+    """Median |frame-to-frame difference| over consecutive observed samples: the noise floor
+    between events (blinks and closures, a few large steps, do not move a median)."""
+    v, m = np.asarray(values, np.float64), np.asarray(mask, bool)
+    d = np.abs(np.diff(v))[m[1:] & m[:-1]]
+    return float(np.median(d)) if len(d) else None
+
+
 def ear_difference(clean: pd.DataFrame, attacked: pd.DataFrame) -> dict:
     """Raw EAR difference on frames aligned by index (``frame``, ``ear_mean``), both finite."""
     m = clean[["frame", "ear_mean"]].merge(attacked[["frame", "ear_mean"]], on="frame", suffixes=("_c", "_a"))
@@ -130,7 +140,8 @@ def normalised_difference(clean: VideoSeries, attacked: VideoSeries, cfg: Series
     ok = pc.mask[:n] & pa.mask[:n]
     d = np.abs(pa.values[:n].astype(np.float64) - pc.values[:n])[ok]
     return {"norm_rms": _rms(d), "norm_max": float(d.max()) if len(d) else None,
-            "jitter_clean": jitter(pc.values, pc.mask), "jitter_attacked": jitter(pa.values, pa.mask)}
+            "jitter_clean": jitter(pc.values, pc.mask), "jitter_attacked": jitter(pa.values, pa.mask),
+            "noise_clean": noise_level(pc.values, pc.mask), "noise_attacked": noise_level(pa.values, pa.mask)}
 
 
 def read_landmark_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -303,11 +314,14 @@ def reference_jitter(params: dict, models: Mapping) -> pd.DataFrame:
         video = VideoSeries.from_artifacts(r.video_id, ep)
         for name, cfg in cfgs.items():
             p = prepare(video, cfg)
-            rows.append({"detector": name, "label": r.label, "video_id": r.video_id, "jitter": jitter(p.values, p.mask)})
+            rows.append({"detector": name, "label": r.label, "video_id": r.video_id, "jitter": jitter(p.values, p.mask),
+                         "noise": noise_level(p.values, p.mask)})
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows)
-    return df.groupby(["detector", "label"], as_index=False)["jitter"].agg(["median", "min", "max", "count"])
+    return df.groupby(["detector", "label"], as_index=False).agg(
+        jitter_median=("jitter", "median"), noise_median=("noise", "median"), noise_min=("noise", "min"),
+        noise_max=("noise", "max"), count=("video_id", "count"))
 
 
 def write(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:
@@ -338,7 +352,7 @@ def finding(summary: pd.DataFrame, reference: pd.DataFrame | None = None) -> lis
     attacked = summary[summary["target"] != "clean"]
     ref = None
     if reference is not None and len(reference):
-        ref = reference.set_index(["detector", "label"])["median"]
+        ref = reference.set_index(["detector", "label"])
     for r in attacked.itertuples(index=False):
         c = clean.loc[(r.variant, r.detector)] if (r.variant, r.detector) in clean.index else None
         parts = [f"{r.method} eps {r.eps:g} on {r.target}, {r.variant}, {r.detector}: score "
@@ -346,14 +360,17 @@ def finding(summary: pd.DataFrame, reference: pd.DataFrame | None = None) -> lis
                  f"{_f(r.detected_attacked)}), blinks {_f(r.blink_change, '+.2f')}",
                  f"EAR RMS difference {_f(r.ear_rms, '.4f')} (max {_f(r.ear_max, '.3f')}), normalised RMS "
                  f"{_f(r.norm_rms, '.3f')} (max {_f(r.norm_max, '.3f')})",
-                 f"jitter {_f(r.jitter_clean, '.4f')} -> {_f(r.jitter_attacked, '.4f')}",
+                 f"jitter {_f(r.jitter_clean, '.4f')} -> {_f(r.jitter_attacked, '.4f')}, noise floor "
+                 f"{_f(r.noise_clean, '.4f')} -> {_f(r.noise_attacked, '.4f')}, median EAR {_f(r.level_change, '+.1%')}",
                  f"eye landmarks moved {_f(r.eye_disp_median_px, '.2f')} px median ({_f(r.eye_disp_max_px, '.1f')} max),"
                  f" shape {_f(r.eye_shape_median_px, '.2f')} px"]
         if c is not None:
             parts.append(f"compression alone (clean set): EAR RMS {_f(c['ear_rms'], '.4f')}, jitter "
                          f"{_f(c['jitter_attacked'], '.4f')}, score {_f(c['score_attacked'])}")
         if ref is not None and (r.detector, "real") in ref.index and (r.detector, "fake") in ref.index:
-            parts.append(f"train jitter median real {ref[(r.detector, 'real')]:.4f} / fake {ref[(r.detector, 'fake')]:.4f}")
+            rr, rf = ref.loc[(r.detector, "real")], ref.loc[(r.detector, "fake")]
+            parts.append(f"clean train videos: noise floor median real {rr['noise_median']:.4f} / fake "
+                         f"{rf['noise_median']:.4f}, jitter real {rr['jitter_median']:.4f} / fake {rf['jitter_median']:.4f}")
         lines.append("; ".join(parts) + ".")
     return lines
 
