@@ -125,6 +125,10 @@ def build(params: dict) -> Path:
     if study_metrics:
         metrics["study"] = study_metrics
     sections.append(study_html)
+    ne_metrics, ne_html = noise_effect_section(params, out_dir)
+    if ne_metrics:
+        metrics["noise_effect"] = ne_metrics
+    sections.append(ne_html)
     ba_metrics, ba_html = blink_attack_section(params)
     if ba_metrics:
         metrics["blink_attacks"] = ba_metrics
@@ -317,8 +321,13 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
         cost = r.get("perceptual") or {}
         for cond, c in (r.get("conditions") or {}).items():
             scores = [v for v in (c.get("detector_p_fake") or {}).values() if v is not None]
+            dips = [x for x in (c.get("injected_min_ratio") or []) if x is not None]
             rows.append({"mode": mode, "video_id": vid, "status": r.get("status"), "condition": cond,
-                         "n_blinks": c.get("n_blinks"), "focus_mean_ratio": c.get("focus_mean_ratio"),
+                         "n_blinks": c.get("n_blinks"), "mean_blink_ms": c.get("mean_blink_ms"),
+                         "injected": len(r.get("injected_blinks") or []) if mode == "inject" else None,
+                         "injected_detected": c.get("injected_detected"),
+                         "dip_reached": float(np.mean(dips)) if dips else None, "dip_needed": c.get("needed_ratio"),
+                         "focus_mean_ratio": c.get("focus_mean_ratio"),
                          "blink_detectors_mean_p_fake": float(np.mean(scores)) if scores else None,
                          "psnr": cost.get("psnr_mean"), "linf": cost.get("linf")})
         if not r.get("conditions"):
@@ -329,7 +338,9 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
              "<p>EAR attacks through the differentiable Face Mesh port: <em>suppress</em> keeps a real video's "
              "open-eye EAR through its blinks, <em>inject</em> gives a fake video a natural blink pattern. Each "
              "adversarial video is re-scored by the real pipeline (MediaPipe Face Mesh, EAR, blink events) losslessly "
-             "and after compression. focus_mean_ratio: EAR over the targeted frames relative to the open-eye level "
+             "and after compression. inject: injected blinks scheduled and found by the pipeline; dip_reached: mean over "
+             "injected blinks of the lowest EAR / open level inside each, against dip_needed (blinks.close_ratio, "
+             "below which the detector starts an event). focus_mean_ratio: EAR over the targeted frames relative to the open-eye level "
              "(suppress: towards 1; inject: towards the dip). blink_detectors_mean_p_fake: mean over the trained "
              "blink detectors.</p>"]
     metrics: dict = {}
@@ -354,6 +365,49 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
                 parts += [f"<h4>{e(name.replace('_', ' '))}</h4>", _table_html(t)]
                 if name == "white_box" and "nme" in t.columns and "attack" in t.columns:
                     metrics["landmark_breaker_white_box_nme"] = {a: _num(v) for a, v in zip(t["attack"], t["nme"])}
+    return metrics, "\n".join(parts)
+
+
+def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
+    """Why the blink detectors move under per-frame noise (:mod:`blinkbench.noise_effect`):
+    per study set and blink detector, score change, EAR difference (raw and after the
+    detector's normalisation), EAR jitter and eye-landmark displacement against the source
+    video; tables in ``noise_effect*.csv``/``.json`` beside the report."""
+    from . import noise_effect
+
+    if not params["attacks"]["enabled"]:
+        return {}, ""
+    tables = noise_effect.compute(params)
+    summary = tables["summary"]
+    if summary.empty:
+        return {}, ""
+    files = noise_effect.write(tables, out_dir)
+    e = html.escape
+    cols = ["target", "method", "eps", "variant", "detector", "n", "score_clean", "score_attacked", "score_change",
+            "blink_change", "ear_rms", "ear_max", "level_change", "norm_rms", "norm_max", "jitter_clean",
+            "jitter_attacked", "noise_clean", "noise_attacked", "eye_disp_median_px", "eye_disp_max_px", "eye_shape_median_px", "eye_shape_max_px"]
+    links = ", ".join(f"<a href='{e(p.name)}'>{e(p.name)}</a>" for p in files.values())
+    parts = ["<h2>What per-frame noise does to the blink path</h2>",
+             "<p>Each study set against the source video's own artifacts (clean rows: decoding and compression "
+             "alone). score: the blink detector's fake probability (mean over videos); ear_rms/ear_max: |EAR attacked - "
+             "EAR clean| on frames aligned by index; norm_*: the same after the detector's series preparation "
+             "(resampling, normalisation); level_change: relative change of the median EAR; jitter: RMS of the "
+             "frame-to-frame difference of the normalised series, noise: its median absolute value (the noise floor between blinks); eye_disp: eye-contour landmark displacement in frame "
+             "pixels, eye_shape: the same after removing each eye's mean shift (what EAR sees). Files: "
+             f"{links}.</p>", _table_html(summary[[c for c in cols if c in summary]])]
+    ref = tables.get("reference")
+    if ref is not None and len(ref):
+        parts += ["<p>Jitter of the clean train series by label (what the detectors learned from):</p>",
+                  _table_html(ref)]
+    lines = noise_effect.finding(summary, ref)
+    if lines:
+        parts += ["<h3>Finding</h3>", "<ul>" + "".join(f"<li>{e(x)}</li>" for x in lines) + "</ul>"]
+    metrics: dict = {}
+    for r in summary.to_dict("records"):
+        metrics.setdefault(f"{r['target']}/{r['method']}/eps{r['eps']:g}/{r['variant']}", {})[r["detector"]] = {
+            k: _num(r.get(k)) for k in ("score_change", "ear_rms", "norm_rms", "jitter_clean", "jitter_attacked",
+                                        "noise_clean", "noise_attacked", "level_change",
+                                        "eye_disp_median_px", "eye_shape_median_px")}
     return metrics, "\n".join(parts)
 
 

@@ -7,8 +7,11 @@ Two goals (``mode``):
 - ``inject``: a FAKE video gets a natural blink pattern (``inject_rate_per_min`` ~17/min,
   durations drawn in ``inject_duration_ms`` = 100-400 ms, gamma-distributed intervals no
   shorter than ``inject_min_ibi_s``, placed away from its own blinks); the target EAR dips to
-  ``inject_depth`` (0.4) x the open level with an asymmetric lid profile (closing over the
-  first ``CLOSING_SHARE`` of the blink, reopening more slowly, half-cosine edges).
+  ``inject_depth`` (0.2) x the open level with an asymmetric lid profile (closing over the
+  first ``CLOSING_SHARE`` of the blink, reopening more slowly, half-cosine edges). The blink
+  detector calls a dip a blink below ``blinks.close_ratio`` (0.5) x the open level: a target
+  of 0.4 left one or two frames 0.1 under that line, which the port-to-MediaPipe gap and
+  compression take back, so the target is a near-closure, as a real blink is.
 
 How a perturbation reaches the model (what :class:`ClipGeometry` precomputes):
 
@@ -100,7 +103,7 @@ from ..mesh_torch.facemesh import MESH_SIZE, crop_affine, ear_torch
 log = logging.getLogger(__name__)
 
 MODES = ("suppress", "inject")
-PERTURBATIONS = ("shared", "keyframes", "envelope")
+PERTURBATIONS = ("shared", "keyframes", "envelope")   # and "auto" in params: chosen per mode
 CLOSING_SHARE = 0.4       # share of a blink spent closing (the lid reopens more slowly)
 SUPPRESS_FULL_WEIGHT_DEPTH = 0.5   # suppress envelope: full weight from half closure on
 ACTIVE_RATIO = 0.15       # a frame is "active" when |clean - target| / open exceeds this
@@ -114,7 +117,7 @@ class EarAttackParams:
     steps: int = 100
     step_size: float = 1.0               # first step, 0-255 scale; decays linearly to a tenth
     decay: float = 0.5                   # momentum (0: plain signed gradient)
-    perturbation: str = "shared"         # shared | keyframes | envelope
+    perturbation: str = "auto"           # auto (inject: envelope, suppress: shared) | shared | keyframes | envelope
     n_keys: int = 4                      # keyframes only
     delta_size: int = 192                # side of the perturbation grid over the face ROI
     roi_scale: float = 1.5               # MediaPipe's face ROI: landmark box x 1.5
@@ -128,7 +131,7 @@ class EarAttackParams:
     # injection pattern
     inject_rate_per_min: float = 17.0
     inject_duration_ms: tuple[float, float] = (100.0, 400.0)
-    inject_depth: float = 0.4
+    inject_depth: float = 0.2
     inject_min_ibi_s: float = 1.0
     blink_times: tuple[tuple[float, float], ...] | None = None   # explicit (start_s, duration_ms)
     # end to end through a blink detector (needs models with window_logits)
@@ -138,8 +141,8 @@ class EarAttackParams:
     seed: int = 0
 
     def __post_init__(self):
-        if self.perturbation not in PERTURBATIONS:
-            raise ValueError(f"perturbation must be one of {PERTURBATIONS}, not {self.perturbation!r}")
+        if self.perturbation not in ("auto", *PERTURBATIONS):
+            raise ValueError(f"perturbation must be auto or one of {PERTURBATIONS}, not {self.perturbation!r}")
         if self.eps < 0 or self.steps < 0 or self.step_size <= 0 or self.frames_per_step < 1:
             raise ValueError("need eps >= 0, steps >= 0, step_size > 0, frames_per_step >= 1")
         if self.eot_pad < 2 or self.eot_shift < 0 or self.eot_scale < 0 or self.eot_angle < 0:
@@ -155,6 +158,14 @@ class EarAttackParams:
         object.__setattr__(self, "compressions", tuple(self.compressions))
         if self.blink_times is not None:
             object.__setattr__(self, "blink_times", tuple((float(s), float(d)) for s, d in self.blink_times))
+
+    def perturbation_for(self, mode: str) -> str:
+        """The parameterisation used for ``mode``: ``auto`` is ``envelope`` for ``inject`` (a
+        perturbation shared by every frame cannot close the eyes in a few frames only and
+        leave them open elsewhere) and ``shared`` for ``suppress``."""
+        if self.perturbation != "auto":
+            return self.perturbation
+        return "envelope" if mode == "inject" else "shared"
 
     @classmethod
     def from_params(cls, params: "EarAttackParams | Mapping[str, Any] | None") -> "EarAttackParams":
@@ -407,15 +418,25 @@ def draw_blinks(duration_s: float, p: EarAttackParams, avoid: Sequence[tuple[flo
     rng = np.random.default_rng(p.seed)
     mean_ibi = 60.0 / p.inject_rate_per_min
     want = max(0, int(round(duration_s / mean_ibi)) - existing)
-    out: list[tuple[float, float]] = []
-    t = rng.uniform(0.3, min(max(0.31, duration_s / 2), 0.3 + mean_ibi))
-    while t < duration_s and len(out) < max(want, 1 if duration_s >= 1.0 and existing == 0 else 0):
-        dur = rng.uniform(*p.inject_duration_ms)
-        end = t + dur / 1000
-        if end < duration_s - 0.1 and all(end + 0.3 < a or t - 0.3 > b for a, b in avoid):
-            out.append((float(t), float(dur)))
-        t = end + max(p.inject_min_ibi_s, rng.gamma(3.0, mean_ibi / 3.0))
-    return out
+    want = max(want, 1 if duration_s >= 1.0 and existing == 0 else 0)
+    best: list[tuple[float, float]] = []
+    # One draw of the renewal process can leave the end of a short clip empty (an 8 s clip at
+    # 17/min wants 2 blinks, a late first onset plus one long interval gives 1): redraw,
+    # seeded, and keep the first schedule with the wanted count (else the fullest one).
+    for _ in range(64):
+        out: list[tuple[float, float]] = []
+        t = rng.uniform(0.3, min(max(0.31, duration_s / 2), 0.3 + mean_ibi))
+        while t < duration_s and len(out) < want:
+            dur = rng.uniform(*p.inject_duration_ms)
+            end = t + dur / 1000
+            if end < duration_s - 0.1 and all(end + 0.3 < a or t - 0.3 > b for a, b in avoid):
+                out.append((float(t), float(dur)))
+            t = end + max(p.inject_min_ibi_s, rng.gamma(3.0, mean_ibi / 3.0))
+        if len(out) > len(best):
+            best = out
+        if len(best) >= want:
+            break
+    return best
 
 
 def smooth3(x: np.ndarray) -> np.ndarray:
@@ -759,9 +780,15 @@ def condition_metrics(res: dict, clean: dict, target: Target, mode: str, models:
         events = pd.read_parquet(res["paths"]["blinks"])
         blinks = events[events["kind"] == "blink"]
         hits = 0
+        reached = []
         for start, dur in target.blinks:
             hits += bool(((blinks["start_s"] < start + dur / 1000 + 0.05) & (blinks["end_s"] > start - 0.05)).any())
+            inside = (t - t[0] >= start) & (t - t[0] <= start + dur / 1000) & np.isfinite(a)
+            reached.append(float(np.min(a[inside] / level[inside])) if inside.any() else None)
         out["injected_detected"] = int(hits)
+        # how deep each injected dip got (min EAR / open level) against the detector's line
+        out["injected_min_ratio"] = reached
+        out["needed_ratio"] = float(cfg["close_ratio"])
     return out
 
 
@@ -879,7 +906,7 @@ def _run(video: Path, out: Path, mode: str, p: EarAttackParams, models: dict, pp
     lap("precompute_s")
     events = pd.read_parquet(clean["paths"]["blinks"])
     target = make_target(mode, geo.t, clean_ear, p, pp["blinks"], events)
-    pert = Perturbation(p.perturbation, len(geo.t), geo.t, p.delta_size, p.n_keys, target.weight)
+    pert = Perturbation(p.perturbation_for(mode), len(geo.t), geo.t, p.delta_size, p.n_keys, target.weight)
     detectors = [d for d in models.values() if hasattr(d, "window_logits")]
     opt = optimise(geo, target, pert, p, mode, detectors)
     lap("optimise_s")
