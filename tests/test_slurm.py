@@ -4,8 +4,9 @@ outputs, byte for byte, as a local run.
 scripts/slurm_local.sh starts a one-node cluster on 127.0.0.1 (munged, MariaDB, slurmdbd,
 slurmctld, slurmd; installing the Debian packages if missing and root). Where it cannot
 (not root and not installed, no apt, daemons that do not come up), the test is skipped with
-the script's own message. The cluster is always stopped afterwards. Marked slow: a few
-minutes on 2 cores; it runs in CI, where .ci/run installs the packages first."""
+the script's own message. The cluster is always stopped afterwards. Marked slow: 11-19 min
+measured on a busy 2-core machine (each SLURM job parses the workflow again, and the plugin
+waits >= 40 s between sacct polls); it runs in CI, where .ci/run installs the packages."""
 
 from __future__ import annotations
 
