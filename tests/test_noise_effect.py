@@ -189,6 +189,8 @@ def test_study_layout_end_to_end(tmp_path, monkeypatch, params):
     assert s.loc["clean", "ear_rms"] == pytest.approx(0, abs=1e-7)
     assert s.loc["clean", "eye_disp_max_px"] == pytest.approx(0, abs=1e-6)
     assert s.loc["clean", "score_change"] == pytest.approx(0, abs=1e-9)
+    # no residual, no control noise: the control is the clean score itself
+    assert s.loc["clean", "score_control"] == pytest.approx(s.loc["clean", "score_clean"], abs=1e-9)
     a = s.loc["meso4"]
     assert a["ear_rms"] == pytest.approx(d / EYE_W, rel=1e-3)     # float32 landmarks
     assert a["eye_disp_max_px"] == pytest.approx(d, rel=1e-4)
@@ -214,3 +216,20 @@ def test_study_layout_end_to_end(tmp_path, monkeypatch, params):
     assert "What per-frame noise does" in page and "fgsm eps 8 on meso4" in page
     assert (tmp_path / "rep" / "noise_effect.csv").exists()
     assert metrics["meso4/fgsm/eps8/none"]["tsf"]["ear_rms"] == pytest.approx(d / EYE_W, rel=1e-3)
+
+
+def test_noise_control_adds_the_attacks_own_residual_in_random_order():
+    t = np.arange(100) / 25.0
+    clean = np.full(100, 0.30)
+    clean[40:43] = 0.10                       # a blink
+    clean[90:] = np.nan                       # no face at the end
+    attacked = clean + np.where(np.arange(100) % 2, 0.02, -0.02)
+    c = ne.noise_control(VideoSeries("v", t, clean, {"n_blinks": 1}, 1), VideoSeries("v", t, attacked), seed=3)
+    added = c.ear - clean
+    face = np.isfinite(clean)
+    assert np.isnan(c.ear[~face]).all()                               # no face stays no face
+    assert set(np.round(added[face], 6)) <= {0.02, -0.02}             # only the attack's own residual values
+    assert 0 < (added[face] > 0).sum() < face.sum()                   # drawn, not copied in order
+    again = ne.noise_control(VideoSeries("v", t, clean, {}, 1), VideoSeries("v", t, attacked), seed=3)
+    assert np.array_equal(again.ear, c.ear, equal_nan=True) and c.label == 1 and c.summary == {"n_blinks": 1}
+    assert ne.noise_control(VideoSeries("v", t, clean), VideoSeries("v", t, np.full(100, np.nan))) is None

@@ -28,7 +28,12 @@ Per (set, video, detector), on frames aligned by index (both with a face):
   pixels, both eyes' contours: :data:`EYE_POINTS`), median and max over points and frames;
   ``eye_shape_median_px``/``eye_shape_max_px``: the same after removing each eye's mean shift
   per frame (EAR is translation invariant: this part is what changes it);
-- ``blink_change``: blinks found after the attack minus before.
+- ``blink_change``: blinks found after the attack minus before;
+- ``score_control``: the causal check. The detector on the *clean* EAR series plus the
+  attack's own per-frame EAR residual (attacked - clean, on aligned frames) drawn in a seeded
+  random order (:func:`noise_control`): the same amplitude of per-frame noise, with no tie to
+  time, blinks or the video. Where ``score_control`` moves like ``score_attacked``, per-frame
+  noise of that size is enough to move the detector, whatever the attack aimed at.
 
 :func:`compute` returns the per-video table and a per (set, detector) summary (means over
 videos; maxima for the ``*_max*`` columns); :func:`write` stores both as CSV and JSON.
@@ -64,8 +69,8 @@ EYE_POINTS = {k: tuple(sorted(v["right"] + v["left"])) for k, v in EYE_CONTOURS.
 
 VIDEO_KEYS = ("ear_rms", "ear_max", "level_change", "eye_disp_median_px", "eye_disp_max_px",
               "eye_shape_median_px", "eye_shape_max_px", "frames_aligned", "blink_change")
-DETECTOR_KEYS = ("score_clean", "score_attacked", "score_change", "norm_rms", "norm_max", "jitter_clean",
-                 "jitter_attacked", "noise_clean", "noise_attacked")
+DETECTOR_KEYS = ("score_clean", "score_attacked", "score_control", "score_change", "norm_rms", "norm_max",
+                 "jitter_clean", "jitter_attacked", "noise_clean", "noise_attacked")
 
 
 def scheme_of(n_points: int) -> str:
@@ -246,6 +251,7 @@ def compute(params: dict, models: Mapping | None = None) -> dict[str, pd.DataFra
                     raise RuntimeError(f"attacked video not scored: {v.get('status')}: {v.get('error', '')}")
                 common = video_effect(vid, src, adv)
                 cs, as_ = src.series(vid), adv.series(vid)
+                control = noise_control(cs, as_, seed=int(params["base"]["seed"]))
             except Exception as exc:  # a bad or missing artifact: a row that says so
                 log.warning("noise effect of %s on %s: %s", sp, vid, exc)
                 rows.append({**base, "detector": None, "status": "error", "error": f"{type(exc).__name__}: {exc}"})
@@ -256,12 +262,25 @@ def compute(params: dict, models: Mapping | None = None) -> dict[str, pd.DataFra
                     clean_scores[key] = _score(det, cs)
                 row = {**base, "detector": name, "status": "ok", "error": "", **common,
                        **normalised_difference(cs, as_, _series_cfg(det, params)),
-                       "score_clean": clean_scores[key], "score_attacked": v.get("scores", {}).get(f"blink/{name}")}
+                       "score_clean": clean_scores[key], "score_attacked": v.get("scores", {}).get(f"blink/{name}"),
+                       "score_control": _score(det, control) if control is not None else None}
                 row["score_change"] = (row["score_attacked"] - row["score_clean"]
                                        if row["score_attacked"] is not None and row["score_clean"] is not None else None)
                 rows.append(row)
     videos = pd.DataFrame(rows)
     return {"videos": videos, "summary": summarise(videos), "reference": reference_jitter(params, models)}
+
+
+def noise_control(clean: VideoSeries, attacked: VideoSeries, seed: int = 0) -> VideoSeries | None:
+    """The clean series plus the attack's EAR residual, resampled in a seeded random order
+    (None when the two share no frame with a face). Frames without a face stay without one."""
+    n = min(len(clean.ear), len(attacked.ear))
+    r = np.asarray(attacked.ear[:n], float) - np.asarray(clean.ear[:n], float)
+    r = r[np.isfinite(r)]
+    if not len(r):
+        return None
+    noise = np.random.default_rng(seed).choice(r, size=len(clean.ear), replace=True)
+    return VideoSeries(clean.video_id, clean.t, np.asarray(clean.ear, float) + noise, dict(clean.summary), clean.label)
 
 
 def _score(det, video: VideoSeries) -> float | None:
@@ -288,7 +307,7 @@ def summarise(videos: pd.DataFrame) -> pd.DataFrame:
             x = pd.to_numeric(g[c], errors="coerce").to_numpy(float)
             x = x[np.isfinite(x)]
             row[c] = (float(x.max()) if c.endswith("_max") or c.endswith("_max_px") else float(x.mean())) if len(x) else None
-        for c in ("score_clean", "score_attacked"):
+        for c in ("score_clean", "score_attacked", "score_control"):
             x = pd.to_numeric(g[c], errors="coerce").to_numpy(float)
             x = x[np.isfinite(x)]
             row[f"detected_{c.split('_')[1]}"] = float((x >= 0.5).mean()) if len(x) else None
@@ -358,6 +377,8 @@ def finding(summary: pd.DataFrame, reference: pd.DataFrame | None = None) -> lis
         parts = [f"{r.method} eps {r.eps:g} on {r.target}, {r.variant}, {r.detector}: score "
                  f"{_f(r.score_clean)} -> {_f(r.score_attacked)} (detected {_f(r.detected_clean)} -> "
                  f"{_f(r.detected_attacked)}), blinks {_f(r.blink_change, '+.2f')}",
+                 f"clean EAR plus the attack's residual in random order: score {_f(getattr(r, 'score_control', None))} "
+                 f"(detected {_f(getattr(r, 'detected_control', None))})",
                  f"EAR RMS difference {_f(r.ear_rms, '.4f')} (max {_f(r.ear_max, '.3f')}), normalised RMS "
                  f"{_f(r.norm_rms, '.3f')} (max {_f(r.norm_max, '.3f')})",
                  f"jitter {_f(r.jitter_clean, '.4f')} -> {_f(r.jitter_attacked, '.4f')}, noise floor "

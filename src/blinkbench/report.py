@@ -383,13 +383,16 @@ def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
         return {}, ""
     files = noise_effect.write(tables, out_dir)
     e = html.escape
-    cols = ["target", "method", "eps", "variant", "detector", "n", "score_clean", "score_attacked", "score_change",
+    cols = ["target", "method", "eps", "variant", "detector", "n", "score_clean", "score_attacked", "score_control",
+            "score_change",
             "blink_change", "ear_rms", "ear_max", "level_change", "norm_rms", "norm_max", "jitter_clean",
             "jitter_attacked", "noise_clean", "noise_attacked", "eye_disp_median_px", "eye_disp_max_px", "eye_shape_median_px", "eye_shape_max_px"]
     links = ", ".join(f"<a href='{e(p.name)}'>{e(p.name)}</a>" for p in files.values())
     parts = ["<h2>What per-frame noise does to the blink path</h2>",
              "<p>Each study set against the source video's own artifacts (clean rows: decoding and compression "
-             "alone). score: the blink detector's fake probability (mean over videos); ear_rms/ear_max: |EAR attacked - "
+             "alone). score: the blink detector's fake probability (mean over videos); score_control: the detector on "
+             "the clean EAR plus the attack's own per-frame EAR residual drawn in random order (the causal check: "
+             "noise of that size alone, with no tie to time or blinks); ear_rms/ear_max: |EAR attacked - "
              "EAR clean| on frames aligned by index; norm_*: the same after the detector's series preparation "
              "(resampling, normalisation); level_change: relative change of the median EAR; jitter: RMS of the "
              "frame-to-frame difference of the normalised series, noise: its median absolute value (the noise floor between blinks); eye_disp: eye-contour landmark displacement in frame "
@@ -405,7 +408,7 @@ def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     metrics: dict = {}
     for r in summary.to_dict("records"):
         metrics.setdefault(f"{r['target']}/{r['method']}/eps{r['eps']:g}/{r['variant']}", {})[r["detector"]] = {
-            k: _num(r.get(k)) for k in ("score_change", "ear_rms", "norm_rms", "jitter_clean", "jitter_attacked",
+            k: _num(r.get(k)) for k in ("score_change", "score_control", "ear_rms", "norm_rms", "jitter_clean", "jitter_attacked",
                                         "noise_clean", "noise_attacked", "level_change",
                                         "eye_disp_median_px", "eye_shape_median_px")}
     return metrics, "\n".join(parts)
