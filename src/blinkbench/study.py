@@ -82,8 +82,10 @@ def attack_one(params: dict, target: str, method: str, eps, video_id: str, out: 
         det = FrameDetector.load(paths.path("frame_model", detector=target, train=a["models_trained_on"]))
         model, name = det.network(), method
         atk_params = {**a.get("params", {}).get(method, {}), "eps": float(eps)}
+    crops = params["faces"]["crops"]
     return attack_video(video, track, model, name, atk_params, out, batch_size=a["batch_size"],
-                        seed=int(params["base"]["seed"]), square=True, margin=float(params["faces"]["crops"]["margin"]))
+                        seed=int(params["base"]["seed"]), square=True, size_step=1, margin=float(crops["margin"]),
+                        crop_size=int(crops["size"]))
 
 
 def _no_model():

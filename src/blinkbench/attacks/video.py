@@ -79,6 +79,10 @@ def attack_box(box, width: int, height: int, margin: float = 0.0, size_step: int
     ``(1 + 2 margin)`` x its longer side, same centre, as the ``faces`` step frames the
     detectors' crops), covering it (floor/ceil), width and height rounded up to a multiple
     of ``size_step`` around the same centre, clipped to the frame."""
+    if square and size_step == 1:   # exactly the faces step's crop (its rounding too)
+        from ..faces import square_box
+
+        return square_box(np.asarray(box, float), 1 + 2 * margin, width, height)
     x0, y0, x1, y1 = (float(v) for v in box)
     w, h = x1 - x0, y1 - y0
     if square:
@@ -93,6 +97,23 @@ def attack_box(box, width: int, height: int, margin: float = 0.0, size_step: int
         ix0, ix1 = ix0 - ex // 2, ix1 + ex - ex // 2
         iy0, iy1 = iy0 - ey // 2, iy1 + ey - ey // 2
     return max(0, ix0), max(0, iy0), min(width, ix1), min(height, iy1)
+
+
+class SeenAsCrop(nn.Module):
+    """``model`` on the box resized to ``size`` x ``size`` first (bilinear with antialiasing,
+    as OpenCV's area resize averages when it shrinks), the way the ``faces`` step stores the
+    crops that the detectors score: an attack through this optimises what they will see, not
+    the box at its native size."""
+
+    def __init__(self, model: nn.Module, size: int):
+        super().__init__()
+        self.model, self.size = model, int(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                                                align_corners=False, antialias=True)
+        return self.model(x)
 
 
 def read_track_boxes(track_parquet: str | Path) -> tuple[dict[int, tuple[float, float, float, float]], dict]:
@@ -124,6 +145,7 @@ def attack_video(
     seed: int = 0,
     rescale: bool = True,
     verify: bool = True,
+    crop_size: int | None = None,
 ) -> dict:
     """Write the adversarial version of ``video_path`` to ``out_path`` (lossless, ``.mkv``)
     and its stats to :func:`stats_path`; return the stats.
@@ -133,8 +155,11 @@ def attack_video(
     ``params["attacks"][name]`` section), or an :class:`Attack` whose fields
     ``attack_params`` overrides. ``progress``: anything with ``update(n)`` (tqdm), advanced
     once per frame. ``rescale``: the quantisation-aware magnitude search (:func:`_rescue`).
-    ``verify``: decode the written video and check it frame by frame. See the module
-    docstring for boxes, batching and bad input."""
+    ``verify``: decode the written video and check it frame by frame. ``crop_size``: the
+    detector sees the box resized to this side first, as the ``faces`` step stores its crops
+    (:class:`SeenAsCrop`), so the attack optimises what re-scoring will measure; with
+    ``square=True, size_step=1`` the box is the faces step's own (:func:`attack_box`). See the
+    module docstring for boxes, batching and bad input."""
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".mkv":
         raise ValueError(f"the lossless output is FFV1 in Matroska: out_path must end in .mkv, got {out_path}")
@@ -142,10 +167,13 @@ def attack_video(
         raise ValueError("need batch_size >= 1, size_step >= 1, margin >= 0")
     params = dict(attack_params or {})
     atk = create(attack, **params) if isinstance(attack, str) else replace(attack, **params)
+    if crop_size:
+        model = SeenAsCrop(model, int(crop_size))
     stats: dict[str, Any] = {
         "status": OK, "error": "", "warnings": [], "video": str(video_path), "track": str(track_parquet),
         "out": str(out_path), "attack": atk.name, "attack_params": atk.params(), "model": type(model).__name__,
         "options": {"batch_size": batch_size, "margin": margin, "size_step": size_step, "square": square,
+                    "crop_size": crop_size,
                     "seed": seed, "rescale": rescale, "device": device, **LOSSLESS},
         # the same keys whatever happens, so that reports can read every video's stats
         **summarise([], 0), "verified_lossless": False, "mean_batch_size": 0.0, "n_batches": 0, "attack_s": 0.0,
