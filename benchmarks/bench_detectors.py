@@ -37,10 +37,10 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
-from blinkbench.detectors import available, create, get  # noqa: E402
-from blinkbench.evaluation import metrics  # noqa: E402
-from blinkbench.series import SeriesConfig, window_batch  # noqa: E402
-from blinkbench.synthetic import synthetic_videos  # noqa: E402  (the tests' synthetic task)
+from blinkbench.detectors.blink import available, create, get  # noqa: E402
+from blinkbench.detectors.evaluation import metrics  # noqa: E402
+from blinkbench.detectors.blink.series import SeriesConfig, window_batch  # noqa: E402
+from blinkbench.testing.synthetic import synthetic_videos  # noqa: E402  (the tests' synthetic task)
 
 FAMILIES = ("rule", "classical", "neural")
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from blinkbench.ear import EYE_INDICES, OUTER_CORNERS, ear_from_landmarks
+from blinkbench.spine.ear import EYE_INDICES, OUTER_CORNERS, ear_from_landmarks
 from blinkbench.mesh_torch import graph as G
 from blinkbench.mesh_torch import tflite_reader
 from blinkbench.mesh_torch.facemesh import (
@@ -70,7 +70,7 @@ def crops(shared, tmp_path_factory):
     import pandas as pd
     from conftest import _params
 
-    from blinkbench import steps
+    from blinkbench.spine import steps
 
     out = []
     for clip, frames in CLIPS:

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import evaluation, io
-from blinkbench.series import (SeriesConfig, VideoSeries, aggregate, feature_matrix, feature_names,
-                               features, prepare, resample, window_batch, windows)
+from blinkbench.detectors import evaluation
+from blinkbench.core import io
+from blinkbench.detectors.blink.series import (SeriesConfig, VideoSeries, aggregate, feature_matrix, feature_names,
+    features, prepare, resample, window_batch, windows)
 
 NONE = SeriesConfig(normalise="none")
 

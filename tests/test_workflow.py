@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blinkbench import io, paths
-from blinkbench.steps import STEPS
+from blinkbench.core import io, paths
+from blinkbench.spine.steps import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

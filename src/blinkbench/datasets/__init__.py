@@ -26,7 +26,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..io import stamp, write_parquet
+from blinkbench.core.io import stamp, write_parquet
 from . import celebdf, dfdc, ffpp, folder
 from .base import MANIFEST_COLUMNS, TEST_FRACTION, Entry, SplitConfig, check_entries, manifest_frame
 

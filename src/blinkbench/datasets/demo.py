@@ -49,13 +49,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .io import atomic_path, write_json
-from .video import write_video
+from blinkbench.core.io import atomic_path, write_json
+from blinkbench.core.labels import LABELS
+from blinkbench.video.codec import write_video
 
 GENERATOR_VERSION = 1
 SOURCE_IMAGE = "skimage.data.astronaut"
 
-LABELS = ("real", "fake")
 FAKE_BEHAVIOURS = ("none", "long", "one_eye", "rare")
 
 EDGE_MARGIN_S = 0.3  # no event starts before this or ends after duration - this
@@ -250,7 +250,7 @@ def _plan_video(label: str, index: int, stem: str, demo_cfg: dict, seed: int) ->
     fps_list = list(demo_cfg["fps"])
     fps = float(fps_list[index % len(fps_list)])  # cycled per label: fps is not a label cue
     n_frames = int(round(duration * fps))
-    code = LABELS.index(label)
+    code = LABELS[label]
     ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(GENERATOR_VERSION, code, index))
     plan_ss, render_ss = ss.spawn(2)
     rng = np.random.default_rng(plan_ss)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io, paths
+from blinkbench.core import io, paths
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def videos(params: dict, mode: str) -> pd.DataFrame:
 
 def _blink_models(params: dict) -> dict:
     """Paths of the trained blink models scored on every condition (the ones that exist)."""
-    from .config import detector_plan
+    from blinkbench.experiments.plan import detector_plan
 
     on = params["blink_attacks"]["models_trained_on"]
     out = {}
@@ -42,7 +42,7 @@ def _blink_models(params: dict) -> dict:
 
 
 def ear_attack_one(params: dict, mode: str, video_id: str, out_json: str | Path) -> dict:
-    from .blink_attacks import run_ear_attack
+    from blinkbench.attacks.blink import run_ear_attack
 
     b = params["blink_attacks"]
     man = pd.read_parquet(paths.path("manifest", dataset=b["dataset"])).set_index("video_id")
@@ -55,7 +55,7 @@ def ear_attack_one(params: dict, mode: str, video_id: str, out_json: str | Path)
 def landmark_breaker(params: dict, out_json: str | Path) -> dict:
     """Landmark Breaker's paper-form tables on face crops of the dataset's test videos
     (``n_crops`` crops, one per video in turn); tables go to CSV beside the JSON."""
-    from .blink_attacks import run_landmark_breaker_eval
+    from blinkbench.attacks.blink import run_landmark_breaker_eval
 
     b = params["blink_attacks"]
     cfg = dict(b["landmark_breaker"])

@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io, paths
-from .evaluation import metrics as compute_metrics
-from .evaluation import roc
-from .series import SeriesConfig, VideoSeries
+from blinkbench.core import io, paths
+from blinkbench.core.labels import LABELS
+from blinkbench.detectors.evaluation import metrics as compute_metrics
+from blinkbench.detectors.evaluation import roc
+from blinkbench.detectors.blink.series import SeriesConfig, VideoSeries
 
 log = logging.getLogger(__name__)
 
-LABELS = {"real": 0, "fake": 1}
 TRAIN_SPLITS = ("train", "val")
 TEST_SPLITS = ("test",)
 
@@ -64,8 +64,8 @@ def detector_settings(params: dict, name: str) -> dict:
 
 def train_blink(params: dict, detector: str, dataset: str, out_model: str | Path, out_info: str | Path) -> dict:
     """Fit one detector on one dataset's train+val videos; write the model and an info JSON."""
-    from .detectors import create
-    from .detectors.base import save_failure
+    from blinkbench.detectors.blink import create
+    from blinkbench.detectors.blink.base import save_failure
 
     s = detector_settings(params, detector)
     videos, table = _videos(dataset, TRAIN_SPLITS)
@@ -118,7 +118,7 @@ def _write_evaluation(table: pd.DataFrame, scores: dict[str, float], head: dict,
 
 def _load_or_record(loader, model_path, table, head, outs) -> object | None:
     """Load a model; a model file that records a failed training yields an error evaluation."""
-    from .detectors.base import UntrainedModel
+    from blinkbench.detectors.blink.base import UntrainedModel
 
     try:
         return loader(model_path)
@@ -130,7 +130,7 @@ def _load_or_record(loader, model_path, table, head, outs) -> object | None:
 def evaluate_blink(params: dict, model_path: str | Path, dataset: str, out_scores: str | Path,
                    out_metrics: str | Path, out_roc: str | Path, train_dataset: str | None = None) -> dict:
     """Score a trained blink detector on a dataset's test split; write scores, metrics, ROC."""
-    from .detectors import Detector
+    from blinkbench.detectors.blink import Detector
 
     videos, table = _videos(dataset, TEST_SPLITS)
     head = {"detector": Path(model_path).parent.name, "family": None, "train_dataset": train_dataset,
@@ -150,7 +150,7 @@ def evaluate_blink(params: dict, model_path: str | Path, dataset: str, out_score
 
 def _crops(dataset: str, splits: tuple[str, ...]):
     """CropSet of these splits and a per-video status table (videos without crops are listed)."""
-    from .frames import CropSet
+    from blinkbench.detectors.frame import CropSet
 
     man = pd.read_parquet(paths.path("manifest", dataset=dataset))
     man = man[man["split"].isin(splits) & man["label"].isin(list(LABELS))]
@@ -174,8 +174,8 @@ def train_frame(params: dict, detector: str, dataset: str, out_model: str | Path
     """Fit one frame detector on a dataset's train crops; early stopping / model selection on
     its val split (or, without one, on a seeded ``frame_detectors.val_fraction`` of the train
     videos, chosen by video). Test crops are never read."""
-    from .detectors.base import save_failure
-    from .frames import create
+    from blinkbench.detectors.blink.base import save_failure
+    from blinkbench.detectors.frame import create
 
     fcfg = params["frame_detectors"]
     seed = int(params["base"]["seed"])
@@ -205,12 +205,12 @@ def train_frame(params: dict, detector: str, dataset: str, out_model: str | Path
 
 
 def _load_frame(path):
-    from .frames import FrameDetector
+    from blinkbench.detectors.frame import FrameDetector
 
     try:
         return FrameDetector.load(path)
     except ValueError:
-        from .detectors import Detector  # a failure record is written in the blink format
+        from blinkbench.detectors.blink import Detector  # a failure record is written in the blink format
 
         Detector.load(path)
         raise
@@ -233,7 +233,7 @@ def evaluate_frame(params: dict, model_path: str | Path, dataset: str, out_score
     frame_p = det.predict_frames(cs.crops) if len(cs) else np.zeros(0)
     log.info("scored %d crops of %s with %s in %.2f s", len(cs), dataset, det.name, time.perf_counter() - t0)
     frames = pd.DataFrame({"video_id": cs.video_id, "score": frame_p})
-    from .evaluation import frame_to_video
+    from blinkbench.detectors.evaluation import frame_to_video
 
     vids = frame_to_video(frames) if len(frames) else pd.DataFrame(columns=["video_id", "mean_prob", "frac_fake"])
     y_frame = cs.label.astype(int)
@@ -244,7 +244,7 @@ def evaluate_frame(params: dict, model_path: str | Path, dataset: str, out_score
 
 
 def detect_video(model_path: str | Path, video: str | Path, params: dict, workdir: str | Path) -> dict:
-    """``blinkbench detect``: one video through a trained blink detector (EAR via ``analyze``)
+    """``blinkbench detect``: one video through a trained blink detector (EAR via :func:`~blinkbench.spine.steps.run_chain`)
     or frame detector (face crops via the faces step, mean frame probability)."""
     import pickle
 
@@ -254,11 +254,11 @@ def detect_video(model_path: str | Path, video: str | Path, params: dict, workdi
 
 
 def _detect_blink(model_path, video, params, workdir) -> dict:
-    from .cli import analyze
-    from .detectors import Detector
+    from blinkbench.detectors.blink import Detector
+    from blinkbench.spine.steps import run_chain
 
     det = Detector.load(model_path)
-    summary = analyze(str(video), params, workdir)
+    summary = run_chain(str(video), params, workdir)
     ear_p = Path(workdir) / "ear.parquet"
     out = {"video": str(video), "detector": det.name, "family": det.family, "status": summary.get("status", "error")}
     if out["status"] != "ok":
@@ -273,7 +273,7 @@ def _detect_blink(model_path, video, params, workdir) -> dict:
 
 
 def _detect_frame(model_path, video, params, workdir) -> dict:
-    from . import steps
+    from blinkbench.spine import steps
 
     det = _load_frame(model_path)
     w = Path(workdir)

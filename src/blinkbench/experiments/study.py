@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io, paths, steps
-from .protocol import LABELS
+from blinkbench.core import io, paths
+from blinkbench.spine import steps
+from blinkbench.core.labels import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def attack_one(params: dict, target: str, method: str, eps, video_id: str, out: 
     box the ``faces`` step crops for the frame detectors (``faces.crops.margin``), so the
     detector is attacked on what it sees. The clean reference (target ``clean``) is the
     decoded source written losslessly (an eps-0 attack is exactly that)."""
-    from .attacks import attack_video
+    from blinkbench.attacks.frame import attack_video
 
     a = params["attacks"]
     ds = a["dataset"]
@@ -77,7 +78,7 @@ def attack_one(params: dict, target: str, method: str, eps, video_id: str, out: 
     if target == CLEAN[0]:
         model, name, atk_params = _no_model(), "pgd", {"eps": 0.0}
     else:
-        from .frames import FrameDetector
+        from blinkbench.detectors.frame import FrameDetector
 
         det = FrameDetector.load(paths.path("frame_model", detector=target, train=a["models_trained_on"]))
         model, name = det.network(), method
@@ -99,7 +100,7 @@ def _no_model():
 
 
 def compress_one(src: str | Path, dst: str | Path, variant: str) -> dict:
-    from .attacks import compress_video
+    from blinkbench.video.compress import compress_video
 
     rec = compress_video(src, dst, variant)
     io.write_json(rec, Path(dst).with_suffix(".json"))
@@ -108,10 +109,10 @@ def compress_one(src: str | Path, dst: str | Path, variant: str) -> dict:
 
 def _models(params: dict) -> tuple[dict, dict]:
     """Trained blink and frame models the study re-scores with (missing ones are skipped)."""
-    from .config import detector_plan
-    from .detectors import Detector
-    from .detectors.base import UntrainedModel
-    from .frames import FrameDetector
+    from blinkbench.experiments.plan import detector_plan
+    from blinkbench.detectors.blink import Detector
+    from blinkbench.detectors.blink.base import UntrainedModel
+    from blinkbench.detectors.frame import FrameDetector
 
     on = params["attacks"]["models_trained_on"]
     blink, frame = {}, {}
@@ -132,7 +133,7 @@ def _models(params: dict) -> tuple[dict, dict]:
 
 def rescore_set(params: dict, target: str, method: str, eps, variant: str, out_json: str | Path) -> dict:
     """Run the blink path on every video of a set and score it with every trained model."""
-    from .series import VideoSeries
+    from blinkbench.detectors.blink.series import VideoSeries
 
     a = params["attacks"]
     ds = a["dataset"]

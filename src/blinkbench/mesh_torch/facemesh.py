@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ear import EYE_INDICES
+from blinkbench.spine.ear import EYE_INDICES
 from .graph import TFLiteGraph
 from .tflite_reader import read_model
 
@@ -348,8 +348,8 @@ def pipeline_crop_box(face_box, width: int, height: int, crop_scale: float = 2.0
     """The crop :mod:`blinkbench.landmarks.extract` hands the landmark backend for a face box:
     a square of ``crop_scale`` x the box's longer side, clipped to the frame, snapped to even
     coordinates as ``Frame.rgb_crop`` does (before its hysteresis, which only keeps an older box)."""
-    from ..faces import square_box  # the pipeline's own geometry (imported here: it pulls in OpenCV/PyAV)
-    from ..video import _clip_box
+    from blinkbench.spine.faces import square_box  # the pipeline's own geometry (imported here: it pulls in OpenCV/PyAV)
+    from blinkbench.video.codec import _clip_box
 
     return _clip_box(square_box(np.asarray(face_box, np.float64), crop_scale, width, height), width, height, even=True)
 

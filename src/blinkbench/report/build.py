@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io, paths
-from .blinks import match_events
+from blinkbench.core import io, paths
+from blinkbench.core.labels import LABELS
+from blinkbench.spine.blinks import match_events
 
 SUMMARY_FIELDS = ["frames", "face_frames", "duration_s", "n_blinks", "n_closures", "blink_rate_per_min",
                   "mean_blink_ms", "ibi_mean_s", "ibi_cv", "ear_median"]
@@ -78,7 +79,7 @@ def _num(x) -> float | None:
 
 def _plot_choice(table: pd.DataFrame, n: int) -> list[str]:
     ok = table[table["status"] == "ok"]
-    by_label = [list(ok.loc[ok["label"] == lab, "video_id"]) for lab in ("real", "fake")]
+    by_label = [list(ok.loc[ok["label"] == lab, "video_id"]) for lab in LABELS]
     out = []
     while len(out) < n and any(by_label):
         for lst in by_label:
@@ -147,7 +148,7 @@ FAMILY_SECTIONS = {"blink": ("detectors", "Blink-based detectors (EAR series)"),
 def detector_results(params: dict, family: str = "blink") -> pd.DataFrame:
     """One row per (detector, training dataset, test dataset) with the protocol's metrics;
     missing evaluations (a failed training) appear with status 'missing'."""
-    from .config import detector_plan
+    from blinkbench.experiments.plan import detector_plan
 
     names, train_on, test_on = detector_plan(params, section=FAMILY_SECTIONS[family][0])
     rows = []
@@ -219,7 +220,7 @@ def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tup
 
 def study_results(params: dict) -> pd.DataFrame:
     """One row per (study set, detector) from the re-scoring JSONs that exist."""
-    from .study import plan
+    from blinkbench.experiments.study import plan
 
     if not params["attacks"]["enabled"]:
         return pd.DataFrame()

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from blinkbench.core.io import atomic_path  # noqa: E402
 
 
 def plot_ear(ear: pd.DataFrame, events: pd.DataFrame, out_png, title: str = "", truth: pd.DataFrame | None = None) -> None:

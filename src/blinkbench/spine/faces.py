@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .video import FrameReader
+from blinkbench.video.codec import FrameReader
 
 log = logging.getLogger(__name__)
 

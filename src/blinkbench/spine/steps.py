@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import blinks as blinks_mod
-from . import io, paths
+from blinkbench.core import io, paths
 from .ear import ear_from_landmarks
-from .video import OK, probe
+from blinkbench.video.codec import OK, probe
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,32 @@ def blinks_one(ear_path: str | Path, out_events: str | Path, out_summary: str | 
 
 
 # ---------------------------------------------------------------------------- batch (DVC)
+
+def run_chain(video: str | Path, params: dict, workdir: str | Path, progress: bool = False) -> dict:
+    """faces -> landmarks -> EAR -> blinks for one video into ``workdir`` (``faces.parquet``,
+    ``landmarks.parquet``, ``ear.parquet``, ``blinks.parquet``, ``summary.json``); returns the
+    summary plus the event lists. Used by ``blinkbench analyze`` and ``blinkbench detect``."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    w = Path(workdir)
+    params = {**params, "faces": {**params["faces"], "crops": {**params["faces"]["crops"], "n_per_video": 0}}}
+    n_hint = probe(video).n_frames
+    with tqdm(total=2 * n_hint or None, desc="analyze", unit="frame", disable=not progress, leave=False) as bar:
+        faces_one(video, w / "faces.parquet", w / "crops.npz", params, progress=bar)
+        landmarks_one(video, w / "faces.parquet", w / "landmarks.parquet", params, progress=bar)
+    ear_one(w / "landmarks.parquet", w / "ear.parquet")
+    summary = blinks_one(w / "ear.parquet", w / "blinks.parquet", w / "summary.json", params)
+    events = pd.read_parquet(w / "blinks.parquet")
+    ev = lambda kind: [  # noqa: E731
+        {"start_frame": int(r.start_frame), "end_frame": int(r.end_frame), "start_s": round(float(r.start_s), 4),
+         "end_s": round(float(r.end_s), 4), "duration_ms": round(float(r.duration_ms), 1), "min_ear": round(float(r.min_ear), 4)}
+        for r in events[events["kind"] == kind].itertuples()
+    ]
+    out = {"video": str(video), **summary, "blinks": ev("blink"), "closures": ev("closure")}
+    out.pop("stamp", None)
+    return out
+
 
 def video_outputs(dataset: str, video_id: str) -> dict[str, Path]:
     return {k: paths.path(k, dataset=dataset, video=video_id)

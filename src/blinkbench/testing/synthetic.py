@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .series import VideoSeries
+from blinkbench.detectors.blink.series import VideoSeries
 
 FAKE_KINDS = ("none", "rare", "long")
 

@@ -559,7 +559,7 @@ def write_video(
     the file. For libx264 that is not enough: its adaptive quantisation and macroblock tree
     gave different bitstreams for identical frames from run to run here; pass
     ``{"aq-mode": "0", "mbtree": "0"}`` too (as the demo does) for byte-identical output."""
-    from .io import atomic_path
+    from blinkbench.core.io import atomic_path
 
     n = 0
     with atomic_path(path) as tmp:

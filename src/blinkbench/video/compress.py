@@ -39,8 +39,8 @@ import av
 import cv2
 import numpy as np
 
-from .. import io
-from ..video import OK, FrameReader, probe, write_video
+from blinkbench.core import io
+from blinkbench.video.codec import OK, FrameReader, probe, write_video
 
 log = logging.getLogger(__name__)
 

@@ -94,8 +94,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .. import io
-from ..mesh_torch.facemesh import MESH_SIZE, crop_affine, ear_torch
+from blinkbench.core import io
+from blinkbench.mesh_torch.facemesh import MESH_SIZE, crop_affine, ear_torch
+from blinkbench.video.lossless import write_lossless
 
 log = logging.getLogger(__name__)
 
@@ -169,44 +170,6 @@ class EarAttackParams:
 
 # ---------------------------------------------------------------------- video I/O
 
-def read_frames(path: str | Path, max_frames: int | None = None) -> list[np.ndarray]:
-    """Decoded RGB uint8 frames (PyAV's rgb24 conversion) in decode order."""
-    import av
-
-    out = []
-    with av.open(str(path)) as c:
-        for fr in c.decode(video=0):
-            out.append(fr.to_ndarray(format="rgb24"))
-            if max_frames is not None and len(out) >= max_frames:
-                break
-    return out
-
-
-def write_lossless(path: str | Path, frames, fps: float, verify: bool = True) -> int:
-    """RGB frames to a lossless ``.mkv`` as :mod:`blinkbench.attacks.video` writes adversarial
-    videos (FFV1, pixel format bgr0, bit-exact flags, atomic); with ``verify`` the file is
-    decoded again and compared frame by frame (hashes), so "lossless" is checked."""
-    import hashlib
-
-    from ..attacks.video import LOSSLESS
-    from ..video import FrameReader, write_video
-
-    if Path(path).suffix.lower() != ".mkv":
-        raise ValueError(f"lossless output is FFV1 in Matroska: {path} must end in .mkv")
-    digests: list[bytes] = []
-
-    def hashed():
-        for f in frames:
-            digests.append(hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest())
-            yield f
-
-    n = write_video(path, hashed(), fps=fps, bitexact=True, **LOSSLESS)
-    if verify and n:
-        got = [hashlib.blake2b(np.ascontiguousarray(f.rgb()).tobytes(), digest_size=16).digest()
-               for f in FrameReader(path)]
-        if got != digests:
-            raise RuntimeError(f"lossless check failed for {path}: decoded frames differ from the written ones")
-    return n
 
 
 # ---------------------------------------------------------------------- geometry
@@ -337,7 +300,7 @@ class ClipGeometry:
     @classmethod
     def build(cls, video: str | Path, landmarks: np.ndarray, t: np.ndarray, present: np.ndarray,
               roi_scale: float, delta_size: int, pad: int = 8) -> "ClipGeometry":
-        from ..video import FrameReader
+        from blinkbench.video.codec import FrameReader
 
         n = len(t)
         valid = np.asarray(present, bool) & np.isfinite(landmarks[:, :, :2]).all((1, 2))
@@ -440,7 +403,7 @@ def make_target(mode: str, t: np.ndarray, clean_ear: np.ndarray, p: EarAttackPar
                 clean_events: pd.DataFrame | None = None) -> Target:
     """Per-frame target EAR: the open level (``suppress``) or the open level with injected
     dips (``inject``; the video's own blink frames keep their clean EAR)."""
-    from ..blinks import open_level
+    from blinkbench.spine.blinks import open_level
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -502,7 +465,7 @@ class SeriesOperator:
     normalisation and windowing are redone in torch with the same rules."""
 
     def __init__(self, t: np.ndarray, valid: np.ndarray, cfg):
-        from .. import series
+        from blinkbench.detectors.blink import series
 
         self.cfg = cfg
         t = np.asarray(t, np.float64)
@@ -560,7 +523,7 @@ class SeriesOperator:
 # ---------------------------------------------------------------------- the optimisation
 
 def _surrogate(name: str):
-    from .landmark_breaker import surrogate
+    from blinkbench.mesh_torch import surrogate
 
     return surrogate(name)
 
@@ -656,7 +619,7 @@ def write_adversarial(src: str | Path, dst: str | Path, geo: ClipGeometry, pert:
     """The adversarial video, losslessly: each valid frame plus its warped perturbation,
     rounded to integer levels, clipped to +-floor(eps) (the budget of an 8-bit video) and to
     0-255, so the decoded video keeps |adv - clean| <= eps exactly."""
-    from ..video import FrameReader
+    from blinkbench.video.codec import FrameReader
 
     levels = math.floor(eps + 1e-9)
 
@@ -685,7 +648,7 @@ def pipeline_params(params: Mapping | None) -> dict:
     against the schema (its defaults fill what is absent, nested ones included)."""
     import copy
 
-    from .. import config
+    from blinkbench.core import config
 
     params = dict(params or {})
     sections = {k: copy.deepcopy(dict(params.get(k) or {})) for k in ("faces", "landmarks", "blinks")}
@@ -695,7 +658,7 @@ def pipeline_params(params: Mapping | None) -> dict:
 def run_pipeline(video: str | Path, work: Path, params: dict) -> dict:
     """faces -> landmarks -> EAR -> blinks on ``video`` into ``work``; the blink summary
     (with status) plus the artifacts' paths."""
-    from .. import steps
+    from blinkbench.spine import steps
 
     work.mkdir(parents=True, exist_ok=True)
     p = {"track": work / "track.parquet", "crops": work / "crops.npz", "landmarks": work / "landmarks.parquet",
@@ -712,7 +675,7 @@ def _ear_table(res: dict) -> pd.DataFrame:
 
 
 def _detector_scores(models: Mapping[str, Any], res: dict) -> dict:
-    from ..series import VideoSeries
+    from blinkbench.detectors.blink.series import VideoSeries
 
     out = {}
     if res.get("status") != "ok":
@@ -729,7 +692,7 @@ def _detector_scores(models: Mapping[str, Any], res: dict) -> dict:
 
 def condition_metrics(res: dict, clean: dict, target: Target, mode: str, models: Mapping[str, Any]) -> dict:
     """What an attacked (or clean) video's pipeline output says, against the clean run."""
-    from ..blinks import open_level
+    from blinkbench.spine.blinks import open_level
 
     keys = ("status", "error", "n_blinks", "n_closures", "blink_rate_per_min", "mean_blink_ms", "ear_median",
             "face_frames", "frames")
@@ -781,7 +744,7 @@ def perceptual_cost(clean_video: str | Path, adv_video: str | Path, landmarks: n
     L-inf distance, all on decoded frames (PyAV rgb24)."""
     import av
 
-    from .landmark_breaker import face_box, psnr, ssim_in_box
+    from blinkbench.attacks.perceptual import face_box, psnr, ssim_in_box
 
     ps, ss, worst, n = [], [], 0, 0
     with av.open(str(clean_video)) as ca, av.open(str(adv_video)) as cb:
@@ -802,7 +765,7 @@ def perceptual_cost(clean_video: str | Path, adv_video: str | Path, landmarks: n
 
 
 def _load_models(models) -> dict:
-    from ..detectors import Detector
+    from blinkbench.detectors.blink import Detector
 
     out = {}
     for name, m in dict(models or {}).items():
@@ -845,8 +808,8 @@ def run_ear_attack(video_path: str | Path, out_dir: str | Path, mode: str,
 
 
 def _run(video: Path, out: Path, mode: str, p: EarAttackParams, models: dict, pp: dict) -> dict:
-    from ..landmarks import read_landmarks
-    from ..video import OK, probe
+    from blinkbench.spine.landmarks import read_landmarks
+    from blinkbench.video.codec import OK, probe
 
     info = probe(video)
     if info.status != OK:
@@ -902,7 +865,7 @@ def _run(video: Path, out: Path, mode: str, p: EarAttackParams, models: dict, pp
     lap("score_lossless_s")
     for variant in p.compressions:
         try:
-            from ..attacks.compress import compress_video
+            from blinkbench.video.compress import compress_video
 
             dst = out / "work" / variant / "video.mkv"
             dst.parent.mkdir(parents=True, exist_ok=True)

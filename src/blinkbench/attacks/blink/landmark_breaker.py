@@ -68,7 +68,6 @@ crop, normalised by the clean outer-eye-corner distance (Face Mesh 33-263, 68-po
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import tempfile
@@ -81,8 +80,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..ear import EYE_INDICES, OUTER_CORNERS
-from ..mesh_torch.facemesh import LEFT_EYE_INDICES, MESH_SIZE, RIGHT_EYE_INDICES
+from blinkbench.attacks.perceptual import face_box, linf, psnr, ssim_in_box
+from blinkbench.mesh_torch import surrogate
+from blinkbench.mesh_torch.facemesh import LEFT_EYE_INDICES, MESH_SIZE, RIGHT_EYE_INDICES
+from blinkbench.spine.ear import EYE_INDICES, OUTER_CORNERS
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +101,6 @@ EAR_POINTS = tuple(EYE_INDICES["mediapipe"]["left"]) + tuple(EYE_INDICES["mediap
 
 # ---------------------------------------------------------------------- surrogates
 
-@functools.lru_cache(maxsize=None)
-def surrogate(name: str) -> torch.nn.Module:
-    """The port's models by name (built once per process, eval mode): ``attention`` (478
-    points, what the pipeline's ``mp.solutions`` runs) or ``mesh`` (468 points)."""
-    from ..mesh_torch import TorchFaceMesh, TorchFaceMeshAttention
-
-    builders = {"attention": TorchFaceMeshAttention, "mesh": TorchFaceMesh}
-    if name not in builders:
-        raise ValueError(f"unknown surrogate {name!r}; known: {sorted(builders)}")
-    model = builders[name]().eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 # ---------------------------------------------------------------------- heat-maps
@@ -335,37 +323,6 @@ def nme(pred: np.ndarray, ref: np.ndarray, scheme: str = "mediapipe", points: Se
     return float(np.linalg.norm(p - r2, axis=1).mean() / iod) if iod > 0 else float("nan")
 
 
-def face_box(points: np.ndarray, shape: tuple[int, int], margin: float = 0.0) -> tuple[int, int, int, int]:
-    """Integer bounding box (x0, y0, x1, y1) of landmarks, grown by ``margin`` x its size, clipped."""
-    xy = np.asarray(points, np.float64)[:, :2]
-    lo, hi = xy.min(0), xy.max(0)
-    pad = (hi - lo) * margin
-    h, w = shape
-    x0, y0 = np.floor(lo - pad).astype(int)
-    x1, y1 = np.ceil(hi + pad).astype(int)
-    return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-
-
-def ssim_in_box(a: np.ndarray, b: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """SSIM (scikit-image, RGB, 0-255) of two uint8 images inside ``box``."""
-    from skimage.metrics import structural_similarity
-
-    x0, y0, x1, y1 = box
-    pa, pb = a[y0:y1, x0:x1], b[y0:y1, x0:x1]
-    if min(pa.shape[:2]) < 7:
-        return float("nan")
-    return float(structural_similarity(pa, pb, channel_axis=2, data_range=255))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def linf(a: np.ndarray, b: np.ndarray) -> int:
-    return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
-
-
 # ---------------------------------------------------------------------- extractors (targets)
 
 class _PortTarget:
@@ -410,14 +367,14 @@ def _targets(cfg: "LandmarkBreakerEval") -> tuple[list, list[str]]:
     targets, notes = [_PortTarget()], []
     if cfg.mediapipe:
         try:
-            from ..landmarks.mediapipe_mesh import MediaPipeMesh
+            from blinkbench.spine.landmarks.mediapipe_mesh import MediaPipeMesh
 
             targets.append(_BackendTarget("mediapipe", MediaPipeMesh(0.5, 0.5, static=True)))
         except Exception as exc:  # mediapipe missing or broken: the white-box tables still come
             notes.append(f"mediapipe target unavailable: {type(exc).__name__}: {exc}")
     if cfg.pfld_model:
         try:
-            from ..landmarks.pfld import PFLD
+            from blinkbench.spine.landmarks.pfld import PFLD
 
             targets.append(_BackendTarget("pfld", PFLD(cfg.pfld_model)))
         except Exception as exc:
@@ -435,13 +392,13 @@ def compress_crop(crop: np.ndarray, condition: str, work: Path | None = None, cl
     emulated on a ``clip_frames``-frame static clip of the crop (written losslessly,
     compressed, decoded; the middle frame is returned, an inter-coded frame as most frames
     of a video are). ``work`` holds the clips (a temporary folder if None)."""
-    from ..attacks.compress import compress_video, jpeg
+    from blinkbench.video.compress import compress_video, jpeg
 
     if condition == "none":
         return crop
     if condition.startswith("jpeg") and condition[4:].isdigit():
         return jpeg(crop, int(condition[4:]))
-    from .ear_attack import read_frames, write_lossless
+    from blinkbench.video.lossless import read_frames, write_lossless
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         src, dst = Path(tmp) / "clip.mkv", Path(tmp) / f"clip_{condition}.mkv"
@@ -590,7 +547,7 @@ def _compare(pred: np.ndarray | None, ref: np.ndarray | None, scheme: str) -> di
         return dict(nme=nan, nme_eyes=nan, ear_change=nan, detected=pred is not None)
     if pred is None:
         return dict(nme=nan, nme_eyes=nan, ear_change=nan, detected=False)
-    from ..ear import ear_from_landmarks
+    from blinkbench.spine.ear import ear_from_landmarks
 
     eyes = EAR_POINTS if scheme == "mediapipe" else None
     e_p = np.nanmean(np.stack(ear_from_landmarks(pred[None], scheme)))

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..registry import lookup, registrar
+from blinkbench.core.registry import lookup, registrar
 
 REGISTRY: dict[str, type["Attack"]] = {}
 
@@ -46,17 +46,12 @@ register = registrar(REGISTRY, "attack")
 """Class decorator: make an attack available under ``name``."""
 
 
-def _load_all() -> None:
-    from . import fakeretouch  # noqa: F401  (registers itself)
-
-
 def available() -> list[str]:
-    _load_all()
-    return list(REGISTRY)
+    return list(REGISTRY)   # the package __init__ imports every attack module, so all are registered
 
 
 def get(name: str) -> type["Attack"]:
-    return lookup(REGISTRY, ("blinkbench.attacks.fakeretouch",), name, "attack")
+    return lookup(REGISTRY, (), name, "attack")
 
 
 def create(name: str, **params: Any) -> "Attack":

@@ -58,13 +58,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import io
-from ..video import OK, FrameReader, probe, write_video
+from blinkbench.core import io
+from blinkbench.attacks.perceptual import crop_metrics
+from blinkbench.video.codec import OK, FrameReader, probe, write_video
+from blinkbench.video.lossless import LOSSLESS
 from .base import Attack, create
 
 log = logging.getLogger(__name__)
 
-LOSSLESS = {"codec": "ffv1", "pix_fmt": "bgr0"}
 
 
 def stats_path(out_path: str | Path) -> Path:
@@ -319,22 +320,6 @@ def _rescue(clean, delta, q, p_after, scale, levels, prob) -> np.ndarray:
             prev[todo[i]] = cand[i]
         todo = todo[~ok]
     return p_after
-
-
-def crop_metrics(clean: np.ndarray, adv: np.ndarray) -> dict[str, Any]:
-    """Distortion inside the box, both uint8 (h, w, 3): L-inf (0-255 levels), L2 (of the
-    [0, 1] difference over the crop), PSNR in dB (None when identical), SSIM (skimage,
-    colour, data range 255; window shrunk for crops under 7 px, None under 3 px)."""
-    from skimage.metrics import structural_similarity
-
-    d = adv.astype(np.float64) - clean.astype(np.float64)
-    mse = float(np.mean(d * d))
-    side = min(clean.shape[:2])
-    win = 7 if side >= 7 else (side if side % 2 else side - 1)
-    ssim = (float(structural_similarity(clean, adv, channel_axis=2, data_range=255, win_size=win))
-            if win >= 3 else None)
-    return {"linf": int(np.abs(d).max()) if d.size else 0, "l2": float(np.sqrt(np.sum(d * d)) / 255.0),
-            "psnr": 10 * math.log10(255.0**2 / mse) if mse > 0 else None, "ssim": ssim}
 
 
 def summarise(records: list[dict], n_frames: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Blink-based deepfake detectors on EAR series: one interface, registered by name.
 
-    from blinkbench.detectors import create, available
+    from blinkbench.detectors.blink import create, available
     det = create("minirocket", series=SeriesConfig(), seed=42)
     det.fit(train_videos, y_train)
     p_fake = det.predict_proba(test_videos)
@@ -15,12 +15,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..series import SeriesConfig
-from ..registry import lookup
+from blinkbench.detectors.blink.series import SeriesConfig
+from blinkbench.core.registry import lookup
 from .base import REGISTRY, Detector, FeatureDetector, WindowDetector, register
 
 # Modules that register detectors when imported (heavy imports stay inside them).
-_MODULES = ("blinkbench.detectors.rule", "blinkbench.detectors.classical", "blinkbench.detectors.neural")
+_MODULES = ("blinkbench.detectors.blink.rule", "blinkbench.detectors.blink.classical",
+            "blinkbench.detectors.blink.neural")
 
 
 def _load_all() -> None:

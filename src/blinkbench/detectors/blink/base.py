@@ -25,9 +25,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from .. import io
-from ..registry import HyperParams, registrar
-from ..series import SeriesConfig, VideoSeries, aggregate, feature_matrix, window_batch
+from blinkbench.core import io
+from blinkbench.core.registry import HyperParams, registrar
+from blinkbench.detectors.blink.series import SeriesConfig, VideoSeries, aggregate, feature_matrix, window_batch
 
 FORMAT = 1
 REGISTRY: dict[str, type["Detector"]] = {}

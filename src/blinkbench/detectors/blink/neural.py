@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import nets
-from ..training import BinaryLogitModule, KeepBest, PicklesNetAsWeights, training_scope
+from blinkbench.detectors.training import BinaryLogitModule, KeepBest, PicklesNetAsWeights, training_scope
 from .base import WindowDetector, register
 
 PREDICT_BATCH = 1024

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..series import feature_names
+from blinkbench.detectors.blink.series import feature_names
 from .base import FeatureDetector, register
 
 _RATE = feature_names().index("blink_rate_per_min")

@@ -88,7 +88,7 @@ class VideoSeries:
     @classmethod
     def from_artifacts(cls, video_id: str, ear_path: str | Path, summary_path: str | Path | None = None,
                        label: int | None = None) -> "VideoSeries":
-        from . import io
+        from blinkbench.core import io
 
         df = pd.read_parquet(ear_path, columns=["timestamp_s", "ear_mean"])
         summary = io.read_json(summary_path) if summary_path and Path(summary_path).exists() else {}
@@ -213,7 +213,8 @@ def aggregate(window_scores: np.ndarray, group: np.ndarray, n_videos: int, how: 
 def ensure_summary(video: VideoSeries, blink_params: dict | None = None) -> VideoSeries:
     """Fill ``video.summary`` from its EAR with the blink detector when it is empty (series
     built in memory, e.g. in tests); artifacts from the pipeline already carry one."""
-    from . import blinks, config
+    from blinkbench.spine import blinks
+    from blinkbench.core import config
 
     if not video.summary and len(video.t):
         cfg = {**config.defaults("blinks"), **(blink_params or {})}

@@ -1,7 +1,7 @@
 """Frame-level deepfake detectors on face crops: CNNs (timm ResNet50, VGG19, Xception,
 EfficientNet-B4; MesoNet) and forensic baselines (block DCT, error level analysis).
 
-    from blinkbench.frames import create, available, CropSet
+    from blinkbench.detectors.frame import create, available, CropSet
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..registry import lookup
+from blinkbench.core.registry import lookup
 from .base import REGISTRY, CropSet, FrameDetector, register
 
-_MODULES = ("blinkbench.frames.forensic", "blinkbench.frames.cnn")
+_MODULES = ("blinkbench.detectors.frame.forensic", "blinkbench.detectors.frame.cnn")
 
 
 def available() -> list[str]:

@@ -26,8 +26,9 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 import pandas as pd
 
-from .. import io, paths
-from ..registry import HyperParams, registrar
+from blinkbench.core import io, paths
+from blinkbench.core.labels import LABELS
+from blinkbench.core.registry import HyperParams, registrar
 
 FORMAT = 1
 REGISTRY: dict[str, type["FrameDetector"]] = {}
@@ -83,7 +84,7 @@ class CropSet:
             with np.load(p) as z:
                 crops, frames = z["crops"], z["frames"]
             if len(crops):
-                lab = {"fake": 1, "real": 0}.get(r.label, -1)
+                lab = LABELS.get(r.label, -1)
                 parts.append(cls(crops, np.full(len(crops), r.video_id, object), np.full(len(crops), lab),
                                  frames.astype(int)))
         return cls.concat(parts)
@@ -106,7 +107,7 @@ class FrameDetector(HyperParams, ABC):
         """Fake probability per crop, shape (n,)."""
 
     def predict_videos(self, cs: CropSet) -> pd.DataFrame:
-        from ..evaluation import frame_to_video
+        from blinkbench.detectors.evaluation import frame_to_video
 
         s = self.predict_frames(cs.crops) if len(cs) else np.zeros(0)
         df = pd.DataFrame({"video_id": cs.video_id, "score": s})

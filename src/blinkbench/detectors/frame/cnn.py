@@ -44,8 +44,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from . import nets
-from ..training import BinaryLogitModule, KeepBest, PicklesNetAsWeights, training_scope
+from . import checkpoints, nets
+from blinkbench.detectors.training import BinaryLogitModule, KeepBest, PicklesNetAsWeights, training_scope
 from .base import CropSet, FrameDetector, register
 
 PREDICT_BATCH = 32
@@ -227,7 +227,7 @@ COMMON_HYPER: dict[str, Any] = {
     "augment": True,            # flip, brightness/contrast, blur, JPEG (see AUGMENT)
     "balanced": True,           # weight the fake-class loss by n_real / n_fake crops
     "freeze_backbone": False,   # train the head only (with a pretrained checkpoint)
-    "checkpoint": None,         # weights to start from (nets.load_checkpoint formats); never downloaded
+    "checkpoint": None,         # weights to start from (checkpoints.load_checkpoint formats); never downloaded
 }
 
 
@@ -259,7 +259,7 @@ class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
         return cls(seed=seed, **{**hyper, "checkpoint": str(checkpoint), "epochs": 0}).fit(CropSet.empty())
 
     def net_args(self) -> dict:
-        """Arguments of :func:`nets.build` for this detector (without the checkpoint)."""
+        """Arguments of :func:`checkpoints.build` for this detector (without the checkpoint)."""
         h = self.hyper
         args = {"arch": self.arch, "input_size": int(h["input_size"]), "dropout": float(h["dropout"])}
         if "hidden" in h:
@@ -271,7 +271,7 @@ class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
         args = self.net_args()
         with training_scope():
             lightning.seed_everything(self.seed, workers=True)
-            net = nets.build(**args, checkpoint=h["checkpoint"])
+            net = checkpoints.build(**args, checkpoint=h["checkpoint"])
             history: list[dict] = []
             info: dict[str, Any] = {"epochs_run": 0, "best_epoch": None, "best_val_loss": None}
             if int(h["epochs"]) > 0:
@@ -345,7 +345,7 @@ class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
         return d
 
     def _rebuild_net(self):  # for PicklesNetAsWeights
-        return nets.build(**self.net_args_)
+        return checkpoints.build(**self.net_args_)
 
 
 _TIMM_HYPER = {"hidden": 256}

@@ -434,7 +434,7 @@ class _ForensicDetector(FrameDetector):
         """Video-level metrics on ``val`` (not used for fitting), kept in ``val_metrics_``."""
         self.val_metrics_ = None
         if val is not None and len(val):
-            from ..evaluation import metrics
+            from blinkbench.detectors.evaluation import metrics
 
             v = self.predict_videos(self._labelled(val))
             self.val_metrics_ = metrics(v["label"], v["mean_prob"])

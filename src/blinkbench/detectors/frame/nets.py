@@ -49,8 +49,7 @@ wrapped Xception use other key names and need mapping to timm's first.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -109,8 +108,7 @@ class FrameNet(nn.Module):
 class TimmNet(FrameNet):
     """A timm backbone's trunk + pooled dense head (see the module docstring)."""
 
-    def __init__(self, arch: str, input_size: int | None = None, hidden: int = 256, dropout: float = 0.5,
-                 checkpoint: str | Path | None = None):
+    def __init__(self, arch: str, input_size: int | None = None, hidden: int = 256, dropout: float = 0.5):
         if arch not in TIMM_ARCHS:
             raise ValueError(f"unknown timm arch {arch!r}; known: {sorted(TIMM_ARCHS)}")
         import timm
@@ -128,8 +126,6 @@ class TimmNet(FrameNet):
         width = backbone.num_features if arch != "vgg19" else backbone.feature_info[-1]["num_chs"]
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(width, hidden), nn.ReLU(),
                                   nn.Dropout(dropout), nn.Linear(hidden, 1))
-        if checkpoint is not None:
-            load_checkpoint(self, checkpoint)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features(x)
@@ -181,21 +177,19 @@ def _meso_grid(size: int) -> int:
 class Meso4(FrameNet):
     """Meso-4 (Afchar et al. 2018); weights of the authors' Keras model load via :mod:`.mesonet_h5`."""
 
-    def __init__(self, input_size: int = MESO_INPUT, dropout: float = 0.5, checkpoint: str | Path | None = None):
+    def __init__(self, input_size: int = MESO_INPUT, dropout: float = 0.5):
         super().__init__(input_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
         self.arch = "meso4"
         self.backbone = nn.Sequential(_ConvBlock(3, 8, 3, 2), _ConvBlock(8, 8, 5, 2), _ConvBlock(8, 16, 5, 2),
                                       _ConvBlock(16, 16, 5, 4))
         self.head = _meso_head(16 * _meso_grid(self.input_size) ** 2, dropout)
-        if checkpoint is not None:
-            load_checkpoint(self, checkpoint)
 
 
 class MesoInception4(FrameNet):
     """MesoInception-4 (Afchar et al. 2018): two inception blocks (1,4,4,2) and (2,4,4,2),
     each followed by batch norm and 2x2 pooling, then two 5x5 conv blocks as in Meso-4."""
 
-    def __init__(self, input_size: int = MESO_INPUT, dropout: float = 0.5, checkpoint: str | Path | None = None):
+    def __init__(self, input_size: int = MESO_INPUT, dropout: float = 0.5):
         super().__init__(input_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
         self.arch = "mesoinception4"
         i1, i2 = Inception(3, 1, 4, 4, 2), Inception(11, 2, 4, 4, 2)
@@ -204,8 +198,6 @@ class MesoInception4(FrameNet):
             nn.Sequential(i2, nn.BatchNorm2d(i2.out_channels, eps=1e-3, momentum=0.01), nn.MaxPool2d(2, ceil_mode=True)),
             _ConvBlock(12, 16, 5, 2), _ConvBlock(16, 16, 5, 4))
         self.head = _meso_head(16 * _meso_grid(self.input_size) ** 2, dropout)
-        if checkpoint is not None:
-            load_checkpoint(self, checkpoint)
 
 
 class TwoClassLogits(nn.Module):
@@ -220,62 +212,3 @@ class TwoClassLogits(nn.Module):
         z = self.net(x)
         return torch.stack([torch.zeros_like(z), z], dim=1)
 
-
-def build(arch: str, input_size: int | None = None, hidden: int = 256, dropout: float = 0.5,
-          checkpoint: str | Path | None = None) -> FrameNet:
-    """The network called ``arch`` (a key of :data:`PAPER_INPUT_SIZE`); ``input_size`` None
-    means the paper's size."""
-    if arch in TIMM_ARCHS:
-        return TimmNet(arch, input_size, hidden=hidden, dropout=dropout, checkpoint=checkpoint)
-    cls = {"meso4": Meso4, "mesoinception4": MesoInception4}.get(arch)
-    if cls is None:
-        raise ValueError(f"unknown architecture {arch!r}; known: {sorted(PAPER_INPUT_SIZE)}")
-    return cls(MESO_INPUT if input_size is None else input_size, dropout=dropout, checkpoint=checkpoint)
-
-
-def load_checkpoint(net: FrameNet, path: str | Path) -> dict[str, Any]:
-    """Load weights from ``path`` into ``net`` (see the module docstring for the formats).
-
-    Returns a short report: ``kind`` (``keras_h5``, ``blinkbench`` or ``backbone``) and the
-    ignored keys. Raises ``ValueError`` when the file does not cover the network."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        if not isinstance(net, (Meso4, MesoInception4)):
-            raise ValueError(f"{path}: Keras .h5 weights are supported for MesoNet only, not {net.arch}")
-        from .mesonet_h5 import load_keras_weights
-
-        load_keras_weights(net, path)
-        return {"kind": "keras_h5", "ignored": []}
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-            break
-    if not isinstance(sd, dict) or not sd:
-        raise ValueError(f"{path}: no state dict found")
-    sd = {k.removeprefix("module.").removeprefix("net."): v for k, v in sd.items()}
-    own = net.state_dict()
-    if any(k.startswith(("backbone.", "head.")) for k in sd):
-        missing, unexpected = set(own) - set(sd), set(sd) - set(own)
-        resized = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
-        if missing or unexpected or resized:
-            raise ValueError(f"{path}: not a state dict of this {net.arch} network (input_size "
-                             f"{net.input_size}): missing {sorted(missing)[:5]}, unexpected "
-                             f"{sorted(unexpected)[:5]}, other shapes {resized[:5]}")
-        net.load_state_dict(sd, strict=True)
-        return {"kind": "blinkbench", "ignored": []}
-    if not isinstance(net, TimmNet):
-        raise ValueError(f"{path}: a {net.arch} checkpoint must be the authors' .h5 or a blinkbench state dict")
-    ignored = sorted(k for k in sd if k.startswith(_CLASSIFIER_PREFIXES))
-    body = {k: v for k, v in sd.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
-    target = {k for k in net.backbone.state_dict() if not k.startswith(_CLASSIFIER_PREFIXES)}
-    missing, unexpected = target - set(body), set(body) - target
-    own = net.backbone.state_dict()
-    unexpected |= {k for k in target & set(body) if tuple(own[k].shape) != tuple(body[k].shape)}
-    if missing or unexpected:
-        raise ValueError(f"{path}: does not match the {net.arch} backbone "
-                         f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
-    net.backbone.load_state_dict(body, strict=False)
-    return {"kind": "backbone", "ignored": ignored}

@@ -48,13 +48,3 @@ def register(name: str):
         return factory
 
     return deco
-
-
-def make_backend(cfg: dict) -> LandmarkBackend:
-    """Build the backend named by ``cfg['backend']`` (the ``landmarks`` params section)."""
-    from . import mediapipe_mesh, pfld  # noqa: F401  (register the built-ins)
-
-    name = cfg["backend"]
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown landmark backend {name!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](cfg)

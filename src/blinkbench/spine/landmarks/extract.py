@@ -26,9 +26,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..faces import square_box
-from ..io import ParquetStream
-from ..video import FrameReader, probe
+from blinkbench.spine.faces import square_box
+from blinkbench.core.io import ParquetStream
+from blinkbench.video.codec import FrameReader, probe
 from .base import LandmarkBackend
 
 LANDMARK_COLUMNS = ["frame", "timestamp_s", "face_present", "x", "y", "z"]
