@@ -50,14 +50,14 @@ def _crops(shared: Path | None, n: int) -> tuple[np.ndarray, str]:
         rng = np.random.default_rng(0)
         return rng.integers(0, 256, (n, 192, 192, 3), dtype=np.uint8), "seeded noise"
     from blinkbench.attacks.blink import ear_attack as ea
-    from blinkbench.video import lossless
+    from blinkbench.video.lossless import read_frames, write_lossless
     from blinkbench.spine.landmarks import read_landmarks
     from blinkbench.mesh_torch import crop_affine
 
     with tempfile.TemporaryDirectory(prefix="bench_blink_attacks_") as tmp:
-        frames = lossless.read_frames(shared / "samples" / "blink" / "selfie_blinks.mp4", 4 * n)
+        frames = read_frames(shared / "samples" / "blink" / "selfie_blinks.mp4", 4 * n)
         clip = Path(tmp) / "clip.mkv"
-        lossless.write_lossless(clip, frames, 24.0)
+        write_lossless(clip, frames, 24.0)
         run = ea.run_pipeline(clip, Path(tmp) / "run", ea.pipeline_params(None))
         lms = np.concatenate([x[3] for x in read_landmarks(run["paths"]["landmarks"])])
     idx = list(range(0, 4 * n, 4))

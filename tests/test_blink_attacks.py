@@ -22,7 +22,7 @@ from blinkbench.detectors.blink import series
 from blinkbench.attacks.blink import ear_attack as ea
 from blinkbench.attacks.blink import landmark_breaker as lb
 from blinkbench.mesh_torch import crop_affine
-from blinkbench.video import lossless
+from blinkbench.video.lossless import read_frames, write_lossless
 
 SHORT_FRAMES = 60
 
@@ -241,9 +241,9 @@ def short_clip(shared, tmp_path_factory):
     from conftest import _params
 
     folder = tmp_path_factory.mktemp("blink_attacks")
-    frames = lossless.read_frames(shared / "samples" / "blink" / "selfie_blinks.mp4", SHORT_FRAMES)
+    frames = read_frames(shared / "samples" / "blink" / "selfie_blinks.mp4", SHORT_FRAMES)
     path = folder / "selfie_short.mkv"
-    lossless.write_lossless(path, frames, 24.0)
+    write_lossless(path, frames, 24.0)
     run = ea.run_pipeline(path, folder / "clean", ea.pipeline_params(_params()))
     assert run["status"] == "ok", run
     ann = pd.read_csv(shared / "samples" / "blink" / "annotations.csv")
@@ -334,7 +334,7 @@ def test_blink_suppression_survives_real_mediapipe(short_clip, tmp_path):
     lossless = res["conditions"]["lossless"]
     assert lossless["n_blinks"] < res["conditions"]["clean"]["n_blinks"]
     # the L-inf budget in the decoded adversarial video, measured here independently
-    got = lossless.read_frames(tmp_path / "adversarial.mkv")
+    got = read_frames(tmp_path / "adversarial.mkv")
     diff = max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(got, short_clip["frames"]))
     assert len(got) == SHORT_FRAMES and 0 < diff <= 8 and res["perceptual"]["linf"] == diff
     assert res["perceptual"]["ssim_face_mean"] > 0.8 and res["perceptual"]["psnr_mean"] > 30

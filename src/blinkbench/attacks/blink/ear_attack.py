@@ -741,7 +741,8 @@ def _focus_frames(mode: str, clean: dict, target: Target, n: int) -> np.ndarray:
 
 def perceptual_cost(clean_video: str | Path, adv_video: str | Path, landmarks: np.ndarray, valid: np.ndarray) -> dict:
     """PSNR over whole frames, SSIM in the face box (clean landmarks' bounding box), and the
-    L-inf distance, all on decoded frames (PyAV rgb24)."""
+    L-inf distance, all on decoded frames (PyAV rgb24), by :mod:`blinkbench.attacks.perceptual`'s
+    rules (means over the frames that changed; None when there are none)."""
     import av
 
     from blinkbench.attacks.perceptual import face_box, psnr, ssim_in_box
@@ -757,11 +758,12 @@ def perceptual_cost(clean_video: str | Path, adv_video: str | Path, landmarks: n
             ps.append(psnr(a, b))
             if i < len(valid) and valid[i]:
                 ss.append(ssim_in_box(a, b, face_box(landmarks[i], a.shape[:2])))
-    finite = [x for x in ps if np.isfinite(x)]
-    return {"frames": n, "linf": worst, "psnr_mean": float(np.mean(finite)) if finite else float("inf"),
-            "psnr_min": float(np.min(finite)) if finite else float("inf"),
-            "ssim_face_mean": float(np.nanmean(ss)) if ss else None,
-            "ssim_face_min": float(np.nanmin(ss)) if ss else None}
+    changed = [x for x in ps if x is not None]      # identical frames have no PSNR
+    ss = [x for x in ss if x is not None]            # nor faces under 7 px an SSIM
+    return {"frames": n, "linf": worst, "psnr_mean": float(np.mean(changed)) if changed else None,
+            "psnr_min": float(np.min(changed)) if changed else None,
+            "ssim_face_mean": float(np.mean(ss)) if ss else None,
+            "ssim_face_min": float(np.min(ss)) if ss else None}
 
 
 def _load_models(models) -> dict:

@@ -531,6 +531,7 @@ def run_landmark_breaker_eval(crops: Sequence[np.ndarray] | Mapping[str, np.ndar
             t.close()
     per_image = pd.DataFrame(rows, columns=["image", "attack", "condition", "target", "status", "nme", "nme_eyes",
                                             "ear_change", "detected", "ssim_face", "psnr", "linf"])
+    per_image[["ssim_face", "psnr"]] = per_image[["ssim_face", "psnr"]].astype(float)  # None (no value) -> NaN
     tables = summarise_eval(per_image)
     tables["images"] = pd.DataFrame(image_rows, columns=["image", "status", "error"])
     tables["per_image"] = per_image
