@@ -588,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
                     "cached under /tmp) of the clips instead, to see what their 4:4:4 decoding costs")
     ap.add_argument("--_child", nargs=2, metavar=("MODE", "VIDEO"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    # the module, not the function blinkbench.landmarks re-exports under the same name
-    lm_extract = importlib.import_module("blinkbench.landmarks.extract")
+    # the module, not the function blinkbench.spine.landmarks re-exports under the same name
+    lm_extract = importlib.import_module("blinkbench.spine.landmarks.extract")
 
     if args.worker:
         lm_extract.WORKER = args.worker

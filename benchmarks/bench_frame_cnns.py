@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 python benchmarks/bench_frame_cnns.py [--threads 1] [--batch 8]
         [--min-time 3] [--archs resnet50 vgg19 ...] [--sizes cpu paper] [--json out.json]
 
-For each architecture of :mod:`blinkbench.frames.nets`, at the detector's default CPU input
+For each architecture of :mod:`blinkbench.detectors.frame.nets`, at the detector's default CPU input
 size (``cnn.CPU_INPUT_SIZE``) and at the paper's (``nets.PAPER_INPUT_SIZE``):
 
 - inference: ``net.eval()`` under ``torch.inference_mode`` on a batch of 256x256 face crops

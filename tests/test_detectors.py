@@ -5,7 +5,7 @@ Each detector, built with its own ``test_params``, must learn a separable synthe
 video, a video with no face) and round-trip through ``save``/``Detector.load`` with identical
 scores. New detectors are picked up from the registry, so adding one adds its rows here.
 
-The synthetic task is :mod:`blinkbench.synthetic` (also used by
+The synthetic task is :mod:`blinkbench.testing.synthetic` (also used by
 ``benchmarks/bench_detectors.py``).
 """
 

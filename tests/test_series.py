@@ -1,5 +1,5 @@
-"""EAR series preparation (``blinkbench.series``) and the evaluation protocol
-(``blinkbench.evaluation``), on cases small enough to work out by hand."""
+"""EAR series preparation (``blinkbench.detectors.blink.series``) and the evaluation protocol
+(``blinkbench.detectors.evaluation``), on cases small enough to work out by hand."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Snakemake rules call the one-video form (explicit input and output paths); DVC stages call
 the ``--dataset`` form, which walks the manifest and skips videos already up to date. Both
-run the same functions in :mod:`blinkbench.steps`.
+run the same functions in :mod:`blinkbench.spine.steps`.
 """
 
 from __future__ import annotations

@@ -31,11 +31,11 @@ PATTERNS = {
     "frame_scores": DATA + "/evaluations/frame/{detector}/{train}/{test}.parquet",
     "frame_eval": DATA + "/evaluations/frame/{detector}/{train}/{test}.json",
     "frame_roc": DATA + "/evaluations/frame/{detector}/{train}/{test}.roc.csv",
-    # resiliency study (see blinkbench.study)
+    # resiliency study (see blinkbench.experiments.study)
     "adversarial": DATA + "/adversarial/{dataset}/{target}/{method}/eps{eps}/{variant}/{video}.mkv",
     "study": DATA + "/study/{dataset}/{target}/{method}/eps{eps}/{variant}.json",
     "study_work": DATA + "/study/{dataset}/{target}/{method}/eps{eps}/work/{variant}",
-    # attacks on the blink path (see blinkbench.blink_study)
+    # attacks on the blink path (see blinkbench.experiments.blink_study)
     "ear_attack": DATA + "/blink_attacks/{dataset}/{mode}/{video}/result.json",
     "landmark_breaker": DATA + "/blink_attacks/{dataset}/landmark_breaker.json",
     "report": DATA + "/reports/index.html",

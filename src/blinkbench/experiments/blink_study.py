@@ -1,7 +1,7 @@
 """Attacks on the blink path itself, as workflow steps: EAR suppression (real videos keep
 their open-eye EAR through their blinks) and injection (fake videos get a natural blink
 pattern) on whole videos, and Landmark Breaker on face crops, with the implementations in
-:mod:`blinkbench.blink_attacks`. Videos: the test split of ``blink_attacks.dataset``, real
+:mod:`blinkbench.attacks.blink`. Videos: the test split of ``blink_attacks.dataset``, real
 ones for ``suppress`` and fake ones for ``inject``, at most ``max_videos`` per mode."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ the lossless video itself). The clean reference is the set ``(clean, none, 0, va
 same videos decoded and written losslessly, then compressed the same way, so every eps curve
 starts from the clean detection rate under the same compression.
 
-Files (:mod:`blinkbench.paths`):
+Files (:mod:`blinkbench.core.paths`):
 ``data/adversarial/{dataset}/{target}/{method}/eps{eps}/{variant}/{video}.mkv`` (+ ``.json``
 attack or compression record), and ``data/study/{dataset}/{target}/{method}/eps{eps}/{variant}.json``
 (the set's re-scoring: per video and per detector, with the blink path's intermediate

@@ -1,7 +1,7 @@
 """The run report: per-dataset video status, blink statistics by label, ground-truth blink
 recovery where a dataset ships annotations, EAR plots; plus DVC metrics.
 
-Outputs (paths in :mod:`blinkbench.paths`): ``data/reports/index.html``,
+Outputs (paths in :mod:`blinkbench.core.paths`): ``data/reports/index.html``,
 ``data/reports/metrics.json`` (read by ``dvc metrics show``), and per dataset
 ``data/reports/<dataset>/videos.csv`` (one row per video: manifest fields, pipeline status,
 blink summary) and ``ear_<video>.png``.

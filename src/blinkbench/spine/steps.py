@@ -8,7 +8,7 @@ Every per-video function
 - writes atomically (temporary file, then rename), so an interrupted run leaves no
   half-written artifact and resumes where it stopped;
 - stamps its outputs with a hash of its inputs' stamps, its params section and its version
-  (:func:`blinkbench.io.stamp`), which lets batch mode skip videos that are up to date.
+  (:func:`blinkbench.core.io.stamp`), which lets batch mode skip videos that are up to date.
 
 Status propagates: a video whose face track has status ``no_face`` gets landmarks, EAR and
 blink outputs with that status.

@@ -68,7 +68,7 @@ condition there).
 
 Scoring (:func:`run_ear_attack`): the adversarial video is written losslessly (FFV1, RGB),
 then re-extracted by the real pipeline, and again after each ``compressions`` variant of
-:func:`blinkbench.attacks.compress.compress_video`. Reported per condition: blink count and
+:func:`blinkbench.video.compress.compress_video`. Reported per condition: blink count and
 rate, closures, EAR change against the clean video, the EAR ratio to the clean open level
 inside the clean blinks (``suppress``) or the injected dips (``inject``), how many injected
 blinks the pipeline detects, each given blink detector's fake probability; perceptual cost
@@ -458,7 +458,7 @@ class Perturbation:
 # ---------------------------------------------------------------------- detector term
 
 class SeriesOperator:
-    """A detector's EAR-series preparation (:mod:`blinkbench.series`: resampling, short-gap
+    """A detector's EAR-series preparation (:mod:`blinkbench.detectors.blink.series`: resampling, short-gap
     filling, normalisation, windows) as a differentiable map from per-frame EAR (T,) to the
     windows the detector scores. Resampling and gap filling are linear in the valid frames'
     values, so they are captured once as a matrix by running the numpy code on basis vectors;
@@ -897,7 +897,7 @@ def _public(res: dict) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m blinkbench.blink_attacks.ear_attack VIDEO OUT_DIR MODE [--params JSON]``."""
+    """``python -m blinkbench.attacks.blink.ear_attack VIDEO OUT_DIR MODE [--params JSON]``."""
     import argparse
 
     ap = argparse.ArgumentParser(description="EAR attack on one video, scored by the real pipeline")

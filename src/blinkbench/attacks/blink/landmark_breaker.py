@@ -20,7 +20,7 @@ Landmarks in the loss (``landmarks``):
 
 - ``eyes_outline`` (default): the 16 eye-contour points of each eye that MediaPipe's
   refinement calculators treat as the eye (lid line and corners, which include the six EAR
-  points of :mod:`blinkbench.ear`) plus every third point of the 36-point face oval. The eyes
+  points of :mod:`blinkbench.spine.ear`) plus every third point of the 36-point face oval. The eyes
   are what the blink pipeline measures; the outline is what face alignment (the paper's
   target: DeepFake synthesis aligns faces by landmarks) and Face Mesh's own tracking ROI
   depend on. 44 points.
@@ -59,7 +59,7 @@ crop, normalised by the clean outer-eye-corner distance (Face Mesh 33-263, 68-po
   in static-image mode, which runs its own face detector and ROI on the crop) and PFLD
   (68 points, ONNX, whole crop) when a model path is given;
 - compression: the adversarial crop after JPEG 75 / 50 (OpenCV) and after the video
-  variants of :func:`blinkbench.attacks.compress.compress_video` (a short static clip of
+  variants of :func:`blinkbench.video.compress.compress_video` (a short static clip of
   the crop is written losslessly, compressed, decoded, and its middle frame taken), each
   against the clean prediction, with the compressed *clean* crop as a baseline row;
 - perceptual cost: SSIM (scikit-image) inside the face box (the bounding box of the clean
@@ -311,7 +311,7 @@ def make_attack(name: str, **params: Any) -> HeatmapAttack:
 
 def nme(pred: np.ndarray, ref: np.ndarray, scheme: str = "mediapipe", points: Sequence[int] | None = None) -> float:
     """Mean point distance between ``pred`` and ``ref`` (N, 2|3), divided by the distance of
-    ``ref``'s outer eye corners (``blinkbench.ear.OUTER_CORNERS``: 33-263 or 36-45)."""
+    ``ref``'s outer eye corners (``blinkbench.spine.ear.OUTER_CORNERS``: 33-263 or 36-45)."""
     a, b = OUTER_CORNERS[scheme]
     p, r = np.asarray(pred, np.float64)[:, :2], np.asarray(ref, np.float64)[:, :2]
     if points is not None:
@@ -351,7 +351,7 @@ class _PortTarget:
 
 
 class _BackendTarget:
-    """A pipeline landmark backend (:mod:`blinkbench.landmarks`) one crop at a time."""
+    """A pipeline landmark backend (:mod:`blinkbench.spine.landmarks`) one crop at a time."""
 
     def __init__(self, name: str, backend):
         self.name, self.backend, self.scheme = name, backend, backend.scheme
@@ -387,8 +387,8 @@ def _targets(cfg: "LandmarkBreakerEval") -> tuple[list, list[str]]:
 def compress_crop(crop: np.ndarray, condition: str, work: Path | None = None, clip_frames: int = 8,
                   fps: float = 25.0) -> np.ndarray:
     """One uint8 RGB crop after ``condition``: ``none``; ``jpeg<Q>`` (OpenCV JPEG at quality
-    Q, :func:`blinkbench.attacks.compress.jpeg`); or a video variant of
-    :func:`blinkbench.attacks.compress.compress_video` (``h264_crf23``, ``mpeg4_h264``),
+    Q, :func:`blinkbench.video.compress.jpeg`); or a video variant of
+    :func:`blinkbench.video.compress.compress_video` (``h264_crf23``, ``mpeg4_h264``),
     emulated on a ``clip_frames``-frame static clip of the crop (written losslessly,
     compressed, decoded; the middle frame is returned, an inter-coded frame as most frames
     of a video are). ``work`` holds the clips (a temporary folder if None)."""

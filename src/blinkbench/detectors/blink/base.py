@@ -3,9 +3,9 @@
 A detector
 
 - is registered by name (``@register("minirocket")``) and built with
-  :func:`blinkbench.detectors.create` from its params: the series preparation
-  (:class:`blinkbench.series.SeriesConfig`), the seed and its own hyper-parameters;
-- ``fit(videos, y)`` on a list of :class:`~blinkbench.series.VideoSeries` with labels
+  :func:`blinkbench.detectors.blink.create` from its params: the series preparation
+  (:class:`blinkbench.detectors.blink.series.SeriesConfig`), the seed and its own hyper-parameters;
+- ``fit(videos, y)`` on a list of :class:`~blinkbench.detectors.blink.series.VideoSeries` with labels
   (1 = fake, 0 = real);
 - ``predict_proba(videos)`` gives one fake probability per *video*;
 - ``save(path)`` and ``Detector.load(path)`` round-trip it exactly (same scores).

@@ -1,7 +1,7 @@
 """Classical time-series classifiers on fixed-length EAR windows (tslearn, sktime, scikit-learn).
 
-Every detector here is a :class:`~blinkbench.detectors.base.WindowDetector`: it is trained on
-the windows of :func:`blinkbench.series.window_batch` (each window inherits its video's label)
+Every detector here is a :class:`~blinkbench.detectors.blink.base.WindowDetector`: it is trained on
+the windows of :func:`blinkbench.detectors.blink.series.window_batch` (each window inherits its video's label)
 and a video's score aggregates its windows' fake probabilities. The observed-mask is not
 used: masked samples already hold the video's neutral (open-eye) value, which these
 estimators take as ordinary data.
@@ -18,7 +18,7 @@ estimators take as ordinary data.
 - ``catch22``: catch22 (+ mean, std) features -> random forest; the forest's vote share.
 
 The heavy libraries are imported inside the methods, so registering these detectors (and
-``blinkbench.detectors.available()``) stays cheap. Each estimator runs single-threaded
+``blinkbench.detectors.blink.available()``) stays cheap. Each estimator runs single-threaded
 (``n_jobs=1``) and is seeded from the detector's ``seed``; a fitted detector pickles whole
 (the estimators keep plain NumPy arrays, no compiled objects), so ``save``/``load`` give the
 same scores. Numba compiles the kernels on first use: sktime's once per environment (cached

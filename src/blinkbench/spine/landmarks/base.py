@@ -11,7 +11,7 @@ import numpy as np
 class LandmarkBackend(ABC):
     """Landmarks on one face crop at a time.
 
-    Subclasses declare ``name``, ``scheme`` (the EAR index scheme in :mod:`blinkbench.ear`),
+    Subclasses declare ``name``, ``scheme`` (the EAR index scheme in :mod:`blinkbench.spine.ear`),
     ``n_points`` and ``crop_scale_hint`` (the crop side, as a multiple of the face box side,
     the model was trained on; ``None`` to use the params value).
     """

@@ -6,9 +6,9 @@ size changes < 15 %) so a tracking backend such as Face Mesh sees a stable image
 frame-to-frame tracking stays valid; it is re-centred only when the face moves on.
 
 Decoding, the crop choice and the crop's conversion to RGB run on a background thread
-(:class:`~blinkbench.video.FrameReader` with ``prepare``; a child process with ``WORKER =
+(:class:`~blinkbench.video.codec.FrameReader` with ``prepare``; a child process with ``WORKER =
 "process"``), so the calling thread only runs the backend; rows are collected in
-preallocated arrays and written in batches (:class:`~blinkbench.io.ParquetStream`), so memory
+preallocated arrays and written in batches (:class:`~blinkbench.core.io.ParquetStream`), so memory
 does not grow with video length. Throughput is bounded by the backend only with a core to
 spare: decoding and cropping a 720p frame take ~2.6 ms CPU beside Face Mesh's ~3.3 ms, so
 on one core (what a busy shared machine gives a session) the step runs at ~half the mesh's
