@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from blinkbench import config
+from blinkbench.core import config
 
 
 def test_project_params_valid_and_defaults_filled(params):

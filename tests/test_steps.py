@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from skimage import data as skdata
 
-from blinkbench import io, steps
+from blinkbench.core import io
+from blinkbench.spine import steps
 from conftest import make_video
 
 

@@ -1,0 +1,49 @@
+"""Blink-based deepfake detectors on EAR series: one interface, registered by name.
+
+    from blinkbench.detectors.blink import create, available
+    det = create("minirocket", series=SeriesConfig(), seed=42)
+    det.fit(train_videos, y_train)
+    p_fake = det.predict_proba(test_videos)
+    det.save("model.pkl"); Detector.load("model.pkl")
+
+Families: ``rule`` (blink rate against the human range), ``classical`` (tslearn, sktime,
+scikit-learn), ``neural`` (PyTorch networks trained with Lightning).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from blinkbench.detectors.blink.series import SeriesConfig
+from blinkbench.core.registry import lookup
+from .base import REGISTRY, Detector, FeatureDetector, WindowDetector, register
+
+# Modules that register detectors when imported (heavy imports stay inside them).
+_MODULES = ("blinkbench.detectors.blink.rule", "blinkbench.detectors.blink.classical",
+            "blinkbench.detectors.blink.neural")
+
+
+def _load_all() -> None:
+    for m in _MODULES:
+        importlib.import_module(m)
+
+
+def available() -> list[str]:
+    """Names of every registered detector, in registration order."""
+    _load_all()
+    return list(REGISTRY)
+
+
+def get(name: str) -> type[Detector]:
+    return lookup(REGISTRY, _MODULES, name, "detector")
+
+
+def create(name: str, series: SeriesConfig | dict | None = None, seed: int = 0, **hyper: Any) -> Detector:
+    if isinstance(series, dict) or series is None:
+        series = SeriesConfig.from_params(series)
+    return get(name)(series=series, seed=seed, **hyper)
+
+
+__all__ = ["Detector", "WindowDetector", "FeatureDetector", "register", "available", "get", "create",
+           "REGISTRY", "SeriesConfig"]

@@ -1,0 +1,32 @@
+"""Frame-level deepfake detectors on face crops: CNNs (timm ResNet50, VGG19, Xception,
+EfficientNet-B4; MesoNet) and forensic baselines (block DCT, error level analysis).
+
+    from blinkbench.detectors.frame import create, available, CropSet
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from blinkbench.core.registry import lookup
+from .base import REGISTRY, CropSet, FrameDetector, register
+
+_MODULES = ("blinkbench.detectors.frame.forensic", "blinkbench.detectors.frame.cnn")
+
+
+def available() -> list[str]:
+    for m in _MODULES:
+        importlib.import_module(m)
+    return list(REGISTRY)
+
+
+def get(name: str) -> type[FrameDetector]:
+    return lookup(REGISTRY, _MODULES, name, "frame detector")
+
+
+def create(name: str, seed: int = 0, **hyper: Any) -> FrameDetector:
+    return get(name)(seed=seed, **hyper)
+
+
+__all__ = ["CropSet", "FrameDetector", "register", "available", "get", "create", "REGISTRY"]
