@@ -127,8 +127,8 @@ def test_paa_averages_blocks_including_a_short_tail():
 
 _HASH_ALL = """
 import hashlib, json, os, sys
-from blinkbench.detectors import available, create, get
-from blinkbench.synthetic import synthetic_videos
+from blinkbench.detectors.blink import available, create, get
+from blinkbench.testing.synthetic import synthetic_videos
 videos, y = synthetic_videos(8, 3, duration_s=(8, 8))
 out = {}
 for name in available():

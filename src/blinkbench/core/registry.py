@@ -1,5 +1,6 @@
-"""What the two detector families share: registration by name, lookup that imports family
-modules only as far as needed, and hyper-parameters checked against declared defaults."""
+"""The one registrar for every plug-in kind (blink detectors, frame detectors, attacks, landmark
+backends): registration by name, lookup that imports plug-in modules only as far as needed, and
+hyper-parameters checked against declared defaults."""
 
 from __future__ import annotations
 
@@ -7,20 +8,45 @@ import importlib
 from typing import Any, ClassVar, Sequence
 
 
-def registrar(registry: dict, what: str):
-    """A ``@register(name)`` class decorator writing into ``registry``."""
+class Registry(dict):
+    """Name -> class of one plug-in kind (``what``: "detector", "attack"...), a plain dict plus:
 
-    def register(name: str):
+    - ``register(name)``: class decorator (sets ``cls.name``; a second class under one name fails);
+    - ``modules``: the modules that register plug-ins when imported, set by the kind's package
+      ``__init__`` (the registry itself sits in a base module those modules import);
+    - ``get(name)`` imports ``modules`` in order only until ``name`` appears (a cheap detector
+      never pays for torch), ``available()`` imports them all, ``create(name, ...)`` builds one.
+    """
+
+    def __init__(self, what: str, modules: Sequence[str] = ()):
+        super().__init__()
+        self.what = what
+        self.modules = tuple(modules)
+
+    def register(self, name: str):
         def deco(cls):
-            if name in registry and registry[name] is not cls:
-                raise ValueError(f"{what} name {name!r} registered twice")
+            if name in self and self[name] is not cls:
+                raise ValueError(f"{self.what} name {name!r} registered twice")
             cls.name = name
-            registry[name] = cls
+            self[name] = cls
             return cls
 
         return deco
 
-    return register
+    def available(self) -> list[str]:
+        """Names of every plug-in, in registration order."""
+        for m in self.modules:
+            importlib.import_module(m)
+        return list(self)
+
+    def get(self, name: str):
+        """The class registered as ``name`` (KeyError listing the known names otherwise; unlike
+        ``dict.get`` there is no default: an unknown plug-in is an error)."""
+        return lookup(self, self.modules, name, self.what)
+
+    def create(self, name: str, *args: Any, **kwargs: Any):
+        """The plug-in ``name`` built with these arguments."""
+        return self.get(name)(*args, **kwargs)
 
 
 def lookup(registry: dict, modules: Sequence[str], name: str, what: str):

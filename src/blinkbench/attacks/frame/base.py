@@ -37,21 +37,17 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from blinkbench.core.registry import lookup, registrar
+from blinkbench.core.registry import Registry
 
-REGISTRY: dict[str, type["Attack"]] = {}
+REGISTRY: Registry = Registry("attack")   # every attack module is imported by the package __init__
 
 
-register = registrar(REGISTRY, "attack")
+register = REGISTRY.register
 """Class decorator: make an attack available under ``name``."""
 
 
-def available() -> list[str]:
-    return list(REGISTRY)   # the package __init__ imports every attack module, so all are registered
-
-
-def get(name: str) -> type["Attack"]:
-    return lookup(REGISTRY, (), name, "attack")
+available = REGISTRY.available
+get = REGISTRY.get
 
 
 def create(name: str, **params: Any) -> "Attack":

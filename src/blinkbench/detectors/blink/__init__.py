@@ -12,31 +12,17 @@ scikit-learn), ``neural`` (PyTorch networks trained with Lightning).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from blinkbench.detectors.blink.series import SeriesConfig
-from blinkbench.core.registry import lookup
 from .base import REGISTRY, Detector, FeatureDetector, WindowDetector, register
 
 # Modules that register detectors when imported (heavy imports stay inside them).
 _MODULES = ("blinkbench.detectors.blink.rule", "blinkbench.detectors.blink.classical",
             "blinkbench.detectors.blink.neural")
-
-
-def _load_all() -> None:
-    for m in _MODULES:
-        importlib.import_module(m)
-
-
-def available() -> list[str]:
-    """Names of every registered detector, in registration order."""
-    _load_all()
-    return list(REGISTRY)
-
-
-def get(name: str) -> type[Detector]:
-    return lookup(REGISTRY, _MODULES, name, "detector")
+REGISTRY.modules = _MODULES
+available = REGISTRY.available
+get = REGISTRY.get
 
 
 def create(name: str, series: SeriesConfig | dict | None = None, seed: int = 0, **hyper: Any) -> Detector:

@@ -26,11 +26,11 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from blinkbench.core import io
-from blinkbench.core.registry import HyperParams, registrar
+from blinkbench.core.registry import HyperParams, Registry
 from blinkbench.detectors.blink.series import SeriesConfig, VideoSeries, aggregate, feature_matrix, window_batch
 
 FORMAT = 1
-REGISTRY: dict[str, type["Detector"]] = {}
+REGISTRY: Registry = Registry("detector")   # modules: set by the package __init__
 
 
 class UntrainedModel(ValueError):
@@ -64,7 +64,7 @@ def save_failure(path: str | Path, name: str, error: str) -> None:
         pickle.dump({"format": FORMAT, "name": name, "detector": None, "error": error}, fh, protocol=5)
 
 
-register = registrar(REGISTRY, "detector")
+register = REGISTRY.register
 """Class decorator: make a detector available under ``name``."""
 
 

@@ -6,23 +6,14 @@ EfficientNet-B4; MesoNet) and forensic baselines (block DCT, error level analysi
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from blinkbench.core.registry import lookup
 from .base import REGISTRY, CropSet, FrameDetector, register
 
 _MODULES = ("blinkbench.detectors.frame.forensic", "blinkbench.detectors.frame.cnn")
-
-
-def available() -> list[str]:
-    for m in _MODULES:
-        importlib.import_module(m)
-    return list(REGISTRY)
-
-
-def get(name: str) -> type[FrameDetector]:
-    return lookup(REGISTRY, _MODULES, name, "frame detector")
+REGISTRY.modules = _MODULES
+available = REGISTRY.available
+get = REGISTRY.get
 
 
 def create(name: str, seed: int = 0, **hyper: Any) -> FrameDetector:

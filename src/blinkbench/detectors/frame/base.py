@@ -28,10 +28,10 @@ import pandas as pd
 
 from blinkbench.core import io, paths
 from blinkbench.core.labels import LABELS
-from blinkbench.core.registry import HyperParams, registrar
+from blinkbench.core.registry import HyperParams, Registry
 
 FORMAT = 1
-REGISTRY: dict[str, type["FrameDetector"]] = {}
+REGISTRY: Registry = Registry("frame detector")   # modules: set by the package __init__
 
 
 @dataclass
@@ -90,7 +90,7 @@ class CropSet:
         return cls.concat(parts)
 
 
-register = registrar(REGISTRY, "frame detector")
+register = REGISTRY.register
 
 
 class FrameDetector(HyperParams, ABC):

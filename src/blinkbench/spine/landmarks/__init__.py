@@ -13,17 +13,18 @@ Backends (``landmarks.backend`` in params):
   (``landmarks.pfld_model``); never bundled or downloaded. EAR scheme ``ibug68``.
 """
 
-from .base import _REGISTRY, LandmarkBackend
+from .base import REGISTRY, LandmarkBackend
 from .extract import LANDMARK_COLUMNS, extract, read_landmarks
 
-__all__ = ["LandmarkBackend", "make_backend", "extract", "read_landmarks", "LANDMARK_COLUMNS"]
+# The built-in backends register themselves when imported (make_backend imports them).
+REGISTRY.modules = ("blinkbench.spine.landmarks.mediapipe_mesh", "blinkbench.spine.landmarks.pfld")
+
+__all__ = ["REGISTRY", "LandmarkBackend", "make_backend", "extract", "read_landmarks", "LANDMARK_COLUMNS"]
 
 
 def make_backend(cfg: dict) -> LandmarkBackend:
     """Build the backend named by ``cfg['backend']`` (the ``landmarks`` params section)."""
-    from . import mediapipe_mesh, pfld  # noqa: F401  (register the built-ins)
-
     name = cfg["backend"]
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown landmark backend {name!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](cfg)
+    if name not in REGISTRY.available():
+        raise ValueError(f"unknown landmark backend {name!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY.create(name, cfg)

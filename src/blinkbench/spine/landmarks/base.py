@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
-
 import numpy as np
+
+from blinkbench.core.registry import Registry
 
 
 class LandmarkBackend(ABC):
@@ -39,12 +39,5 @@ class LandmarkBackend(ABC):
         self.close()
 
 
-_REGISTRY: dict[str, Callable[[dict], LandmarkBackend]] = {}
-
-
-def register(name: str):
-    def deco(factory: Callable[[dict], LandmarkBackend]):
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+REGISTRY: Registry = Registry("landmark backend")   # modules: set by the package __init__
+register = REGISTRY.register
