@@ -74,7 +74,7 @@ def tiny_net():
 
 def build_model(name: str, resnet_size: int):
     """(network, description) for a model name of this benchmark."""
-    from blinkbench.frames import CropSet, create, get
+    from blinkbench.detectors.frame import CropSet, create, get
 
     if name == "tiny":
         return tiny_net(), "2-conv CNN, 32 px, untrained"
@@ -108,7 +108,7 @@ def bench_crops(models: list[str], attacks: list[str], batch: int, crop: int, re
     import torch
     import torch.nn.functional as F
 
-    from blinkbench.attacks import create
+    from blinkbench.attacks.frame import create
 
     torch.manual_seed(0)
     if crops is not None and len(crops):
@@ -140,7 +140,7 @@ def bench_crops(models: list[str], attacks: list[str], batch: int, crop: int, re
 
 
 def cut_clip(src: Path, n: int, out: Path) -> None:
-    from blinkbench.video import FrameReader, probe, write_video
+    from blinkbench.video.codec import FrameReader, probe, write_video
 
     def frames():
         for fr in FrameReader(src):
@@ -153,7 +153,8 @@ def cut_clip(src: Path, n: int, out: Path) -> None:
 
 def prepare_clip(d: Path, n_frames: int) -> dict:
     """The lossless cut of the clip, its face track and the faces step's crops, in ``d``."""
-    from blinkbench import config, steps
+    from blinkbench.core import config
+    from blinkbench.spine import steps
 
     cut_clip(CLIP, n_frames, d / "clip.mkv")
     return steps.faces_one(d / "clip.mkv", d / "track.parquet", d / "crops.npz", config.load(ROOT / "params.yaml"))
@@ -161,7 +162,7 @@ def prepare_clip(d: Path, n_frames: int) -> dict:
 
 def bench_video(d: Path, meta: dict, attacks: list[str], n_frames: int, batch: int,
                 batching_repeats: int) -> None:
-    from blinkbench.attacks import attack_video
+    from blinkbench.attacks.frame import attack_video
 
     import torch
 
@@ -193,7 +194,7 @@ def bench_video(d: Path, meta: dict, attacks: list[str], n_frames: int, batch: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    from blinkbench.attacks import available
+    from blinkbench.attacks.frame import available
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["tiny", "meso4", "resnet50"])

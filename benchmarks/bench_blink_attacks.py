@@ -49,14 +49,15 @@ def _crops(shared: Path | None, n: int) -> tuple[np.ndarray, str]:
     if shared is None or not (shared / "samples" / "blink" / "selfie_blinks.mp4").is_file():
         rng = np.random.default_rng(0)
         return rng.integers(0, 256, (n, 192, 192, 3), dtype=np.uint8), "seeded noise"
-    from blinkbench.blink_attacks import ear_attack as ea
-    from blinkbench.landmarks import read_landmarks
+    from blinkbench.attacks.blink import ear_attack as ea
+    from blinkbench.video.lossless import read_frames, write_lossless
+    from blinkbench.spine.landmarks import read_landmarks
     from blinkbench.mesh_torch import crop_affine
 
     with tempfile.TemporaryDirectory(prefix="bench_blink_attacks_") as tmp:
-        frames = ea.read_frames(shared / "samples" / "blink" / "selfie_blinks.mp4", 4 * n)
+        frames = read_frames(shared / "samples" / "blink" / "selfie_blinks.mp4", 4 * n)
         clip = Path(tmp) / "clip.mkv"
-        ea.write_lossless(clip, frames, 24.0)
+        write_lossless(clip, frames, 24.0)
         run = ea.run_pipeline(clip, Path(tmp) / "run", ea.pipeline_params(None))
         lms = np.concatenate([x[3] for x in read_landmarks(run["paths"]["landmarks"])])
     idx = list(range(0, 4 * n, 4))
@@ -80,7 +81,7 @@ def _rate(fn, n_iter: int, seconds: float) -> float:
 
 
 def landmark_breaker(crops: np.ndarray, source: str, seconds: float) -> None:
-    from blinkbench.blink_attacks import make_attack
+    from blinkbench.attacks.blink import make_attack
 
     print(f"\nLandmark Breaker, attack iterations/s per crop (T=20 per attack), 1 thread, {source}")
     print(f"{'attack':<14}{'surrogates':<22}{'batch 1':>10}{'batch 8':>10}{'s per crop (T=20, b8)':>24}")
@@ -94,7 +95,7 @@ def landmark_breaker(crops: np.ndarray, source: str, seconds: float) -> None:
 
 
 def ear_attack(shared: Path, video: str) -> None:
-    from blinkbench.blink_attacks import run_ear_attack
+    from blinkbench.attacks.blink import run_ear_attack
 
     path = shared / "samples" / "blink" / video
     with tempfile.TemporaryDirectory(prefix="bench_ear_attack_") as tmp:

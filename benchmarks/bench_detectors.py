@@ -6,7 +6,7 @@
 
 Each detector is built with its DEFAULT hyper-parameters (not the small test ones) and the
 default series preparation (25 Hz, 6 s windows every 2 s: 8 windows per 20 s video). Data:
-the synthetic EAR task of ``blinkbench.synthetic`` (as in the tests) with 20 s videos, ``N`` for training
+the synthetic EAR task of ``blinkbench.testing.synthetic`` (as in the tests) with 20 s videos, ``N`` for training
 and another ``N`` (other seed) for prediction, half real, half fake, 25 and 30 fps.
 
 Columns:
@@ -37,10 +37,10 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
-from blinkbench.detectors import available, create, get  # noqa: E402
-from blinkbench.evaluation import metrics  # noqa: E402
-from blinkbench.series import SeriesConfig, window_batch  # noqa: E402
-from blinkbench.synthetic import synthetic_videos  # noqa: E402  (the tests' synthetic task)
+from blinkbench.detectors.blink import available, create, get  # noqa: E402
+from blinkbench.detectors.evaluation import metrics  # noqa: E402
+from blinkbench.detectors.blink.series import SeriesConfig, window_batch  # noqa: E402
+from blinkbench.testing.synthetic import synthetic_videos  # noqa: E402  (the tests' synthetic task)
 
 FAMILIES = ("rule", "classical", "neural")
 

@@ -137,7 +137,7 @@ def _pix_fmt(path: Path) -> str:
 
 
 def _params() -> dict:
-    from blinkbench import config
+    from blinkbench.core import config
 
     return config.load(ROOT / "params.yaml")
 
@@ -145,7 +145,7 @@ def _params() -> dict:
 # ----------------------------------------------------------------------------- the three modes
 
 def run_pipeline(video: str, track: Path, work: Path, params: dict) -> int:
-    from blinkbench import steps
+    from blinkbench.spine import steps
 
     lm, ear = work / "landmarks.parquet", work / "ear.parquet"
     meta = steps.landmarks_one(video, track, lm, params)
@@ -161,8 +161,8 @@ def decode_crops(video: str, track_path: Path, backend, crop_scale: float):
     import numpy as np
     import pandas as pd
 
-    from blinkbench.landmarks.extract import StableCrop
-    from blinkbench.video import FrameReader
+    from blinkbench.spine.landmarks.extract import StableCrop
+    from blinkbench.video.codec import FrameReader
 
     track = pd.read_parquet(track_path)
     boxes = track[["x0", "y0", "x1", "y1"]].to_numpy(np.float64)
@@ -187,8 +187,8 @@ def run_decode_crop(video: str, track_path: Path, crop_scale: float) -> int:
     import numpy as np
     import pandas as pd
 
-    from blinkbench.landmarks.extract import StableCrop
-    from blinkbench.video import FrameReader
+    from blinkbench.spine.landmarks.extract import StableCrop
+    from blinkbench.video.codec import FrameReader
 
     track = pd.read_parquet(track_path, columns=["face_present", "x0", "y0", "x1", "y1"])
     boxes = track[["x0", "y0", "x1", "y1"]].to_numpy(np.float64)
@@ -214,7 +214,7 @@ def run_naive(video: str) -> int:
     import mediapipe as mp
     import numpy as np
 
-    from blinkbench.ear import ear_from_landmarks
+    from blinkbench.spine.ear import ear_from_landmarks
 
     pts: list = []
     with av.open(video) as container, mp.solutions.face_mesh.FaceMesh(refine_landmarks=True) as mesh:
@@ -238,8 +238,8 @@ def throughput(clips: list[Path], repeats: int, names: dict | None = None) -> di
     import numpy as np
     import pyarrow.parquet as pq
 
-    from blinkbench import steps
-    from blinkbench.landmarks import make_backend
+    from blinkbench.spine import steps
+    from blinkbench.spine.landmarks import make_backend
 
     params = _params()
     lcfg = params["landmarks"]
@@ -428,9 +428,9 @@ def _child(mode: str, video: str) -> None:
     value at the child's start is reported to show it), and the per-step reset clears it."""
     inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     _quiet_native_logs()
-    from blinkbench import steps  # noqa: F401
-    from blinkbench.faces import MediaPipeFaceDetector
-    from blinkbench.landmarks import make_backend
+    from blinkbench.spine import steps  # noqa: F401
+    from blinkbench.spine.faces import MediaPipeFaceDetector
+    from blinkbench.spine.landmarks import make_backend
 
     params = _params()
     out: dict = {"mode": mode, "stages": {}, "ru_maxrss_at_start_kib": inherited}
@@ -479,7 +479,7 @@ def _run_child(mode: str, video: str = "") -> dict:
 def make_reencoded(src: Path, times: int) -> Path:
     """The clip's frames encoded ``times`` times in a row (same resolution, libx264 crf 18),
     cached under /tmp."""
-    from blinkbench.video import FrameReader, probe, write_video
+    from blinkbench.video.codec import FrameReader, probe, write_video
 
     tag = hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:6]  # same stems in other folders
     dst = CACHE / f"{src.stem}_{tag}_x{times}.mp4"
@@ -507,7 +507,7 @@ def _half_growth(samples: list) -> float:
 
 
 def memory(shared: Path, runs: int = 3) -> bool | None:
-    from blinkbench.video import probe
+    from blinkbench.video.codec import probe
 
     src = shared / DFDC_CLIP
     print("\n== Peak memory: fresh process per run, full per-video pipeline (faces + landmarks + EAR) ==")
@@ -588,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
                     "cached under /tmp) of the clips instead, to see what their 4:4:4 decoding costs")
     ap.add_argument("--_child", nargs=2, metavar=("MODE", "VIDEO"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    # the module, not the function blinkbench.landmarks re-exports under the same name
-    lm_extract = importlib.import_module("blinkbench.landmarks.extract")
+    # the module, not the function blinkbench.spine.landmarks re-exports under the same name
+    lm_extract = importlib.import_module("blinkbench.spine.landmarks.extract")
 
     if args.worker:
         lm_extract.WORKER = args.worker

@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 python benchmarks/bench_frame_cnns.py [--threads 1] [--batch 8]
         [--min-time 3] [--archs resnet50 vgg19 ...] [--sizes cpu paper] [--json out.json]
 
-For each architecture of :mod:`blinkbench.frames.nets`, at the detector's default CPU input
+For each architecture of :mod:`blinkbench.detectors.frame.nets`, at the detector's default CPU input
 size (``cnn.CPU_INPUT_SIZE``) and at the paper's (``nets.PAPER_INPUT_SIZE``):
 
 - inference: ``net.eval()`` under ``torch.inference_mode`` on a batch of 256x256 face crops
@@ -48,10 +48,10 @@ def bench(arch: str, size: int, batch: int, min_time: float) -> dict:
     import torch
     from torch.nn import functional as F
 
-    from blinkbench.frames import nets
+    from blinkbench.detectors.frame import checkpoints
 
     torch.manual_seed(0)
-    net = nets.build(arch, input_size=size)
+    net = checkpoints.build(arch, input_size=size)
     x = torch.rand(batch, 3, 256, 256)
     y = (torch.arange(batch) % 2).float()
 
@@ -77,7 +77,7 @@ def bench(arch: str, size: int, batch: int, min_time: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from blinkbench.frames import cnn, nets
+    from blinkbench.detectors.frame import cnn, nets
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--archs", nargs="+", default=list(nets.PAPER_INPUT_SIZE))

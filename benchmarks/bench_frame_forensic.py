@@ -54,7 +54,7 @@ def _timed(fn, repeats: int) -> tuple[float, float]:
 def speed(n_crops: int, repeats: int) -> None:
     import cv2
 
-    from blinkbench.frames import forensic as fz
+    from blinkbench.detectors.frame import forensic as fz
 
     cv2.setNumThreads(1)
     _torch_one_thread()
@@ -86,8 +86,8 @@ def speed(n_crops: int, repeats: int) -> None:
 def select() -> None:
     from sklearn.metrics import log_loss
 
-    from blinkbench.evaluation import metrics
-    from blinkbench.frames import forensic as fz
+    from blinkbench.detectors.evaluation import metrics
+    from blinkbench.detectors.frame import forensic as fz
 
     _torch_one_thread()
     train = fz.synthetic_task(n_videos=40, crops_per_video=4, size=128, seed=101)

@@ -51,7 +51,7 @@ FACE_SCALE = 1.5
 
 
 def _params():
-    from blinkbench import config
+    from blinkbench.core import config
 
     return config.load(ROOT / "params.yaml")
 
@@ -65,7 +65,7 @@ def _square(face_box, scale: float) -> tuple[int, int, int, int]:
 def _tracks(shared: Path, work: Path) -> dict:
     import pandas as pd
 
-    from blinkbench import steps
+    from blinkbench.spine import steps
 
     params = _params()
     out = {}
@@ -239,11 +239,11 @@ def speed_table(faces: np.ndarray, eyes: np.ndarray, seconds: float) -> None:
 
 
 def pipeline_comparison(shared: Path, work: Path, tracks: dict) -> None:
-    from blinkbench import steps
-    from blinkbench.ear import OUTER_CORNERS, ear_from_landmarks
-    from blinkbench.landmarks.extract import StableCrop, read_landmarks
+    from blinkbench.spine import steps
+    from blinkbench.spine.ear import OUTER_CORNERS, ear_from_landmarks
+    from blinkbench.spine.landmarks.extract import StableCrop, read_landmarks
     from blinkbench.mesh_torch import TorchFaceMeshAttention, landmarks_in_frame, to_tensor
-    from blinkbench.video import FrameReader, _clip_box
+    from blinkbench.video.codec import FrameReader, _clip_box
 
     params = _params()
     model = TorchFaceMeshAttention().eval()

@@ -1,4 +1,4 @@
-# Attacks on the blink path itself (blinkbench.blink_study): one job per attacked video and
+# Attacks on the blink path itself (blinkbench.experiments.blink_study): one job per attacked video and
 # mode, and one Landmark Breaker evaluation per dataset.
 
 

@@ -3,11 +3,12 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from blinkbench import config as bb_config
+from blinkbench.core import config as bb_config
 from blinkbench import datasets as bb_datasets
-from blinkbench import demo as bb_demo
-from blinkbench import paths
-from blinkbench.steps import STEPS
+from blinkbench.datasets import demo as bb_demo
+from blinkbench.core import paths
+from blinkbench.experiments.plan import detector_plan
+from blinkbench.spine.steps import STEPS
 
 min_version("9.0")
 
@@ -51,8 +52,8 @@ VIDEOS = {name: _videos(name) for name in DATASETS}
 
 # Blink detectors: names are checked against the registry and hyper-parameters against each
 # detector's signature here, at parse time, rather than failing hours into a run.
-BLINK_DETECTORS, TRAIN_ON, TEST_ON = bb_config.detector_plan(config, check_registry=True)
-FRAME_DETECTORS, FRAME_TRAIN_ON, FRAME_TEST_ON = bb_config.detector_plan(config, True, "frame_detectors")
+BLINK_DETECTORS, TRAIN_ON, TEST_ON = detector_plan(config, check_registry=True)
+FRAME_DETECTORS, FRAME_TRAIN_ON, FRAME_TEST_ON = detector_plan(config, True, "frame_detectors")
 
 
 
@@ -114,14 +115,14 @@ ATTACKS = config["attacks"]
 def study_videos():
     """Video ids the study attacks: read from the source manifest, which the manifest
     checkpoint makes first (Snakemake re-plans the study's jobs once it exists)."""
-    from blinkbench import study as bb_study
+    from blinkbench.experiments import study as bb_study
 
     checkpoints.manifest.get(dataset=ATTACKS["dataset"])
     return list(bb_study.selected_videos(config)["video_id"])
 
 
 def study_outputs():
-    from blinkbench import study as bb_study
+    from blinkbench.experiments import study as bb_study
 
     if not ATTACKS["enabled"]:
         return []
@@ -160,7 +161,7 @@ BLINK_ATTACKS = config["blink_attacks"]
 def blink_attack_outputs():
     """result.json of every EAR attack (after the source manifest exists) and the Landmark
     Breaker tables."""
-    from blinkbench import blink_study as bb_blink_study
+    from blinkbench.experiments import blink_study as bb_blink_study
 
     if not BLINK_ATTACKS["enabled"]:
         return []

@@ -1,4 +1,4 @@
-# The resiliency study (blinkbench.study): per-video adversarial videos and compressions
+# The resiliency study (blinkbench.experiments.study): per-video adversarial videos and compressions
 # (so --cores N spreads the attacks), then one re-scoring job per set.
 
 

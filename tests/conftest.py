@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blinkbench import config
-from blinkbench.video import write_video
+from blinkbench.core import config
+from blinkbench.video.codec import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

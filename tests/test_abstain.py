@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import blinks, config, io, protocol
+from blinkbench.spine import blinks
+from blinkbench.core import config, io
+from blinkbench.experiments import protocol
 
 BIN = Path(sys.executable).parent
 
@@ -63,8 +65,8 @@ def test_evaluation_leaves_abstained_videos_out_of_the_metrics(tmp_path):
 
 @pytest.fixture(scope="module")
 def rule_model(tmp_path_factory):
-    from blinkbench.detectors import create
-    from blinkbench.synthetic import synthetic_videos
+    from blinkbench.detectors.blink import create
+    from blinkbench.testing.synthetic import synthetic_videos
 
     videos, y = synthetic_videos(12, 0, duration_s=(20, 30))
     path = tmp_path_factory.mktemp("rule") / "rule.zip"
@@ -100,7 +102,7 @@ def test_cli_says_why_it_abstains(shared, rule_model, tmp_path):
 
 
 def test_unknown_as_fake_counts_abstentions_against_reals():
-    from blinkbench.evaluation import unknown_as_fake
+    from blinkbench.detectors.evaluation import unknown_as_fake
 
     # a real video without a verdict is an error in the reference's counting, a fake one a hit
     r = unknown_as_fake([0, 0, 1, 1], ["real", "insufficient", "unknown", "real"])

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blinkbench import io
-from blinkbench.attacks import (FGSM, PGD, FakeRetouch, attack_box, attack_video, available, compress_video,
-                                create, defaults, stats_path)
-from blinkbench.video import FrameReader, write_video
+from blinkbench.core import io
+from blinkbench.attacks.frame import (FGSM, PGD, FakeRetouch, attack_box, attack_video, available, create, defaults,
+    stats_path)
+from blinkbench.video.compress import compress_video
+from blinkbench.video.codec import FrameReader, write_video
 
 EPS = 8.0  # 0-255 levels: visible on close inspection, small
 
@@ -177,7 +178,7 @@ def test_fakeretouch_noise_is_smoother_than_pgd(model, fake_crops):
 def test_gaussian_blur_matches_scipy():
     from scipy.ndimage import gaussian_filter
 
-    from blinkbench.attacks.fakeretouch import gaussian_blur
+    from blinkbench.attacks.frame.fakeretouch import gaussian_blur
 
     x = torch.rand(2, 3, 20, 17, generator=torch.Generator().manual_seed(0))
     ref = gaussian_filter(x.numpy().astype(np.float64), sigma=(0, 0, 1.5, 1.5), mode="nearest", truncate=3.0)
@@ -324,7 +325,7 @@ def test_rounding_rescue_scales_sub_level_perturbations():
     """A perturbation of 0.3 levels rounds away; scaled x2 it rounds to +1 and fools a model
     that calls a crop fake unless its mean rose by half a level. With a 0-level budget,
     nothing can move and the crop stays as it was."""
-    from blinkbench.attacks.video import _rescue, quantise
+    from blinkbench.attacks.frame.video import _rescue, quantise
 
     clean = np.full((2, 8, 8, 3), 100, np.uint8)
     delta = np.full(clean.shape, 0.3)
@@ -350,7 +351,7 @@ def test_attack_box_margin_snapping_and_clipping():
     assert attack_box((0, 0, 40, 40), 200, 100, margin=0.25) == (0, 0, 50, 50)
     assert attack_box((180, 80, 220, 120), 200, 100) == (180, 80, 200, 100)
     # square=True frames the box as the faces step frames the detectors' crops
-    from blinkbench.faces import square_box
+    from blinkbench.spine.faces import square_box
 
     box = np.array([40.3, 30.8, 90.6, 100.2])
     sq = square_box(box, 1.6, 300, 200)

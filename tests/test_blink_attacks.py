@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 import torch
 
-from blinkbench import series
-from blinkbench.blink_attacks import ear_attack as ea
-from blinkbench.blink_attacks import landmark_breaker as lb
+from blinkbench.detectors.blink import series
+from blinkbench.attacks.blink import ear_attack as ea
+from blinkbench.attacks.blink import landmark_breaker as lb
 from blinkbench.mesh_torch import crop_affine
+from blinkbench.video.lossless import read_frames, write_lossless
 
 SHORT_FRAMES = 60
 
@@ -254,9 +255,9 @@ def short_clip(shared, tmp_path_factory):
     from conftest import _params
 
     folder = tmp_path_factory.mktemp("blink_attacks")
-    frames = ea.read_frames(shared / "samples" / "blink" / "selfie_blinks.mp4", SHORT_FRAMES)
+    frames = read_frames(shared / "samples" / "blink" / "selfie_blinks.mp4", SHORT_FRAMES)
     path = folder / "selfie_short.mkv"
-    ea.write_lossless(path, frames, 24.0)
+    write_lossless(path, frames, 24.0)
     run = ea.run_pipeline(path, folder / "clean", ea.pipeline_params(_params()))
     assert run["status"] == "ok", run
     ann = pd.read_csv(shared / "samples" / "blink" / "annotations.csv")
@@ -268,7 +269,7 @@ def short_clip(shared, tmp_path_factory):
 @pytest.fixture(scope="module")
 def real_crops(short_clip):
     """192x192 model inputs at open-eye frames, cut from MediaPipe's own tracking ROI."""
-    from blinkbench.landmarks import read_landmarks
+    from blinkbench.spine.landmarks import read_landmarks
 
     lms = np.concatenate([x[3] for x in read_landmarks(short_clip["run"]["paths"]["landmarks"])])
     idx = [0, 25, 33, 55]
@@ -326,8 +327,8 @@ def test_blink_suppression_survives_real_mediapipe(short_clip, tmp_path):
     """A shared perturbation (eps 8) keeps the eyes open through the annotated blinks after
     the pipeline re-extracts the landmarks with MediaPipe; the budget holds in the decoded
     video; a blink detector is attacked end to end and scored on every condition."""
-    from blinkbench.detectors import create, get
-    from blinkbench.synthetic import synthetic_task
+    from blinkbench.detectors.blink import create, get
+    from blinkbench.testing.synthetic import synthetic_task
 
     train, y, _, _ = synthetic_task(16, 0, seed=0)
     det = create("fcn", seed=0, **get("fcn").test_params).fit(train, y)
@@ -347,7 +348,7 @@ def test_blink_suppression_survives_real_mediapipe(short_clip, tmp_path):
     lossless = res["conditions"]["lossless"]
     assert lossless["n_blinks"] < res["conditions"]["clean"]["n_blinks"]
     # the L-inf budget in the decoded adversarial video, measured here independently
-    got = ea.read_frames(tmp_path / "adversarial.mkv")
+    got = read_frames(tmp_path / "adversarial.mkv")
     diff = max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(got, short_clip["frames"]))
     assert len(got) == SHORT_FRAMES and 0 < diff <= 8 and res["perceptual"]["linf"] == diff
     assert res["perceptual"]["ssim_face_mean"] > 0.8 and res["perceptual"]["psnr_mean"] > 30

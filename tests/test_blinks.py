@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import blinks
+from blinkbench.spine import blinks
 
 
 def synth(fps, events, duration=20.0, open_level=0.3, drift=0.0, noise=0.004, seed=0):

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from blinkbench import lineage, paths
+from blinkbench.core import lineage, paths
 from blinkbench.ops import s3_server, sync
 
 ROOT = Path(__file__).resolve().parents[1]

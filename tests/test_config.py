@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from blinkbench import config
+from blinkbench.core import config
 
 
 def test_project_params_valid_and_defaults_filled(params):
@@ -154,9 +154,9 @@ def test_unknown_keys_and_out_of_bounds_rejected(patch, where):
 
 def test_project_attack_sections_accepted_by_their_classes(params):
     """What the schema lets through, the attack classes accept (the project's own values)."""
-    from blinkbench.attacks import create
-    from blinkbench.blink_attacks.ear_attack import EarAttackParams
-    from blinkbench.blink_attacks.landmark_breaker import LandmarkBreakerEval
+    from blinkbench.attacks.blink.ear_attack import EarAttackParams
+    from blinkbench.attacks.blink.landmark_breaker import LandmarkBreakerEval
+    from blinkbench.attacks.frame import create
 
     for method, kw in params["attacks"]["params"].items():
         create(method, eps=4.0, **kw)
@@ -171,9 +171,11 @@ def test_schema_names_and_keys_match_the_registries_and_classes():
     every validation would load torch): this keeps the two equal."""
     import dataclasses
 
-    from blinkbench import attacks, detectors, frames
-    from blinkbench.attacks.compress import VARIANTS
-    from blinkbench.blink_attacks import ear_attack, landmark_breaker
+    from blinkbench.attacks import frame as attacks
+    from blinkbench.attacks.blink import ear_attack, landmark_breaker
+    from blinkbench.detectors import blink as detectors
+    from blinkbench.detectors import frame as frames
+    from blinkbench.video.compress import VARIANTS
 
     s = config.schema()
     defs = s["$defs"]

@@ -24,8 +24,8 @@ from blinkbench.datasets import (
     write_manifest,
 )
 from blinkbench.datasets import base
-from blinkbench.io import read_meta
-from blinkbench.video import write_video
+from blinkbench.core.io import read_meta
+from blinkbench.video.codec import write_video
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PARAMS = {"base": {"seed": 42}, "splits": {"val_fraction": 0.15}}

@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import blinks, datasets, demo
+from blinkbench.spine import blinks
+from blinkbench import datasets
+from blinkbench.datasets import demo
 from blinkbench.cli import analyze
-from blinkbench.io import read_json
-from blinkbench.video import probe
+from blinkbench.core.io import read_json
+from blinkbench.video.codec import probe
 
 CFG = {"n_real": 3, "n_fake": 4, "duration_s": 4.0, "fps": [25, 30], "size": 192}
 

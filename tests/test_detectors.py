@@ -5,7 +5,7 @@ Each detector, built with its own ``test_params``, must learn a separable synthe
 video, a video with no face) and round-trip through ``save``/``Detector.load`` with identical
 scores. New detectors are picked up from the registry, so adding one adds its rows here.
 
-The synthetic task is :mod:`blinkbench.synthetic` (also used by
+The synthetic task is :mod:`blinkbench.testing.synthetic` (also used by
 ``benchmarks/bench_detectors.py``).
 """
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blinkbench.detectors import Detector, available, create, get
-from blinkbench.evaluation import metrics
-from blinkbench.series import VideoSeries
-from blinkbench.synthetic import FAKE_KINDS, synthetic_task, synthetic_videos  # noqa: F401
+from blinkbench.detectors.blink import Detector, available, create, get
+from blinkbench.detectors.evaluation import metrics
+from blinkbench.detectors.blink.series import VideoSeries
+from blinkbench.testing.synthetic import FAKE_KINDS, synthetic_task, synthetic_videos  # noqa: F401
 
 @pytest.fixture(scope="module")
 def task():
@@ -120,7 +120,7 @@ def test_ridge_calibration_needs_two_videos_per_class(task):
 
 
 def test_paa_averages_blocks_including_a_short_tail():
-    from blinkbench.detectors.classical import _paa
+    from blinkbench.detectors.blink.classical import _paa
 
     X = np.arange(10.0)[None]
     np.testing.assert_allclose(_paa(X, 3), [[1.0, 4.0, 7.0, 9.0]])
@@ -130,8 +130,8 @@ def test_paa_averages_blocks_including_a_short_tail():
 
 _HASH_ALL = """
 import hashlib, json, os, sys
-from blinkbench.detectors import available, create, get
-from blinkbench.synthetic import synthetic_videos
+from blinkbench.detectors.blink import available, create, get
+from blinkbench.testing.synthetic import synthetic_videos
 videos, y = synthetic_videos(8, 3, duration_s=(8, 8))
 out = {}
 for name in available():

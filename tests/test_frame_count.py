@@ -20,8 +20,9 @@ import torch
 from skimage import data as skdata
 from torch import nn
 
-from blinkbench import steps, video
-from blinkbench.attacks import attack_video
+from blinkbench.spine import steps
+from blinkbench.video import codec as video
+from blinkbench.attacks.frame import attack_video
 from conftest import make_video
 
 N = 37  # not a multiple of the detection stride, nor of anything else
@@ -135,7 +136,7 @@ def test_frame_count_of_a_broken_file(tmp_path):
 
 @pytest.mark.parametrize("n", [1, 4, 5, 6, 37, 192, 193, 194, 100_003])
 def test_crop_targets_cover_the_video(n):
-    from blinkbench.faces import _crop_targets
+    from blinkbench.spine.faces import _crop_targets
 
     every, k = 5, 16
     t = sorted(_crop_targets(n, every, k))

@@ -16,10 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
-from blinkbench import demo, evaluation, steps
-from blinkbench.frames import CropSet, FrameDetector, available, create, get
-from blinkbench.frames import mesonet_h5, nets
-from blinkbench.frames.cnn import CNNFrameDetector, CropDataModule, augment, to_tensor
+from blinkbench.datasets import demo
+from blinkbench.detectors import evaluation
+from blinkbench.spine import steps
+from blinkbench.detectors.frame import CropSet, FrameDetector, available, create, get
+from blinkbench.detectors.frame import checkpoints, mesonet_h5, nets
+from blinkbench.detectors.frame.cnn import CNNFrameDetector, CropDataModule, augment, to_tensor
 
 ARCHS = ["resnet50", "vgg19", "xception", "efficientnet_b4", "meso4", "mesoinception4"]
 
@@ -93,7 +95,7 @@ def test_save_before_fit_refused(tmp_path):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_network_takes_unit_pixels_and_passes_gradients(arch):
     torch.manual_seed(0)
-    net = nets.build(arch, input_size=64).eval()
+    net = checkpoints.build(arch, input_size=64).eval()
     x = torch.rand(2, 3, 96, 80, requires_grad=True)           # any crop size: resized inside
     z = net(x)
     assert z.shape == (2,)
@@ -109,10 +111,10 @@ def test_network_takes_unit_pixels_and_passes_gradients(arch):
 
 
 def test_normalisation_per_architecture():
-    assert torch.allclose(nets.build("resnet50", 64).std.flatten(), torch.tensor(nets.IMAGENET_STD))
-    assert torch.allclose(nets.build("xception", 64).mean.flatten(), torch.full((3,), 0.5))   # FF++ Xception
-    assert torch.allclose(nets.build("meso4", 64).std.flatten(), torch.ones(3))              # authors' [0, 1]
-    assert nets.build("meso4").input_size == 256 and nets.build("efficientnet_b4", None).input_size == 380
+    assert torch.allclose(checkpoints.build("resnet50", 64).std.flatten(), torch.tensor(nets.IMAGENET_STD))
+    assert torch.allclose(checkpoints.build("xception", 64).mean.flatten(), torch.full((3,), 0.5))   # FF++ Xception
+    assert torch.allclose(checkpoints.build("meso4", 64).std.flatten(), torch.ones(3))              # authors' [0, 1]
+    assert checkpoints.build("meso4").input_size == 256 and checkpoints.build("efficientnet_b4", None).input_size == 380
 
 
 def test_crop_inputs_uint8_and_float_agree():
@@ -165,7 +167,7 @@ def test_datamodule_rejects_leaks_and_drops_unlabelled():
 
 
 def test_checkpoint_freeze_and_pretrained(tmp_path):
-    src = nets.build("meso4", 64)
+    src = checkpoints.build("meso4", 64)
     torch.save(src.state_dict(), tmp_path / "meso.pt")
     cs = striped(8)
     det = create("meso4", seed=1, input_size=64, epochs=3, batch_size=4, augment=False, lr=1e-2,
@@ -182,7 +184,7 @@ def test_checkpoint_freeze_and_pretrained(tmp_path):
         np.testing.assert_allclose(as_is.predict_logits(cs.crops), src.eval()(to_tensor(cs.crops)).numpy(),
                                    rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="not a state dict of this"):
-        nets.build("meso4", 96, checkpoint=tmp_path / "meso.pt")    # other input size: other dense layer
+        checkpoints.build("meso4", 96, checkpoint=tmp_path / "meso.pt")    # other input size: other dense layer
 
 
 def test_timm_backbone_state_dict_loads(tmp_path):
@@ -190,11 +192,11 @@ def test_timm_backbone_state_dict_loads(tmp_path):
 
     ref = timm.create_model("resnet50", pretrained=False)          # with its ImageNet 'fc' head
     torch.save(ref.state_dict(), tmp_path / "resnet50.pth")
-    net = nets.build("resnet50", 64, checkpoint=tmp_path / "resnet50.pth")
+    net = checkpoints.build("resnet50", 64, checkpoint=tmp_path / "resnet50.pth")
     assert torch.equal(net.backbone.conv1.weight, ref.conv1.weight)
     assert torch.equal(net.backbone.layer4[2].bn3.running_var, ref.layer4[2].bn3.running_var)
     with pytest.raises(ValueError, match="does not match"):
-        nets.build("xception", 64, checkpoint=tmp_path / "resnet50.pth")
+        checkpoints.build("xception", 64, checkpoint=tmp_path / "resnet50.pth")
 
 
 def test_fit_is_deterministic_and_leaves_no_files(tmp_path, monkeypatch):
@@ -312,7 +314,7 @@ def _h5(shared: Path, arch: str) -> Path:
 def test_h5_weights_all_consumed_and_match_keras_graph(shared, arch):
     path = _h5(shared, arch)
     weights = mesonet_h5.read_h5(path)
-    net = nets.build(arch)
+    net = checkpoints.build(arch)
     rep = mesonet_h5.load_keras_weights(net, path)
     assert rep["arrays"] == sum(len(w) for w in weights.values())
     assert rep["parameters"] == sum(int(np.prod(a.shape)) for w in weights.values() for k, a in w.items()
@@ -324,9 +326,9 @@ def test_h5_weights_all_consumed_and_match_keras_graph(shared, arch):
     real_prob = _keras_reference(weights, x, arch)
     np.testing.assert_allclose(fake, 1 - real_prob, atol=2e-5)        # polarity: Keras says P(real)
     with pytest.raises(ValueError, match="input_size 256"):
-        mesonet_h5.load_keras_weights(nets.build(arch, 128), path)
+        mesonet_h5.load_keras_weights(checkpoints.build(arch, 128), path)
     with pytest.raises(ValueError):
-        mesonet_h5.load_keras_weights(nets.build("meso4" if arch != "meso4" else "mesoinception4"), path)
+        mesonet_h5.load_keras_weights(checkpoints.build("meso4" if arch != "meso4" else "mesoinception4"), path)
 
 
 @pytest.mark.shared
@@ -385,7 +387,7 @@ def test_third_party_meso4_pt_maps_exactly(shared):
         flipped = mesonet_h5.load_meso4_pt(path, fake_index=0)
         np.testing.assert_allclose(torch.sigmoid(flipped(x)).numpy(), ref[:, 0].numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="authors' .h5 or a blinkbench state dict"):
-        nets.build("meso4", 224, checkpoint=path)            # not our layout: not silently loaded
+        checkpoints.build("meso4", 224, checkpoint=path)            # not our layout: not silently loaded
 
 
 @pytest.mark.shared
@@ -428,7 +430,7 @@ def test_h5_parity_with_keras(shared, arch):
     model.load_weights(str(path), by_name=True)
     x = np.random.default_rng(1).random((3, 256, 256, 3)).astype(np.float32)
     keras_real = model.predict(x, verbose=0)[:, 0]
-    net = nets.build(arch, checkpoint=path).eval()
+    net = checkpoints.build(arch, checkpoint=path).eval()
     with torch.no_grad():
         ours = torch.sigmoid(net(torch.from_numpy(x).permute(0, 3, 1, 2))).numpy()
     np.testing.assert_allclose(ours, 1 - keras_real, atol=1e-5)
@@ -446,7 +448,8 @@ def test_one_epoch_end_to_end_on_demo(tmp_path, monkeypatch):
     cfg = {"n_real": 3, "n_fake": 3, "duration_s": 2.0, "fps": [25], "size": 192}
     demo.generate(tmp_path / "raw", cfg, seed=3)
     monkeypatch.chdir(tmp_path)
-    from blinkbench import datasets, paths
+    from blinkbench import datasets
+    from blinkbench.core import paths
 
     manifest = datasets.build_manifest("demo", {"adapter": "folder", "root": str(tmp_path / "raw")},
                                        {"base": {"seed": 1}, "splits": {"val_fraction": 0.15}})

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from blinkbench.evaluation import metrics
-from blinkbench.frames import forensic as fz
-from blinkbench.frames.base import REGISTRY, CropSet, FrameDetector
+from blinkbench.detectors.evaluation import metrics
+from blinkbench.detectors.frame import forensic as fz
+from blinkbench.detectors.frame.base import REGISTRY, CropSet, FrameDetector
 
 DETECTORS = [fz.BlockDCT, fz.ELA]
 SKIN_RGB = (205, 150, 125)       # Cr ~157, Cb ~106: inside the skin range

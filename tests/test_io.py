@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from blinkbench import io
+from blinkbench.core import io
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):

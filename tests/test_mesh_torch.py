@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from blinkbench.ear import EYE_INDICES, OUTER_CORNERS, ear_from_landmarks
+from blinkbench.spine.ear import EYE_INDICES, OUTER_CORNERS, ear_from_landmarks
 from blinkbench.mesh_torch import graph as G
 from blinkbench.mesh_torch import tflite_reader
 from blinkbench.mesh_torch.facemesh import (
@@ -70,7 +70,7 @@ def crops(shared, tmp_path_factory):
     import pandas as pd
     from conftest import _params
 
-    from blinkbench import steps
+    from blinkbench.spine import steps
 
     out = []
     for clip, frames in CLIPS:
@@ -169,7 +169,7 @@ def test_face_mesh_matches_tflite_on_real_faces(crops, models):
         logit = float(ref["conv2d_31"].ravel()[0])
         logit_diffs.append(abs(res.presence_logit[k].item() - logit))
         assert (res.presence_logit[k].item() > 0) == (logit > 0) and logit > 0, f"{c['clip']}:{c['frame']} no face?"
-        # EAR from the port equals blinkbench.ear on the runtime's landmarks
+        # EAR from the port equals blinkbench.spine.ear on the runtime's landmarks
         ref_l, ref_r = ear_from_landmarks(lm[None], "mediapipe")
         port_l, port_r = ear_torch(res.landmarks[k : k + 1])
         assert abs(port_l.item() - ref_l[0]) < 1e-4 and abs(port_r.item() - ref_r[0]) < 1e-4

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blinkbench import modelfile, protocol
-from blinkbench.detectors import Detector, create, get
-from blinkbench.frames import FrameDetector
-from blinkbench.frames import create as frame_create
-from blinkbench.synthetic import synthetic_videos
+from blinkbench.detectors import modelfile
+from blinkbench.detectors.blink import Detector, create, get
+from blinkbench.detectors.frame import FrameDetector
+from blinkbench.detectors.frame import create as frame_create
+from blinkbench.experiments import protocol
+from blinkbench.testing.synthetic import synthetic_videos
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,7 +209,7 @@ def test_failure_records_load_as_untrained_for_both_families(tmp_path):
 
 
 def test_frame_model_round_trip_and_header(tmp_path):
-    from blinkbench.frames.forensic import synthetic_task
+    from blinkbench.detectors.frame.forensic import synthetic_task
 
     cs = synthetic_task(8, 2, 64)
     det = frame_create("ela", seed=0, n_estimators=10, cv_folds=2, classifier="rf").fit(cs)
@@ -252,9 +253,9 @@ def _keras_h5(path: Path, net, huge: str | None = None) -> None:
 def test_keras_h5_layout_round_trips(tmp_path):
     import torch
 
-    from blinkbench.frames import mesonet_h5, nets
+    from blinkbench.detectors.frame import checkpoints, mesonet_h5
 
-    src = nets.build("meso4", 256).eval()
+    src = checkpoints.build("meso4", 256).eval()
     with torch.no_grad():
         for b in src.backbone:
             b[2].running_mean.uniform_(-0.1, 0.1)
@@ -267,8 +268,8 @@ def test_keras_h5_layout_round_trips(tmp_path):
 
 _RSS = """
 import resource, sys
-from blinkbench.frames import mesonet_h5, nets
-net = nets.build("meso4", 256)
+from blinkbench.detectors.frame import checkpoints, mesonet_h5
+net = checkpoints.build("meso4", 256)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     mesonet_h5.{fn}
@@ -281,10 +282,10 @@ print("PEAK_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 
 @pytest.mark.parametrize("fn", ["load_keras_weights(net, sys.argv[1])", "read_h5(sys.argv[1])"])
 def test_an_h5_declaring_gigabytes_is_refused_before_reading(tmp_path, fn):
-    from blinkbench.frames import nets
+    from blinkbench.detectors.frame import checkpoints
 
     path = tmp_path / "huge.h5"
-    _keras_h5(path, nets.build("meso4", 256), huge="dense_1/kernel")
+    _keras_h5(path, checkpoints.build("meso4", 256), huge="dense_1/kernel")
     assert path.stat().st_size < 256 * 1024         # the real weights (80 KB) and an unwritten 1.8 GiB one
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     r = subprocess.run([sys.executable, "-c", _RSS.replace("{fn}", fn), str(path)], capture_output=True, text=True,

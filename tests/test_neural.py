@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from blinkbench.detectors import Detector, create, get, nets
-from blinkbench.detectors.neural import NeuralWindowDetector, WindowDataModule, split_by_video
-from blinkbench.series import VideoSeries, window_batch
+from blinkbench.detectors.blink import Detector, create, get, nets
+from blinkbench.detectors.blink.neural import NeuralWindowDetector, WindowDataModule, split_by_video
+from blinkbench.detectors.blink.series import VideoSeries, window_batch
 
 NEURAL = ["fcn", "resnet1d", "inceptiontime", "lstm_fcn", "bilstm"]
 # Small widths so shape and gradient checks are instant.

@@ -1,4 +1,4 @@
-"""The per-frame-noise analysis (blinkbench.noise_effect): exact figures on synthetic
+"""The per-frame-noise analysis (blinkbench.experiments.noise_effect): exact figures on synthetic
 landmarks and series with a known displacement, and one small end-to-end run over a study
 layout built with the pipeline's own EAR and blink steps."""
 
@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import io, noise_effect as ne, paths, steps
-from blinkbench.landmarks.extract import landmark_schema
-from blinkbench.series import SeriesConfig, VideoSeries
+from blinkbench.core import io, paths
+from blinkbench.detectors.blink.series import SeriesConfig, VideoSeries
+from blinkbench.experiments import noise_effect as ne
+from blinkbench.spine import steps
+from blinkbench.spine.landmarks.extract import landmark_schema
 
 FPS = 25.0
 EYE_W = 40.0          # corner-to-corner width of each synthetic eye, px
@@ -52,7 +54,7 @@ def test_translation_of_the_eyes_moves_landmarks_not_ear():
     # shape change: the moved point against its eye's mean shift (6/16 of it)
     assert d["eye_shape_max_px"] == pytest.approx(6.0 * 15 / 16)
     assert d["eye_shape_median_px"] == pytest.approx(0.0, abs=1e-12)
-    from blinkbench.ear import ear_from_landmarks
+    from blinkbench.spine.ear import ear_from_landmarks
 
     lc, rc = ear_from_landmarks(lm, "mediapipe")
     la, ra = ear_from_landmarks(adv, "mediapipe")
@@ -101,7 +103,7 @@ def test_lid_displacement_gives_the_ear_change_it_implies():
     for eye in ("right", "left"):
         for p in ne.EYE_CONTOURS["mediapipe"][eye][1:8]:      # the upper lid between the corners
             adv[:, p, 1] -= d * sign
-    from blinkbench.ear import ear_from_landmarks
+    from blinkbench.spine.ear import ear_from_landmarks
 
     ec = np.mean(ear_from_landmarks(lm, "mediapipe"), 0)
     ea = np.mean(ear_from_landmarks(adv, "mediapipe"), 0)
@@ -145,8 +147,8 @@ def test_study_layout_end_to_end(tmp_path, monkeypatch, params):
     """Source and study artifacts through the pipeline's EAR and blink steps; a trained
     detector; the clean set measures zero, the attacked one the known jitter; a video with
     missing artifacts is an error row, not a crash; the tables are written."""
-    from blinkbench.detectors import create, get
-    from blinkbench.synthetic import synthetic_task
+    from blinkbench.detectors.blink import create, get
+    from blinkbench.testing.synthetic import synthetic_task
 
     monkeypatch.chdir(tmp_path)
     p = copy.deepcopy(params)
@@ -207,7 +209,7 @@ def test_study_layout_end_to_end(tmp_path, monkeypatch, params):
     assert io.read_json(out["json"])["summary"][1]["target"] == "meso4"
     lines = ne.finding(tables["summary"], tables["reference"])
     assert len(lines) == 1 and "fgsm eps 8 on meso4" in lines[0]
-    from blinkbench import report
+    from blinkbench.report import build as report
 
     (tmp_path / "rep").mkdir()
     p["detectors"]["enabled"] = ["tsf"]

@@ -14,7 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import datasets, demo, io, paths, protocol, steps
+from blinkbench import datasets
+from blinkbench.datasets import demo
+from blinkbench.core import io, paths
+from blinkbench.experiments import protocol
+from blinkbench.spine import steps
 
 DEMO = {"n_real": 3, "n_fake": 3, "duration_s": 6.0, "fps": [25, 30], "size": 192}
 BIN = Path(sys.executable).parent
@@ -23,7 +27,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def demo_project(tmp_path_factory):
     """A working directory with the demo generated and run through the per-video steps."""
-    from blinkbench import config
+    from blinkbench.core import config
 
     work = tmp_path_factory.mktemp("proto")
     old = os.getcwd()
@@ -122,7 +126,7 @@ def test_unknown_hyper_parameter_fails_at_once(demo_project, tmp_path):
 
 
 def test_report_has_detector_metrics_matrix_and_roc(demo_project):
-    from blinkbench import report
+    from blinkbench.report import build as report
 
     work, params = demo_project
     for det in ("blink_rate_rule", "minirocket"):
@@ -189,7 +193,8 @@ def test_study_attack_compress_rescore_and_report(demo_project):
     """The resiliency study on one demo fake video: FGSM against the trained Meso4, the clean
     reference, an H.264 variant, re-scoring by the blink path and every trained model, and
     the report's study section."""
-    from blinkbench import report, study
+    from blinkbench.report import build as report
+    from blinkbench.experiments import study
 
     _, params = demo_project
     f = _frame_files("meso4")
@@ -233,7 +238,8 @@ def test_blink_path_attacks_wired_and_reported(demo_project):
     """The workflow's blink-path attack steps on the demo: EAR suppression of a real test
     video (re-scored by the real pipeline), Landmark Breaker tables, and the report section.
     The attacks' own behaviour is tested in test_blink_attacks.py on real clips."""
-    from blinkbench import blink_study, report
+    from blinkbench.experiments import blink_study
+    from blinkbench.report import build as report
 
     _, params = demo_project
     b = _files("blink_rate_rule")

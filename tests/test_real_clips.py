@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import blinks, steps
+from blinkbench.spine import blinks, steps
 from blinkbench.cli import analyze
 
 pytestmark = pytest.mark.shared

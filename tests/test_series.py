@@ -1,5 +1,5 @@
-"""EAR series preparation (``blinkbench.series``) and the evaluation protocol
-(``blinkbench.evaluation``), on cases small enough to work out by hand."""
+"""EAR series preparation (``blinkbench.detectors.blink.series``) and the evaluation protocol
+(``blinkbench.detectors.evaluation``), on cases small enough to work out by hand."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import evaluation, io
-from blinkbench.series import (SeriesConfig, VideoSeries, aggregate, feature_matrix, feature_names,
-                               features, prepare, resample, window_batch, windows)
+from blinkbench.detectors import evaluation
+from blinkbench.core import io
+from blinkbench.detectors.blink.series import (SeriesConfig, VideoSeries, aggregate, feature_matrix, feature_names,
+    features, prepare, resample, window_batch, windows)
 
 NONE = SeriesConfig(normalise="none")
 

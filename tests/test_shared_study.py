@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from blinkbench import config, io, protocol
+from blinkbench.core import config, io
+from blinkbench.experiments import protocol
 
 pytestmark = pytest.mark.shared
 
 
 def test_pretrained_frame_detector_is_the_checkpoint_as_is(shared, tmp_path):
-    from blinkbench.frames import FrameDetector
-    from blinkbench.frames.mesonet_h5 import meso4_from_h5
+    from blinkbench.detectors.frame import FrameDetector
+    from blinkbench.detectors.frame.mesonet_h5 import meso4_from_h5
 
     h5 = shared / "models" / "Meso4_DF.h5"
     params = config.validate({"datasets": {}, "frame_detectors": {"hyper": {"meso4": {"checkpoint": str(h5), "epochs": 0}}}})

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from skimage import data as skdata
 
-from blinkbench import io, steps
+from blinkbench.core import io
+from blinkbench.spine import steps
 from conftest import make_video
 
 
@@ -178,7 +179,8 @@ def _two_video_dataset(tmp_path, monkeypatch, params, face_frame):
 
 
 def _report_rows(params):
-    from blinkbench import paths, report
+    from blinkbench.core import paths
+    from blinkbench.report import build as report
 
     report.build(params)
     table = pd.read_csv(paths.path("dataset_summary", dataset="t")).set_index("video_id")

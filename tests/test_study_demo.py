@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from blinkbench.attacks import attack_video
-from blinkbench.faces import _crop
-from blinkbench.frames import create
-from blinkbench.frames.base import CropSet
-from blinkbench.video import FrameReader
+from blinkbench.attacks.frame import attack_video
+from blinkbench.detectors.frame import create
+from blinkbench.detectors.frame.base import CropSet
+from blinkbench.spine.faces import _crop
+from blinkbench.video.codec import FrameReader
 
 from test_attacks import _boxes, clip, crop_set  # noqa: F401  (clip: a fixture)
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def meso4(request):
-    from blinkbench import config
+    from blinkbench.core import config
     from conftest import ROOT
 
     p = config.load(ROOT / "params.yaml")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blinkbench import config, datasets
+from blinkbench.core import config
+from blinkbench import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 

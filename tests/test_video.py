@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from blinkbench import video
+from blinkbench.video import codec as video
 from conftest import make_video
 
 

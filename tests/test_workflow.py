@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blinkbench import io, paths
-from blinkbench.steps import STEPS
+from blinkbench.core import io, paths
+from blinkbench.spine.steps import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -57,8 +57,8 @@ def test_dvc_and_snakemake_describe_the_same_steps():
     # per set (its attack stage writes the compressions too), and DVC needs separate stages
     # for the clean reference because a matrix cannot add it.
     dvc_only, smk_only = {"attack_clean", "rescore_clean"}, {"compress"}
-    assert set(dvc) == set(STEPS) - smk_only | dvc_only, "dvc.yaml stages differ from blinkbench.steps.STEPS"
-    assert set(smk) == set(STEPS), "rules/*.smk rules differ from blinkbench.steps.STEPS"
+    assert set(dvc) == set(STEPS) - smk_only | dvc_only, "dvc.yaml stages differ from blinkbench.spine.steps.STEPS"
+    assert set(smk) == set(STEPS), "rules/*.smk rules differ from blinkbench.spine.steps.STEPS"
     for clean in dvc_only:
         assert "--target clean --method none --eps 0" in dvc[clean]["cmd"]
     for name, spec in STEPS.items():
@@ -368,7 +368,7 @@ def test_dvc_never_runs_a_command_built_from_an_invalid_name(tmp_path):
 
 def test_dvc_ignores_atomic_write_temporaries(tmp_path):
     """A writer killed mid-write leaves .<name>.tmp-<pid>.<ext> in an output folder
-    (blinkbench.io.atomic_path): never part of what DVC hashes."""
+    (blinkbench.core.io.atomic_path): never part of what DVC hashes."""
     work = tmp_path / "repo"
     _dvc_repo(work, {"datasets": {}})
     tmp = "data/faces/demo/.real_demo_real_00.tmp-4242.parquet"

@@ -2,7 +2,7 @@
 
 Snakemake rules call the one-video form (explicit input and output paths); DVC stages call
 the ``--dataset`` form, which walks the manifest and skips videos already up to date. Both
-run the same functions in :mod:`blinkbench.steps`.
+run the same functions in :mod:`blinkbench.spine.steps`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, config, io, lineage, paths, steps
+from blinkbench import __version__
+from blinkbench.core import config, io, lineage, paths
+from blinkbench.spine import steps
 
 log = logging.getLogger("blinkbench")
 
@@ -99,7 +101,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from . import demo
+    from blinkbench.datasets import demo
 
     params = _params(args)
     root = args.root or params["datasets"].get("demo", {}).get("root")
@@ -169,7 +171,7 @@ def _blinks(args, params):
 
 
 def cmd_report(args) -> int:
-    from . import report
+    from blinkbench.report import build as report
 
     params = _params(args)
     out = report.build(params)
@@ -178,36 +180,21 @@ def cmd_report(args) -> int:
 
 
 def analyze(video: str, params: dict, workdir: str | Path, plot: str | None = None, progress: bool = False) -> dict:
-    """faces -> landmarks -> EAR -> blinks for one video into ``workdir``; returns the summary
-    plus the event lists. Used by ``blinkbench analyze`` and, later, ``blinkbench detect``."""
-    import pandas as pd
-    from tqdm import tqdm
+    """faces -> landmarks -> EAR -> blinks for one video into ``workdir``
+    (:func:`blinkbench.spine.steps.run_chain`), plus the EAR plot when ``plot`` is a path and the
+    evidence a blink verdict would rest on."""
+    from blinkbench.spine.blinks import evidence
 
-    from .blinks import evidence
-    from .video import probe
-
-    w = Path(workdir)
-    params = {**params, "faces": {**params["faces"], "crops": {**params["faces"]["crops"], "n_per_video": 0}}}
-    n_hint = probe(video).n_frames
-    with tqdm(total=2 * n_hint or None, desc="analyze", unit="frame", disable=not progress, leave=False) as bar:
-        steps.faces_one(video, w / "faces.parquet", w / "crops.npz", params, progress=bar)
-        steps.landmarks_one(video, w / "faces.parquet", w / "landmarks.parquet", params, progress=bar)
-    steps.ear_one(w / "landmarks.parquet", w / "ear.parquet")
-    summary = steps.blinks_one(w / "ear.parquet", w / "blinks.parquet", w / "summary.json", params)
-    events = pd.read_parquet(w / "blinks.parquet")
-    ev = lambda kind: [  # noqa: E731
-        {"start_frame": int(r.start_frame), "end_frame": int(r.end_frame), "start_s": round(float(r.start_s), 4),
-         "end_s": round(float(r.end_s), 4), "duration_ms": round(float(r.duration_ms), 1), "min_ear": round(float(r.min_ear), 4)}
-        for r in events[events["kind"] == kind].itertuples()
-    ]
+    out = steps.run_chain(video, params, workdir, progress=progress)
     if plot:
-        from .plotting import plot_ear
+        import pandas as pd
 
-        plot_ear(pd.read_parquet(w / "ear.parquet"), events, plot, title=Path(video).name)
-    out = {"video": str(video), **summary, "blinks": ev("blink"), "closures": ev("closure")}
-    out.pop("stamp", None)
-    if summary.get("status") == "ok":
-        out["evidence"] = evidence(summary, float(params["detectors"]["min_face_s"]))
+        from blinkbench.report.plotting import plot_ear
+
+        w = Path(workdir)
+        plot_ear(pd.read_parquet(w / "ear.parquet"), pd.read_parquet(w / "blinks.parquet"), plot, title=Path(video).name)
+    if out.get("status") == "ok":
+        out["evidence"] = evidence(out, float(params["detectors"]["min_face_s"]))
         if not out["evidence"]["sufficient"]:
             out.setdefault("warnings", []).append(
                 f"insufficient evidence for a blink verdict: {out['evidence']['face_duration_s']:.1f} s of face, "
@@ -327,7 +314,7 @@ def _add_blink_attack_parsers(sub) -> None:
 
 
 def cmd_ear_attack(args) -> int:
-    from . import blink_study
+    from blinkbench.experiments import blink_study
 
     params = _params(args)
     ds = params["blink_attacks"]["dataset"]
@@ -345,7 +332,7 @@ def cmd_ear_attack(args) -> int:
 
 
 def cmd_landmark_breaker(args) -> int:
-    from . import blink_study
+    from blinkbench.experiments import blink_study
 
     params = _params(args)
     out = args.out or paths.path("landmark_breaker", dataset=params["blink_attacks"]["dataset"])
@@ -355,7 +342,7 @@ def cmd_landmark_breaker(args) -> int:
 
 
 def cmd_attack(args) -> int:
-    from . import study
+    from blinkbench.experiments import study
 
     params = _params(args)
     if args.video:
@@ -374,7 +361,7 @@ def cmd_attack(args) -> int:
 
 
 def cmd_compress(args) -> int:
-    from . import study
+    from blinkbench.experiments import study
 
     rec = study.compress_one(args.src, args.dst, args.variant)
     print(f"{args.dst}: {rec['status']}")
@@ -382,7 +369,7 @@ def cmd_compress(args) -> int:
 
 
 def cmd_rescore(args) -> int:
-    from . import study
+    from blinkbench.experiments import study
 
     params = _params(args)
     variants = [args.variant] if args.variant else ["none", *params["attacks"]["compressions"]]
@@ -397,9 +384,9 @@ def cmd_rescore(args) -> int:
 
 def cmd_detectors(args) -> int:
     if args.frames:
-        from .frames import available, get
+        from blinkbench.detectors.frame import available, get
     else:
-        from .detectors import available, get
+        from blinkbench.detectors.blink import available, get
 
     rows = [{"name": n, "family": get(n).family, "view": getattr(get(n), "view", "crops"), "hyper": get(n).default_hyper()}
             for n in available()]
@@ -412,7 +399,7 @@ def cmd_detectors(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from . import protocol
+    from blinkbench.experiments import protocol
 
     params = _params(args)
     _, prefix, train, _ = FAMILIES[args.family]
@@ -424,7 +411,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from . import protocol
+    from blinkbench.experiments import protocol
 
     params = _params(args)
     _, prefix, _, evaluate = FAMILIES[args.family]
@@ -439,7 +426,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_detect(args) -> int:
-    from .protocol import detect_video
+    from blinkbench.experiments.protocol import detect_video
 
     args.allow_default_params = True
     params = _params(args)

@@ -35,7 +35,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..io import stamp, write_parquet
+from blinkbench.core.io import stamp, write_parquet
 from . import celebdf, dfdc, ffpp, folder
 from .base import (
     MANIFEST_COLUMNS, TEST_FRACTION, Entry, SplitConfig, check_entries, check_symlinks, manifest_frame, select_trial,

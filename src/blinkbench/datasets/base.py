@@ -42,13 +42,13 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import video
-from ..io import sha256_file
+from blinkbench.video import codec as video
+from blinkbench.core.io import sha256_file
+from blinkbench.core.labels import LABELS
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-LABELS = ("real", "fake")
 SPLITS = ("train", "val", "test")
 ORIGINAL = "original"  # ``method`` of every real video
 TEST_FRACTION = 0.2  # share of groups held out as test where a dataset has no official test set
@@ -93,7 +93,7 @@ class SplitConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> "SplitConfig":
-        from ..config import schema  # defaults come from the one schema, not repeated here
+        from blinkbench.core.config import schema  # defaults come from the one schema, not repeated here
 
         props = schema()["properties"]
         seed = (params.get("base") or {}).get("seed", props["base"]["properties"]["seed"]["default"])

@@ -41,7 +41,7 @@ def discover(root: Path, cfg: dict, split_cfg: SplitConfig) -> list[Entry]:
     entries = []
     one = cfg.get("label")
     if one is not None and one not in LABELS:
-        raise ValueError(f"folder option label must be one of {LABELS}, got {one!r}")
+        raise ValueError(f"folder option label must be one of {tuple(LABELS)}, got {one!r}")
     for label in [one] if one else LABELS:
         base = root if one else root / label
         for path in list_videos(base, recursive=True):

@@ -11,8 +11,12 @@ Typical use (frame: (B, 3, H, W) RGB in [0, 1], requires_grad for an attack)::
     model = TorchFaceMeshAttention()            # what mp.solutions uses with refined landmarks
     box = pipeline_crop_box(face_box, W, H)     # the crop the landmark step takes
     pts = landmarks_in_frame(model, frame, box).landmarks   # (B, 478, 3) frame pixels
-    left, right = ear_torch(pts)                # blinkbench.ear's indices and formula
+    left, right = ear_torch(pts)                # blinkbench.spine.ear's indices and formula
 """
+
+import functools
+
+import torch
 
 from .facemesh import (
     AttentionResult, IrisResult, MeshResult, TorchBlazeFace, TorchFaceMesh, TorchFaceMeshAttention, TorchIris,
@@ -27,5 +31,18 @@ __all__ = [
     "MeshResult", "AttentionResult", "IrisResult",
     "refined_landmarks", "iris_refined_landmarks", "eye_rois", "crop_affine", "crop_resize",
     "landmarks_in_frame", "pipeline_crop_box", "ear_torch", "to_tensor", "model_file",
-    "TFLiteGraph", "UnsupportedOp", "Model", "read_model",
+    "TFLiteGraph", "UnsupportedOp", "Model", "read_model", "surrogate",
 ]
+
+
+@functools.lru_cache(maxsize=None)
+def surrogate(name: str) -> torch.nn.Module:
+    """The port's models by name (built once per process, eval mode): ``attention`` (478
+    points, what the pipeline's ``mp.solutions`` runs) or ``mesh`` (468 points)."""
+    builders = {"attention": TorchFaceMeshAttention, "mesh": TorchFaceMesh}
+    if name not in builders:
+        raise ValueError(f"unknown surrogate {name!r}; known: {sorted(builders)}")
+    model = builders[name]().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

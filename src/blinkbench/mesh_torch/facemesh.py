@@ -26,7 +26,7 @@ input size); z is relative depth on the x scale. MediaPipe's eye names are kept:
   boxes.
 - :func:`landmarks_in_frame`: crop a frame around a face box as the pipeline does, run a
   mesh model, return landmarks in frame pixels; :func:`ear_torch`: differentiable EAR with
-  :data:`blinkbench.ear.EYE_INDICES`.
+  :data:`blinkbench.spine.ear.EYE_INDICES`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ear import EYE_INDICES
+from blinkbench.spine.ear import EYE_INDICES
 from .graph import TFLiteGraph
 from .tflite_reader import read_model
 
@@ -345,11 +345,11 @@ def iris_refined_landmarks(image: torch.Tensor, mesh: torch.Tensor, iris_model: 
 # ---------------------------------------------------------------------- frames
 
 def pipeline_crop_box(face_box, width: int, height: int, crop_scale: float = 2.0) -> tuple[int, int, int, int]:
-    """The crop :mod:`blinkbench.landmarks.extract` hands the landmark backend for a face box:
+    """The crop :mod:`blinkbench.spine.landmarks.extract` hands the landmark backend for a face box:
     a square of ``crop_scale`` x the box's longer side, clipped to the frame, snapped to even
     coordinates as ``Frame.rgb_crop`` does (before its hysteresis, which only keeps an older box)."""
-    from ..faces import square_box  # the pipeline's own geometry (imported here: it pulls in OpenCV/PyAV)
-    from ..video import _clip_box
+    from blinkbench.spine.faces import square_box  # the pipeline's own geometry (imported here: it pulls in OpenCV/PyAV)
+    from blinkbench.video.codec import _clip_box
 
     return _clip_box(square_box(np.asarray(face_box, np.float64), crop_scale, width, height), width, height, even=True)
 
@@ -407,7 +407,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 def ear_torch(landmarks: torch.Tensor, scheme: str = "mediapipe") -> tuple[torch.Tensor, torch.Tensor]:
     """Left and right eye aspect ratio of (..., N, 2|3) landmarks, differentiable.
 
-    Same indices and formula as :func:`blinkbench.ear.ear_from_landmarks` ("left"/"right"
+    Same indices and formula as :func:`blinkbench.spine.ear.ear_from_landmarks` ("left"/"right"
     are the subject's eyes there); NaN where the eye width is zero, with a zero gradient."""
     out = []
     for eye in ("left", "right"):

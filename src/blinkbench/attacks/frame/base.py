@@ -1,0 +1,265 @@
+"""Adversarial attacks on face crops: one shared base, a registry by name, foolbox attacks.
+
+The contract with the detectors: a network is any ``nn.Module`` that maps RGB crops
+``(B, 3, H, W)``, float in [0, 1], of any size, to one fake logit per crop ``(B,)``
+(positive = fake; resizing and normalisation happen inside it). Attacks therefore work in
+the crop's own pixel space at its native size, and the perturbation they return maps back
+onto the video frame exactly (no resampling of the noise).
+
+Every attack has the same goal and the same budget:
+
+- goal: fake crops classified *real*. Attacks that support it are targeted at class 0
+  ("real") of the two-class view :class:`TwoClassLogits` (``[0, z]``); DeepFool is
+  untargeted, which for a binary model is the same thing (the only other class is real);
+- budget: ``eps`` in 0-255 levels, L-inf. Every attack's result is projected onto the
+  eps-ball around the clean crop and clipped to [0, 1] (:meth:`Attack.__call__`). CW-L2
+  and DeepFool are minimal-L2-norm attacks with no L-inf bound of their own: their result
+  is projected too, so that ``eps`` means the same for every attack and the video writer
+  can guarantee it after quantisation. ``eps = 0`` returns the clean crops unchanged.
+
+An attack is a frozen, keyword-only dataclass: its fields are its typed parameters with
+defaults, unknown or mistyped parameters fail at construction, and a concrete attack is a
+few lines that set defaults on a shared base (:class:`FGSM` is :class:`PGD` with one step
+of size eps from the clean crop). Build one by name with ``create(name, **params)``, where
+``params`` is the caller's ``params["attacks"][name]`` section; ``defaults(name)`` lists the
+parameters and their defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from blinkbench.core.registry import Registry
+
+REGISTRY: Registry = Registry("attack")   # every attack module is imported by the package __init__
+
+
+register = REGISTRY.register
+"""Class decorator: make an attack available under ``name``."""
+
+
+available = REGISTRY.available
+get = REGISTRY.get
+
+
+def create(name: str, **params: Any) -> "Attack":
+    """The attack called ``name`` with ``params`` (typically ``params["attacks"][name]``)."""
+    return get(name)(**params)
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """Parameter names and default values of an attack (what a params section may set)."""
+    return {f.name: f.default for f in dataclasses.fields(get(name))}
+
+
+class TwoClassLogits(nn.Module):
+    """``(B,)`` fake logit ``z`` -> ``(B, 2)`` logits ``[0, z]``: class 1 = fake, the same
+    probabilities under softmax as ``sigmoid(z)``, in the shape foolbox expects."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x).reshape(-1)
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attack(ABC):
+    """Base of all attacks. ``eps``: L-inf budget in 0-255 levels."""
+
+    eps: float = 4.0
+
+    name: ClassVar[str] = "?"
+    targeted: ClassVar[bool] = True     # aims at class "real"; False: untargeted (binary: same)
+    test_params: ClassVar[dict[str, Any]] = {}   # few-step settings for the test table
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            fixed = _check_type(type(self).name, f.name, value, hints[f.name])
+            if fixed is not value:
+                object.__setattr__(self, f.name, fixed)
+        if self.eps < 0:
+            raise ValueError(f"{self.name}: eps must be >= 0 (0-255 levels), got {self.eps}")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name != "eps" and isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise ValueError(f"{self.name}: {f.name} must be >= 0, got {v}")
+
+    def params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+        """Adversarial versions of fake crops ``x`` (B, 3, H, W) in [0, 1]: same shape, within
+        eps/255 of ``x`` in L-inf and inside [0, 1]. The model runs in eval mode (its mode is
+        restored after); random parts are seeded with ``seed`` without touching the caller's
+        global RNG state."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"{self.name}: expected crops (B, 3, H, W), got shape {tuple(x.shape)}")
+        if not torch.is_floating_point(x) or float(x.min()) < 0 or float(x.max()) > 1:
+            raise ValueError(f"{self.name}: crops must be float in [0, 1]")
+        x = x.detach()
+        if self.eps == 0 or len(x) == 0:
+            return x.clone()
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))
+                adv = self._run(model, x).detach()
+        finally:
+            model.train(was_training)
+        return project(adv, x, self.eps / 255.0)
+
+    @abstractmethod
+    def _run(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The attack proper: adversarial crops (projection and clipping follow)."""
+
+
+def project(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Project ``adv`` onto the L-inf ball of radius ``eps`` around ``x``, then clip to [0, 1]."""
+    return torch.clamp(x + torch.clamp(adv - x, -eps, eps), 0.0, 1.0)
+
+
+def _check_type(attack: str, key: str, value: Any, hint: Any) -> Any:
+    """Accept ``value`` for a field annotated ``hint`` (int, float, bool, str, X | None);
+    ints are accepted (and converted) for floats, bools never count as numbers."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return value
+    for t in allowed:
+        if t is bool and isinstance(value, bool):
+            return value
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if t is str and isinstance(value, str):
+            return value
+    names = " | ".join(getattr(t, "__name__", str(t)) for t in allowed)
+    raise TypeError(f"{attack}: parameter {key!r} must be {names}, got {value!r}")
+
+
+# ------------------------------------------------------------------ foolbox attacks
+
+@dataclass(frozen=True, kw_only=True)
+class FoolboxAttack(Attack):
+    """An attack run by foolbox 3 on :class:`TwoClassLogits` of the network, bounds (0, 1).
+
+    Fixed-budget attacks get ``epsilons = eps / 255``; minimal-norm attacks (``minimal``)
+    get ``None`` (unbounded) and are projected onto the L-inf budget afterwards."""
+
+    minimal: ClassVar[bool] = False
+
+    @abstractmethod
+    def _foolbox(self):
+        """The configured foolbox attack object."""
+
+    def _run(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        import foolbox as fb
+
+        fmodel = fb.PyTorchModel(TwoClassLogits(model).eval(), bounds=(0, 1), device=x.device)
+        n = len(x)
+        if self.targeted:
+            criterion = fb.criteria.TargetedMisclassification(torch.zeros(n, dtype=torch.long, device=x.device))
+        else:
+            criterion = fb.criteria.Misclassification(torch.ones(n, dtype=torch.long, device=x.device))
+        epsilon = None if self.minimal else self.eps / 255.0
+        _, clipped, _ = self._foolbox()(fmodel, x, criterion, epsilons=epsilon)
+        return clipped
+
+
+@register("pgd")
+@dataclass(frozen=True, kw_only=True)
+class PGD(FoolboxAttack):
+    """L-inf projected gradient descent (Madry et al., ICLR 2018), foolbox ``LinfPGD``: from
+    a uniform random start in the eps-ball (``random_start``), ``steps`` steps of
+    ``rel_step_size * eps`` along the sign of the gradient of the cross-entropy towards
+    "real", each projected onto the ball and clipped to [0, 1]. The default step (0.25 eps
+    for 10 steps) is Madry's 2.5 eps / steps."""
+
+    steps: int = 10
+    rel_step_size: float = 0.25
+    random_start: bool = True
+
+    test_params = {"steps": 5}
+
+    def _foolbox(self):
+        import foolbox as fb
+
+        return fb.attacks.LinfPGD(rel_stepsize=self.rel_step_size, steps=self.steps, random_start=self.random_start)
+
+
+@register("fgsm")
+@dataclass(frozen=True, kw_only=True)
+class FGSM(PGD):
+    """Fast gradient sign method (Goodfellow et al., ICLR 2015): PGD with one step of size
+    eps from the clean crop (exactly foolbox's own ``FGSM``)."""
+
+    steps: int = 1
+    rel_step_size: float = 1.0
+    random_start: bool = False
+
+    test_params = {}
+
+
+@register("cw_l2")
+@dataclass(frozen=True, kw_only=True)
+class CarliniWagnerL2(FoolboxAttack):
+    """Carlini-Wagner L2 (S&P 2017), foolbox ``L2CarliniWagnerAttack``, targeted at "real":
+    Adam (``lr``) on the tanh-space perturbation for ``steps`` steps per constant, with a
+    binary search over the loss constant (``binary_search_steps``, from
+    ``initial_const``). ``confidence`` is the logit margin required (``z <= -confidence``):
+    the default 1.0 (fake probability <= 0.27), not foolbox's 0, keeps most crops adversarial
+    after rounding to 8 bits, since a minimal-norm attack lands right at the boundary."""
+
+    minimal = True
+
+    steps: int = 100
+    lr: float = 0.01
+    confidence: float = 1.0
+    binary_search_steps: int = 5
+    initial_const: float = 0.01
+
+    test_params = {"steps": 20, "binary_search_steps": 3, "initial_const": 1.0}
+
+    def _foolbox(self):
+        import foolbox as fb
+
+        return fb.attacks.L2CarliniWagnerAttack(binary_search_steps=self.binary_search_steps, steps=self.steps,
+                                                stepsize=self.lr, confidence=self.confidence,
+                                                initial_const=self.initial_const, abort_early=True)
+
+
+@register("deepfool")
+@dataclass(frozen=True, kw_only=True)
+class DeepFoolL2(FoolboxAttack):
+    """DeepFool L2 (Moosavi-Dezfooli et al., CVPR 2016), foolbox ``L2DeepFoolAttack`` on the
+    logit difference: linearise the boundary, step onto it, ``overshoot`` past it, repeat up
+    to ``steps`` times until the crop is misclassified. Untargeted: with two classes,
+    misclassifying a fake crop is classifying it real. ``overshoot`` defaults to the paper's
+    0.02; raise it if rounding to 8 bits undoes too many successes (see the video stats)."""
+
+    targeted = False
+    minimal = True
+
+    steps: int = 50
+    overshoot: float = 0.02
+
+    test_params = {"steps": 10}
+
+    def _foolbox(self):
+        import foolbox as fb
+
+        return fb.attacks.L2DeepFoolAttack(steps=self.steps, candidates=2, overshoot=self.overshoot, loss="logits")

@@ -1,0 +1,156 @@
+"""params.yaml loading and validation (the same JSON schema Snakemake validates against)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(str(resources.files("blinkbench") / "schema" / "params.schema.json"))
+
+
+class ParamsError(ValueError):
+    """A params file that does not match the schema; the message names the offending key."""
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _fill_defaults(validator_cls):
+    validate_props = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+
+
+_Validator = _fill_defaults(jsonschema.Draft202012Validator)
+
+
+def validate(params: dict, source: str = "params") -> dict:
+    """Validate in place, filling defaults; raise ParamsError naming the first bad key."""
+    if not isinstance(params, dict):
+        raise ParamsError(f"{source}: expected a mapping at top level, got {type(params).__name__}")
+    if bad := next(_non_finite(params), None):  # first: a schema bound would hide it (inf > max)
+        raise ParamsError(f"{source}: invalid parameter at '{bad[0]}': {bad[1]}")
+    validator = _Validator(schema())
+    # Two passes: the first fills nested defaults, the second reports errors on the result.
+    for _ in validator.iter_errors(params):
+        pass
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        err = jsonschema.exceptions.best_match(errors)
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ParamsError(f"{source}: invalid parameter at '{where}': {err.message}")
+    if bad := next(_bad_references(params), None):
+        raise ParamsError(f"{source}: invalid parameter at '{bad[0]}': {bad[1]}")
+    return params
+
+
+def _non_finite(obj: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """NaN and infinity pass every JSON-schema bound (``nan < 0`` is False), and YAML spells
+    them ``.nan`` and ``.inf``: refuse them anywhere, hyper-parameter overrides included."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        yield where or "(top level)", f"{obj!r} is not a finite number"
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _non_finite(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _non_finite(v, f"{where}.{i}")
+
+
+def _bad_references(params: dict) -> Iterator[tuple[str, str]]:
+    """Names that must refer to something configured (the schema checks their spelling):
+    datasets in train_on/test_on and the attacked datasets, attack targets among the enabled
+    frame detectors. The attack sections are checked when enabled and datasets are set."""
+    names = sorted(params["datasets"])
+    for section in ("detectors", "frame_detectors"):
+        for key in ("train_on", "test_on"):
+            bad = [x for x in params[section].get(key) or [] if x not in params["datasets"]]
+            if bad:
+                yield f"{section}.{key}", f"{bad} not in datasets ({names})"
+    if not names:
+        return
+    for section in ("attacks", "blink_attacks"):
+        sec = params[section]
+        if not sec["enabled"]:
+            continue
+        for key in ("dataset", "models_trained_on"):
+            if sec[key] not in params["datasets"]:
+                yield f"{section}.{key}", f"{sec[key]!r} not in datasets ({names})"
+    atk = params["attacks"]
+    if atk["enabled"]:
+        bad = [t for t in atk["targets"] if t not in params["frame_detectors"]["enabled"]]
+        if bad:
+            yield "attacks.targets", f"{bad} not in frame_detectors.enabled: their models are never trained"
+
+
+def defaults(name: str) -> dict:
+    """The schema's default values of one top-level params section."""
+    props = schema()["properties"][name].get("properties", {})
+    return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
+
+
+def load(path: str | os.PathLike = "params.yaml") -> dict:
+    """Read and validate a params file; defaults are filled for omitted keys."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"params file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return validate(params, source=str(path))
+
+
+def section(params: dict, *keys: str) -> Any:
+    """A deep copy of one params section (so callers cannot mutate shared config)."""
+    out: Any = params
+    for k in keys:
+        out = out[k]
+    return copy.deepcopy(out)
+
+
+def frozen_text(params: dict) -> str:
+    """The YAML every job of a Snakemake run reads: ``params`` (validated, defaults filled)
+    as plain sorted YAML, with a header naming its writer."""
+    plain = json.loads(json.dumps(params))  # Snakemake hands OrderedDicts; YAML wants dicts
+    header = "# Written by Snakemake (rules/common.smk): the params of the runs whose config hashes to this file's name.\n"
+    return header + yaml.safe_dump(plain, sort_keys=True)
+
+
+def frozen_path(params: dict, folder: str | os.PathLike = "logs/params") -> Path:
+    """``folder/<sha256 of the content>.yaml``: one file per distinct config, so a dry run,
+    ``--lint`` or ``--report`` with another ``--config`` makes (at most) a new file and never
+    changes the params of jobs that are already running."""
+    digest = hashlib.sha256(frozen_text(params).encode()).hexdigest()[:16]
+    return Path(folder) / f"{digest}.yaml"
+
+
+def write_frozen(params: dict, folder: str | os.PathLike = "logs/params") -> Path:
+    """Write :func:`frozen_path` if absent (atomically) and return it. An existing file is
+    never rewritten: its name is its content."""
+    from . import io
+
+    path = frozen_path(params, folder)
+    if not path.is_file():
+        with io.atomic_path(path) as tmp:
+            tmp.write_text(frozen_text(params))
+    return path

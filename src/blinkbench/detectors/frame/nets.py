@@ -1,0 +1,214 @@
+"""The frame-level CNNs as plain ``nn.Module``s (reusable by Lightning, foolbox and export).
+
+Every network here takes RGB face crops ``(B, 3, H, W)``, float in [0, 1], and returns one
+logit per image, shape ``(B,)``, for the class *fake* (``sigmoid(logit)`` = fake
+probability). Resizing to the architecture's input size and input normalisation happen
+inside ``forward``, so an attack in pixel space works on the crop itself with bounds (0, 1)
+and its gradient reaches the pixels through both steps.
+
+- ``TimmNet``: a timm backbone built with ``pretrained=False`` (nothing is downloaded), its
+  convolutional trunk (``forward_features``), then the common deepfake-detection head:
+  global average pooling, dense ``hidden`` + ReLU, dropout, linear to 1.
+
+  ========== ======================== ========== ===============================
+  name       timm model               paper size normalisation
+  ========== ======================== ========== ===============================
+  resnet50   ``resnet50``             224        ImageNet mean/std
+  vgg19      ``vgg19_bn``             224        ImageNet mean/std
+  xception   ``legacy_xception``      299        0.5/0.5 (the FF++ Xception's)
+  efficientnet_b4 ``efficientnet_b4`` 380        ImageNet mean/std
+  ========== ======================== ========== ===============================
+
+  ``legacy_xception`` is the Cadene/Keras Xception that FaceForensics++ fine-tuned (timm's
+  ``xception41/65`` are the later aligned variants). VGG19 is timm's ``vgg19_bn`` (VGG19
+  with batch norm, as torchvision's ``vgg19_bn``): nothing here is pretrained unless a
+  checkpoint is given, and the batch-norm-free ``vgg19`` barely trains from scratch (on
+  the tests' 8-crop batch its loss stayed at 0.693 for 15 steps at lr 1e-3 and reached
+  0.57 in 6 at 1e-4, where ``vgg19_bn`` fits the batch). Its fc6/fc7 layers (a
+  102M-parameter 7x7 "conv-MLP" in timm) are dropped in favour of the pooled head, the
+  usual transfer recipe, which also keeps CPU training feasible.
+
+- ``Meso4`` and ``MesoInception4``: MesoNet (Afchar et al., WIFS 2018) exactly as the
+  authors' Keras code (github DariusAf/MesoNet ``classifiers.py``): conv(+bias, ReLU) ->
+  batch norm (eps 1e-3, as Keras) -> max pool ('same'), four times; flatten; dropout 0.5;
+  dense 16; LeakyReLU 0.1; dropout 0.5; dense 1 (the authors' sigmoid is applied by the
+  caller). Inputs are the authors' [0, 1] pixels (no mean/std normalisation). The flatten
+  is done in NHWC order, as Keras does, so the authors' dense kernels load unpermuted
+  (:mod:`.mesonet_h5`). Pooling uses ``ceil_mode``, which equals Keras 'same' pooling at
+  the paper's 256 px (all sizes divisible) and differs only in where the pad goes at
+  other sizes.
+
+Checkpoints (``checkpoint=path``, never downloaded): a full blinkbench state dict of the
+same network, or for timm nets a timm/torchvision-style backbone state dict (classifier
+keys are ignored; every backbone weight must be present), or for MesoNet the authors'
+Keras ``.h5``. timm state dicts of the four backbones load, and torchvision's ResNet50 and
+VGG19-BN ones (same key names); torchvision's EfficientNet and the FF++ repository's
+wrapped Xception use other key names and need mapping to timm's first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# name -> (timm model, paper input size, mean, std)
+TIMM_ARCHS: dict[str, tuple[str, int, tuple, tuple]] = {
+    "resnet50": ("resnet50", 224, IMAGENET_MEAN, IMAGENET_STD),
+    "vgg19": ("vgg19_bn", 224, IMAGENET_MEAN, IMAGENET_STD),
+    "xception": ("legacy_xception", 299, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "efficientnet_b4": ("efficientnet_b4", 380, IMAGENET_MEAN, IMAGENET_STD),
+}
+MESO_INPUT = 256
+PAPER_INPUT_SIZE = {**{k: v[1] for k, v in TIMM_ARCHS.items()}, "meso4": MESO_INPUT, "mesoinception4": MESO_INPUT}
+
+# Keys of classification heads in timm / torchvision / Cadene checkpoints (not loaded).
+_CLASSIFIER_PREFIXES = ("fc.", "head.", "classifier.", "pre_logits.", "last_linear.")
+
+
+class FrameNet(nn.Module):
+    """Resize + normalise inside ``forward``; subclasses provide ``backbone`` and ``head``."""
+
+    backbone: nn.Module
+    head: nn.Module
+
+    def __init__(self, input_size: int, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        if int(input_size) < 32:
+            raise ValueError(f"input_size must be >= 32 pixels, got {input_size}")
+        self.input_size = int(input_size)
+        # persistent: the normalisation is part of the model and travels with its weights
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB crops of any size -> the backbone's normalised input."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W) RGB crops, got shape {tuple(x.shape)}")
+        s = self.input_size
+        if tuple(x.shape[-2:]) != (s, s):
+            # antialias: downsizing a 256 px crop without it aliases the very high-frequency
+            # traces these detectors rely on (and that attacks perturb).
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.preprocess(x))).squeeze(1)
+
+
+class TimmNet(FrameNet):
+    """A timm backbone's trunk + pooled dense head (see the module docstring)."""
+
+    def __init__(self, arch: str, input_size: int | None = None, hidden: int = 256, dropout: float = 0.5):
+        if arch not in TIMM_ARCHS:
+            raise ValueError(f"unknown timm arch {arch!r}; known: {sorted(TIMM_ARCHS)}")
+        import timm
+
+        timm_name, paper, mean, std = TIMM_ARCHS[arch]
+        super().__init__(paper if input_size is None else input_size, mean, std)
+        self.arch = arch
+        # VGG's fc6/fc7 conv-MLP is replaced by our head: build it 1 channel wide (allocating
+        # and initialising its 102M weights only to drop them costs seconds), then drop it.
+        extra = {"mlp_ratio": 1 / 4096} if timm_name.startswith("vgg") else {}
+        backbone = timm.create_model(timm_name, pretrained=False, num_classes=0, **extra)
+        if hasattr(backbone, "pre_logits"):
+            backbone.pre_logits = nn.Identity()
+        self.backbone = backbone
+        width = backbone.num_features if arch != "vgg19" else backbone.feature_info[-1]["num_chs"]
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(width, hidden), nn.ReLU(),
+                                  nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+
+class _ConvBlock(nn.Sequential):
+    """Keras ``Conv2D(activation='relu', padding='same')`` -> ``BatchNormalization`` -> ``MaxPooling2D('same')``."""
+
+    def __init__(self, cin: int, cout: int, k: int, pool: int):
+        super().__init__(nn.Conv2d(cin, cout, k, padding="same"), nn.ReLU(),
+                         nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01), nn.MaxPool2d(pool, ceil_mode=True))
+
+
+class Inception(nn.Module):
+    """MesoInception's block ``InceptionLayer(a, b, c, d)``: four ReLU branches concatenated
+    in the order 1x1 | 1x1-3x3 | 1x1-3x3 dilation 2 | 1x1-3x3 dilation 3."""
+
+    def __init__(self, cin: int, a: int, b: int, c: int, d: int):
+        super().__init__()
+        self.b1 = nn.Sequential(nn.Conv2d(cin, a, 1), nn.ReLU())
+        self.b2 = nn.Sequential(nn.Conv2d(cin, b, 1), nn.ReLU(), nn.Conv2d(b, b, 3, padding="same"), nn.ReLU())
+        self.b3 = nn.Sequential(nn.Conv2d(cin, c, 1), nn.ReLU(), nn.Conv2d(c, c, 3, padding="same", dilation=2), nn.ReLU())
+        self.b4 = nn.Sequential(nn.Conv2d(cin, d, 1), nn.ReLU(), nn.Conv2d(d, d, 3, padding="same", dilation=3), nn.ReLU())
+        self.out_channels = a + b + c + d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], dim=1)
+
+
+class _FlattenNHWC(nn.Module):
+    """Keras' Flatten on channels-last tensors: (B, C, H, W) -> (B, H*W*C) in h, w, c order."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1)
+
+
+def _meso_head(flat: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(_FlattenNHWC(), nn.Dropout(dropout), nn.Linear(flat, 16), nn.LeakyReLU(0.1),
+                         nn.Dropout(dropout), nn.Linear(16, 1))
+
+
+def _meso_grid(size: int) -> int:
+    """Spatial side after the pools 2, 2, 2, 4 (ceil, as 'same' pooling)."""
+    for p in (2, 2, 2, 4):
+        size = math.ceil(size / p)
+    return size
+
+
+class Meso4(FrameNet):
+    """Meso-4 (Afchar et al. 2018); weights of the authors' Keras model load via :mod:`.mesonet_h5`."""
+
+    def __init__(self, input_size: int = MESO_INPUT, dropout: float = 0.5):
+        super().__init__(input_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        self.arch = "meso4"
+        self.backbone = nn.Sequential(_ConvBlock(3, 8, 3, 2), _ConvBlock(8, 8, 5, 2), _ConvBlock(8, 16, 5, 2),
+                                      _ConvBlock(16, 16, 5, 4))
+        self.head = _meso_head(16 * _meso_grid(self.input_size) ** 2, dropout)
+
+
+class MesoInception4(FrameNet):
+    """MesoInception-4 (Afchar et al. 2018): two inception blocks (1,4,4,2) and (2,4,4,2),
+    each followed by batch norm and 2x2 pooling, then two 5x5 conv blocks as in Meso-4."""
+
+    def __init__(self, input_size: int = MESO_INPUT, dropout: float = 0.5):
+        super().__init__(input_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        self.arch = "mesoinception4"
+        i1, i2 = Inception(3, 1, 4, 4, 2), Inception(11, 2, 4, 4, 2)
+        self.backbone = nn.Sequential(
+            nn.Sequential(i1, nn.BatchNorm2d(i1.out_channels, eps=1e-3, momentum=0.01), nn.MaxPool2d(2, ceil_mode=True)),
+            nn.Sequential(i2, nn.BatchNorm2d(i2.out_channels, eps=1e-3, momentum=0.01), nn.MaxPool2d(2, ceil_mode=True)),
+            _ConvBlock(12, 16, 5, 2), _ConvBlock(16, 16, 5, 4))
+        self.head = _meso_head(16 * _meso_grid(self.input_size) ** 2, dropout)
+
+
+class TwoClassLogits(nn.Module):
+    """``(B,)`` fake logit -> ``(B, 2)`` logits ``[0, z]`` (class 1 = fake): the same
+    probabilities under softmax, in the shape foolbox's classification attacks expect."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x)
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+

@@ -1,0 +1,225 @@
+"""The resiliency study: adversarial videos against the frame detectors, compressed, then
+re-scored by the attacked detector, the other frame detectors (transfer) and the whole blink
+path (real MediaPipe landmarks, EAR, every blink detector).
+
+Sets. An *adversarial set* is ``(target, method, eps, variant)``: the ``attacks.labels``
+videos (default: fake, targeted at "real") of the ``attacks.dataset`` test split, attacked
+against the frame detector ``target`` (trained on ``attacks.models_trained_on``) with
+``method`` at L-inf budget ``eps`` (0-255 levels), then compressed by ``variant`` (``none``:
+the lossless video itself). The clean reference is the set ``(clean, none, 0, variant)``: the
+same videos decoded and written losslessly, then compressed the same way, so every eps curve
+starts from the clean detection rate under the same compression.
+
+Files (:mod:`blinkbench.core.paths`):
+``data/adversarial/{dataset}/{target}/{method}/eps{eps}/{variant}/{video}.mkv`` (+ ``.json``
+attack or compression record), and ``data/study/{dataset}/{target}/{method}/eps{eps}/{variant}.json``
+(the set's re-scoring: per video and per detector, with the blink path's intermediate
+artifacts under ``.../eps{eps}/work/{variant}/``).
+
+Scores. For each detector a video counts as *detected* when its score (blink detectors: the
+fake probability; frame detectors: mean frame probability) is >= 0.5. For fake videos
+the detection rate is the robust accuracy; the attack success rate is 1 - detection rate.
+For frame detectors a video is also *fooled* when fewer than half its crops are called fake
+(``frac_fake < 0.5``), as the issue defines video-level success.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from blinkbench.core import io, paths
+from blinkbench.spine import steps
+from blinkbench.core.labels import LABELS
+
+log = logging.getLogger(__name__)
+
+CLEAN = ("clean", "none", 0)     # (target, method, eps) of the clean reference
+
+
+def set_name(target: str, method: str, eps: float | int, variant: str) -> str:
+    return f"{target}/{method}/eps{_eps(eps)}/{variant}"
+
+
+def _eps(eps) -> str:
+    e = float(eps)
+    return str(int(e)) if e.is_integer() else str(e)
+
+
+def selected_videos(params: dict) -> pd.DataFrame:
+    """Rows of the source manifest the study attacks: test split, labels from params, ok."""
+    a = params["attacks"]
+    man = pd.read_parquet(paths.path("manifest", dataset=a["dataset"]))
+    sel = man[(man["split"] == "test") & man["label"].isin(a["labels"]) & (man["status"] == "ok")]
+    return sel.sort_values("video_id").reset_index(drop=True)
+
+
+def adv_path(params: dict, target: str, method: str, eps, variant: str, video: str) -> Path:
+    return paths.path("adversarial", dataset=params["attacks"]["dataset"], target=target, method=method,
+                      eps=_eps(eps), variant=variant, video=video)
+
+
+def attack_one(params: dict, target: str, method: str, eps, video_id: str, out: str | Path) -> dict:
+    """One video of one set, lossless (variant ``none``). The attacked region is the square
+    box the ``faces`` step crops for the frame detectors (``faces.crops.margin``), so the
+    detector is attacked on what it sees. The clean reference (target ``clean``) is the
+    decoded source written losslessly (an eps-0 attack is exactly that)."""
+    from blinkbench.attacks.frame import attack_video
+
+    a = params["attacks"]
+    ds = a["dataset"]
+    man = pd.read_parquet(paths.path("manifest", dataset=ds)).set_index("video_id")
+    video = man.loc[video_id, "path"]
+    track = paths.path("faces", dataset=ds, video=video_id)
+    if target == CLEAN[0]:
+        model, name, atk_params = _no_model(), "pgd", {"eps": 0.0}
+    else:
+        from blinkbench.detectors.frame import FrameDetector
+
+        det = FrameDetector.load(paths.path("frame_model", detector=target, train=a["models_trained_on"]))
+        model, name = det.network(), method
+        atk_params = {**a.get("params", {}).get(method, {}), "eps": float(eps)}
+    crops = params["faces"]["crops"]
+    return attack_video(video, track, model, name, atk_params, out, batch_size=a["batch_size"],
+                        seed=int(params["base"]["seed"]), square=True, size_step=1, margin=float(crops["margin"]),
+                        crop_size=int(crops["size"]))
+
+
+def _no_model():
+    """A stand-in detector for the clean reference (eps 0: nothing is attacked): one
+    constant logit 0 per crop, so the attack statistics stay well-formed."""
+    import torch
+
+    class NoModel(torch.nn.Module):
+        def forward(self, x):
+            return x.new_zeros(len(x))
+
+    return NoModel()
+
+
+def compress_one(src: str | Path, dst: str | Path, variant: str) -> dict:
+    from blinkbench.video.compress import compress_video
+
+    rec = compress_video(src, dst, variant)
+    io.write_json(rec, Path(dst).with_suffix(".json"))
+    return rec
+
+
+def _models(params: dict) -> tuple[dict, dict]:
+    """Trained blink and frame models the study re-scores with (missing ones are skipped)."""
+    from blinkbench.experiments.plan import detector_plan
+    from blinkbench.detectors.blink import Detector
+    from blinkbench.detectors.blink.base import UntrainedModel
+    from blinkbench.detectors.frame import FrameDetector
+
+    on = params["attacks"]["models_trained_on"]
+    blink, frame = {}, {}
+    for name in detector_plan(params)[0]:
+        p = paths.path("blink_model", detector=name, train=on)
+        try:
+            blink[name] = Detector.load(p)
+        except (FileNotFoundError, UntrainedModel) as exc:
+            log.warning("blink detector %s not available: %s", name, exc)
+    for name in detector_plan(params, section="frame_detectors")[0]:
+        p = paths.path("frame_model", detector=name, train=on)
+        try:
+            frame[name] = FrameDetector.load(p)
+        except (FileNotFoundError, ValueError) as exc:
+            log.warning("frame detector %s not available: %s", name, exc)
+    return blink, frame
+
+
+def rescore_set(params: dict, target: str, method: str, eps, variant: str, out_json: str | Path) -> dict:
+    """Run the blink path on every video of a set and score it with every trained model."""
+    from blinkbench.detectors.blink.series import VideoSeries
+
+    a = params["attacks"]
+    ds = a["dataset"]
+    sel = selected_videos(params)
+    blink_models, frame_models = _models(params)
+    work = paths.path("study_work", dataset=ds, target=target, method=method, eps=_eps(eps), variant=variant)
+    t0 = time.perf_counter()
+    rows = []
+    for r in sel.itertuples(index=False):
+        vid = r.video_id
+        src = adv_path(params, target, method, eps, variant, vid)
+        w = work / vid
+        w.mkdir(parents=True, exist_ok=True)
+        row: dict = {"video_id": vid, "label": r.label}
+        meta = steps.faces_one(src, w / "faces.parquet", w / "crops.npz", params)
+        steps.landmarks_one(src, w / "faces.parquet", w / "landmarks.parquet", params)
+        steps.ear_one(w / "landmarks.parquet", w / "ear.parquet")
+        summ = steps.blinks_one(w / "ear.parquet", w / "blinks.parquet", w / "summary.json", params)
+        clean = io.read_json(paths.path("blink_summary", dataset=ds, video=vid))
+        row.update(status=summ.get("status", "error"), error=summ.get("error", ""), n_blinks=summ.get("n_blinks"),
+                   blink_rate_per_min=summ.get("blink_rate_per_min"), ear_median=summ.get("ear_median"),
+                   clean_n_blinks=clean.get("n_blinks"), clean_ear_median=clean.get("ear_median"))
+        rec_p = src.with_suffix(".json")
+        if rec_p.exists():
+            rec = io.read_json(rec_p)
+            for k in ("success_rate", "psnr_mean", "ssim_mean", "linf_max", "l2_mean"):
+                if k in rec:
+                    row[f"attack_{k}"] = rec[k]
+        scores: dict = {}
+        if row["status"] == "ok":
+            v = VideoSeries.from_artifacts(vid, w / "ear.parquet", w / "summary.json", LABELS[r.label])
+            for name, det in blink_models.items():
+                scores[f"blink/{name}"] = float(det.predict_proba([v])[0])
+        with np.load(w / "crops.npz") as z:
+            crops = z["crops"]
+        if meta.get("status") == "ok" and len(crops):
+            for name, det in frame_models.items():
+                fp = det.predict_frames(crops)
+                scores[f"frame/{name}"] = float(np.mean(fp))
+                scores[f"frame_frac/{name}"] = float(np.mean(fp >= 0.5))
+        row["scores"] = scores
+        rows.append(row)
+    result = {"dataset": ds, "target": target, "method": method, "eps": float(eps), "variant": variant,
+              "trained_on": a["models_trained_on"], "videos": rows, "summary": summarise(rows)}
+    log.info("rescored %s (%d videos) in %.1f s", set_name(target, method, eps, variant), len(rows),
+             time.perf_counter() - t0)
+    io.write_json(result, out_json)
+    return result
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per detector: videos scored, detection rate (score >= 0.5) and mean score; for frame
+    detectors also the share of videos fooled at video level (frac of fake frames < 0.5);
+    blink path: mean change in blink count and EAR median against the clean source."""
+    out: dict = {}
+    keys = sorted({k for r in rows for k in r["scores"] if not k.startswith("frame_frac/")})
+    for k in keys:
+        s = np.array([r["scores"][k] for r in rows if k in r["scores"]], float)
+        d = {"n": int(len(s)), "detection_rate": float((s >= 0.5).mean()) if len(s) else None,
+             "mean_score": float(s.mean()) if len(s) else None}
+        if k.startswith("frame/"):
+            f = np.array([r["scores"]["frame_frac/" + k[6:]] for r in rows if "frame_frac/" + k[6:] in r["scores"]])
+            d["video_fooled_rate"] = float((f < 0.5).mean()) if len(f) else None
+        out[k] = d
+    ok = [r for r in rows if r.get("n_blinks") is not None and r.get("clean_n_blinks") is not None]
+    out["blink_path"] = {
+        "n": len(ok),
+        "mean_blink_change": float(np.mean([r["n_blinks"] - r["clean_n_blinks"] for r in ok])) if ok else None,
+        "mean_ear_median_change": float(np.nanmean([r["ear_median"] - r["clean_ear_median"] for r in ok]))
+        if ok else None,
+    }
+    for k in ("attack_psnr_mean", "attack_ssim_mean", "attack_linf_max", "attack_l2_mean", "attack_success_rate"):
+        v = [r[k] for r in rows if r.get(k) is not None]
+        out.setdefault("perceptual", {})[k.replace("attack_", "")] = float(np.mean(v)) if v else None
+    return out
+
+
+def plan(params: dict) -> list[tuple[str, str, str, str]]:
+    """Every (target, method, eps, variant) set of the study, the clean reference first."""
+    a = params["attacks"]
+    variants = ["none", *a["compressions"]]
+    sets = [(*CLEAN[:2], _eps(0), v) for v in variants]
+    for t in a["targets"]:
+        for m in a["methods"]:
+            for e in a["eps"]:
+                sets += [(t, m, _eps(e), v) for v in variants]
+    return sets

@@ -1,0 +1,2 @@
+"""The HTML report (:mod:`.build`) and its figures (:mod:`.plotting`).
+"""

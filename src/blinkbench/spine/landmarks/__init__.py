@@ -1,0 +1,30 @@
+"""Facial landmark backends and per-video landmark extraction.
+
+A backend turns an RGB face crop into landmarks in that crop's pixel coordinates; the
+extraction loop (:func:`extract`) crops each frame around the face track, calls the
+backend, maps points back to frame pixels and streams them to parquet.
+
+Backends (``landmarks.backend`` in params):
+
+- ``mediapipe``: MediaPipe Face Mesh, 478 points with refined eyes and irises
+  (``refine_landmarks=True``), run in video mode so it tracks between frames. EAR scheme
+  ``mediapipe``. Models ship inside the mediapipe wheel.
+- ``pfld``: PFLD 68-point model (dlib/iBUG order) from an ONNX file at a user-given path
+  (``landmarks.pfld_model``); never bundled or downloaded. EAR scheme ``ibug68``.
+"""
+
+from .base import REGISTRY, LandmarkBackend
+from .extract import LANDMARK_COLUMNS, extract, read_landmarks
+
+# The built-in backends register themselves when imported (make_backend imports them).
+REGISTRY.modules = ("blinkbench.spine.landmarks.mediapipe_mesh", "blinkbench.spine.landmarks.pfld")
+
+__all__ = ["REGISTRY", "LandmarkBackend", "make_backend", "extract", "read_landmarks", "LANDMARK_COLUMNS"]
+
+
+def make_backend(cfg: dict) -> LandmarkBackend:
+    """Build the backend named by ``cfg['backend']`` (the ``landmarks`` params section)."""
+    name = cfg["backend"]
+    if name not in REGISTRY.available():
+        raise ValueError(f"unknown landmark backend {name!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY.create(name, cfg)

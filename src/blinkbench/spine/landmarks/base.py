@@ -1,0 +1,43 @@
+"""The landmark backend interface and its registry."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+import numpy as np
+
+from blinkbench.core.registry import Registry
+
+
+class LandmarkBackend(ABC):
+    """Landmarks on one face crop at a time.
+
+    Subclasses declare ``name``, ``scheme`` (the EAR index scheme in :mod:`blinkbench.spine.ear`),
+    ``n_points`` and ``crop_scale_hint`` (the crop side, as a multiple of the face box side,
+    the model was trained on; ``None`` to use the params value).
+    """
+
+    name: str
+    scheme: str
+    n_points: int
+    crop_scale_hint: float | None = None
+
+    @abstractmethod
+    def process(self, rgb: np.ndarray) -> np.ndarray | None:
+        """(n_points, 3) float32 x, y, z in the crop's pixels (z 0 if the model has none),
+        or None when no face is found."""
+
+    def reset(self) -> None:
+        """Forget temporal state (start of a new video)."""
+
+    def close(self) -> None:
+        """Release native resources."""
+
+    def __enter__(self) -> "LandmarkBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+REGISTRY: Registry = Registry("landmark backend")   # modules: set by the package __init__
+register = REGISTRY.register

@@ -1,0 +1,373 @@
+"""The pipeline's steps, one function per step and video: what Snakemake rules (one job per
+video) and DVC stages (one batch per dataset) both run, through the ``blinkbench`` CLI.
+
+Every per-video function
+
+- never raises for a bad video: it writes its outputs anyway, empty, with ``status`` and
+  ``error`` in their metadata, so a run goes on and the report lists what went wrong;
+- writes atomically (temporary file, then rename), so an interrupted run leaves no
+  half-written artifact and resumes where it stopped;
+- stamps its outputs with a hash of its inputs' stamps, its params section and its version
+  (:func:`blinkbench.core.io.stamp`), which lets batch mode skip videos that are up to date.
+
+Status propagates: a video whose face track has status ``no_face`` gets landmarks, EAR and
+blink outputs with that status.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import blinks as blinks_mod
+from blinkbench.core import io, paths
+from .ear import ear_from_landmarks
+from blinkbench.video.codec import OK, UNREADABLE, VideoInfo, probe
+
+log = logging.getLogger(__name__)
+
+# Bump a step's version when its output for the same inputs and params changes.
+VERSION = {"faces": 1, "landmarks": 2, "ear": 1, "blinks": 1}  # landmarks 2: OpenCV yuv444p conversion
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """What a step reads from params and writes: the contract Snakemake and DVC share."""
+
+    name: str
+    params: tuple[str, ...]        # params.yaml keys (``{dataset}`` = this dataset's entry)
+    per_video: bool
+    outputs: tuple[str, ...]       # keys of paths.PATTERNS (per video) or paths of outputs
+
+
+STEPS: dict[str, StepSpec] = {
+    s.name: s
+    for s in [
+        StepSpec("demo", ("demo", "base"), False, ()),
+        StepSpec("manifest", ("datasets.{dataset}", "splits", "base"), False, ("manifest",)),
+        StepSpec("faces", ("faces",), True, ("faces", "crops")),
+        StepSpec("landmarks", ("landmarks",), True, ("landmarks",)),
+        StepSpec("ear", (), True, ("ear",)),
+        StepSpec("blinks", ("blinks",), True, ("blinks", "blink_summary")),
+        StepSpec("train_blink", ("detectors.series", "detectors.hyper", "base"), False,
+                 ("blink_model", "blink_model_info")),
+        StepSpec("evaluate_blink", (), False, ("blink_scores", "blink_eval", "blink_roc")),
+        StepSpec("train_frame", ("frame_detectors.hyper", "frame_detectors.val_fraction", "base"), False,
+                 ("frame_model", "frame_model_info")),
+        StepSpec("evaluate_frame", (), False, ("frame_scores", "frame_eval", "frame_roc")),
+        StepSpec("attack", ("attacks.params", "attacks.batch_size", "base"), False, ("adversarial",)),
+        StepSpec("compress", (), False, ("adversarial",)),
+        StepSpec("rescore", ("landmarks", "blinks", "faces"), False, ("study",)),
+        StepSpec("ear_attack", ("blink_attacks.ear", "blink_attacks.max_videos", "faces", "landmarks", "blinks", "base"),
+                 False, ("ear_attack",)),
+        StepSpec("landmark_breaker", ("blink_attacks.landmark_breaker", "base"), False, ("landmark_breaker",)),
+        StepSpec("report", ("report", "detectors", "frame_detectors", "attacks", "blink_attacks"), False,
+                 ("report", "metrics")),
+    ]
+}
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _meta_of(path) -> dict:
+    meta = io.read_meta(path)
+    if not meta:
+        return {"status": "error", "error": f"missing or unreadable input artifact: {path}", "stamp": None}
+    return meta
+
+
+# Counts carried from step to step, so a video that stops early still reports its size.
+_COUNTS = ("n_frames", "face_frames", "fps")
+
+
+# ---------------------------------------------------------------------------- stamps
+# One definition of each step's stamp, used by the per-video functions (to stamp what they
+# write) and by run_batch (to skip videos that are up to date): the two can never disagree.
+
+def _model_sha(cfg: dict) -> str:
+    model = cfg.get("pfld_model")
+    if cfg["backend"] != "pfld" or not model or not Path(model).is_file():
+        return ""
+    try:
+        return io.sha256_file(model)
+    except OSError as exc:  # unreadable: the backend fails on it too, as a status row
+        log.warning("cannot hash %s: %s", model, exc)
+        return ""
+
+
+def _video_sha(video: str | Path) -> tuple[str, str]:
+    """(sha256, "") of a video file, or ("", error) when it cannot be read: the manifest
+    schedules every file it lists, and an unreadable one must become a status row."""
+    try:
+        return (io.sha256_file(video) if Path(video).is_file() else ""), ""
+    except OSError as exc:
+        return "", _error_text(exc)
+
+
+def faces_stamp(video_sha: str, params: dict) -> str:
+    return io.stamp("faces", VERSION["faces"], video_sha, params["faces"])
+
+
+def landmarks_stamp(track_stamp: str | None, params: dict) -> str:
+    cfg = params["landmarks"]
+    return io.stamp("landmarks", VERSION["landmarks"], track_stamp, cfg, _model_sha(cfg))
+
+
+def ear_stamp(landmarks_stamp_: str | None) -> str:
+    return io.stamp("ear", VERSION["ear"], landmarks_stamp_)
+
+
+def blinks_stamp(ear_stamp_: str | None, params: dict) -> str:
+    return io.stamp("blinks", VERSION["blinks"], ear_stamp_, params["blinks"])
+
+
+# ---------------------------------------------------------------------------- faces
+
+def faces_one(video: str | Path, out_track: str | Path, out_crops: str | Path, params: dict,
+              video_sha: str | None = None, progress=None) -> dict:
+    from .faces import track_video
+
+    cfg = params["faces"]
+    sha, read_error = (video_sha, "") if video_sha else _video_sha(video)
+    st = faces_stamp(sha, params)
+    meta: dict = {"stamp": st, "video": str(video), "video_sha256": sha, "warnings": []}
+    table = pd.DataFrame({c: pd.Series(dtype=d) for c, d in _TRACK_DTYPES.items()})
+    crops = np.zeros((0, cfg["crops"]["size"], cfg["crops"]["size"], 3), np.uint8)
+    crop_frames = np.zeros(0, np.int32)
+    try:
+        info = probe(video)
+    except Exception as exc:  # probe reports bad files as statuses; anything else lands here
+        info = VideoInfo(UNREADABLE, _error_text(exc))
+    if read_error and info.status == OK:
+        info.status, info.error = UNREADABLE, f"cannot read: {read_error}"
+    meta["video_info"] = info.as_dict()
+    if info.status != OK:
+        meta.update(status=info.status, error=info.error)
+    else:
+        try:
+            res = track_video(str(video), cfg, progress=progress)
+            table, crops, crop_frames = res.table, res.crops, res.crop_frames
+            meta.update(res.meta)
+            if info.vfr:
+                meta["warnings"].append("variable frame rate: per-frame timestamps are used for all durations")
+        except Exception as exc:  # bad input must not stop the run
+            log.error("faces failed on %s: %s\n%s", video, exc, traceback.format_exc())
+            meta.update(status="error", error=_error_text(exc))
+    meta.setdefault("error", "")
+    with io.atomic_path(out_crops, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, crops=crops, frames=crop_frames)
+    io.write_parquet(table.astype(_TRACK_DTYPES), out_track, meta)
+    return meta
+
+
+_TRACK_DTYPES = {"frame": "int32", "timestamp_s": "float64", "face_present": "bool", "detected": "bool",
+                 "x0": "float32", "y0": "float32", "x1": "float32", "y1": "float32", "score": "float32"}
+
+
+# ---------------------------------------------------------------------------- landmarks
+
+def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, params: dict, progress=None) -> dict:
+    from .landmarks import extract, make_backend
+    from .landmarks.extract import landmark_schema
+
+    cfg = params["landmarks"]
+    tmeta = _meta_of(track_path)
+    st = landmarks_stamp(tmeta.get("stamp"), params)
+    meta = {"stamp": st, "status": tmeta.get("status", "error"), "error": tmeta.get("error", ""),
+            "warnings": list(tmeta.get("warnings", [])), "backend": cfg["backend"],
+            **{k: tmeta[k] for k in _COUNTS if k in tmeta}}
+    if meta["status"] == "ok":
+        try:
+            track = pd.read_parquet(track_path)
+            with make_backend(cfg) as backend:
+                return extract(str(video), track, backend, out, cfg["crop_scale"], meta, progress=progress)
+        except Exception as exc:
+            log.error("landmarks failed on %s: %s\n%s", video, exc, traceback.format_exc())
+            meta.update(status="error", error=_error_text(exc))
+    n_points = {"mediapipe": 478, "pfld": 68}[cfg["backend"]]
+    with io.ParquetStream(out, landmark_schema(n_points), meta):
+        pass
+    return meta
+
+
+# ---------------------------------------------------------------------------- ear
+
+EAR_SCHEMA = pa.schema([("frame", pa.int32()), ("timestamp_s", pa.float64()), ("ear_left", pa.float64()),
+                        ("ear_right", pa.float64()), ("ear_mean", pa.float64()), ("face_present", pa.bool_())])
+
+
+def ear_one(landmarks_path: str | Path, out: str | Path) -> dict:
+    """EAR per frame (NaN where no face) from a landmarks artifact, streamed in batches."""
+    from .landmarks import read_landmarks
+
+    lmeta = _meta_of(landmarks_path)
+    st = ear_stamp(lmeta.get("stamp"))
+    meta = {"stamp": st, "status": lmeta.get("status", "error"), "error": lmeta.get("error", ""),
+            "warnings": lmeta.get("warnings", []), "scheme": lmeta.get("scheme"), "backend": lmeta.get("backend"),
+            **{k: lmeta[k] for k in _COUNTS if k in lmeta}}
+    parts = []
+    if meta["status"] == "ok":
+        try:
+            for frame, ts, present, xyz in read_landmarks(landmarks_path):
+                left, right = ear_from_landmarks(xyz, lmeta["scheme"])
+                left[~present] = np.nan
+                right[~present] = np.nan
+                parts.append(pa.table({"frame": frame.astype(np.int32), "timestamp_s": ts, "ear_left": left,
+                                       "ear_right": right, "ear_mean": (left + right) / 2,
+                                       "face_present": present.astype(bool)}, schema=EAR_SCHEMA))
+        except Exception as exc:
+            log.error("ear failed on %s: %s", landmarks_path, exc)
+            meta.update(status="error", error=_error_text(exc))
+            parts = []
+    table = pa.concat_tables(parts) if parts else EAR_SCHEMA.empty_table()
+    io.write_parquet(table, out, meta)
+    return meta
+
+
+# ---------------------------------------------------------------------------- blinks
+
+def blinks_one(ear_path: str | Path, out_events: str | Path, out_summary: str | Path, params: dict) -> dict:
+    cfg = params["blinks"]
+    emeta = _meta_of(ear_path)
+    st = blinks_stamp(emeta.get("stamp"), params)
+    meta = {"stamp": st, "status": emeta.get("status", "error"), "error": emeta.get("error", ""),
+            "warnings": emeta.get("warnings", [])}
+    counts = {"frames": emeta.get("n_frames", 0), "face_frames": emeta.get("face_frames", 0)}
+    events = blinks_mod.detect(np.zeros(0), np.zeros(0), cfg)
+    summary: dict = dict(counts)
+    if Path(ear_path).exists():
+        try:
+            ear = pq.read_table(ear_path).to_pandas()
+            t, e, face = ear["timestamp_s"].to_numpy(), ear["ear_mean"].to_numpy(), ear["face_present"].to_numpy(bool)
+            if meta["status"] == "ok":
+                events = blinks_mod.detect(t, e, cfg)
+            summary = blinks_mod.summarize(t, e, face, events) if len(t) else counts
+            if len(t) > 1:
+                summary["fps"] = float(1.0 / np.median(np.diff(t)))
+        except Exception as exc:
+            log.error("blinks failed on %s: %s", ear_path, exc)
+            meta.update(status="error", error=_error_text(exc))
+    io.write_parquet(events, out_events, meta)
+    io.write_json({**summary, **meta}, out_summary)
+    return {**summary, **meta}
+
+
+# ---------------------------------------------------------------------------- batch (DVC)
+
+def run_chain(video: str | Path, params: dict, workdir: str | Path, progress: bool = False) -> dict:
+    """faces -> landmarks -> EAR -> blinks for one video into ``workdir`` (``faces.parquet``,
+    ``landmarks.parquet``, ``ear.parquet``, ``blinks.parquet``, ``summary.json``); returns the
+    summary plus the event lists. Used by ``blinkbench analyze`` and ``blinkbench detect``."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    w = Path(workdir)
+    params = {**params, "faces": {**params["faces"], "crops": {**params["faces"]["crops"], "n_per_video": 0}}}
+    n_hint = probe(video).n_frames
+    with tqdm(total=2 * n_hint or None, desc="analyze", unit="frame", disable=not progress, leave=False) as bar:
+        faces_one(video, w / "faces.parquet", w / "crops.npz", params, progress=bar)
+        landmarks_one(video, w / "faces.parquet", w / "landmarks.parquet", params, progress=bar)
+    ear_one(w / "landmarks.parquet", w / "ear.parquet")
+    summary = blinks_one(w / "ear.parquet", w / "blinks.parquet", w / "summary.json", params)
+    events = pd.read_parquet(w / "blinks.parquet")
+    ev = lambda kind: [  # noqa: E731
+        {"start_frame": int(r.start_frame), "end_frame": int(r.end_frame), "start_s": round(float(r.start_s), 4),
+         "end_s": round(float(r.end_s), 4), "duration_ms": round(float(r.duration_ms), 1), "min_ear": round(float(r.min_ear), 4)}
+        for r in events[events["kind"] == kind].itertuples()
+    ]
+    out = {"video": str(video), **summary, "blinks": ev("blink"), "closures": ev("closure")}
+    out.pop("stamp", None)
+    return out
+
+
+def video_outputs(dataset: str, video_id: str) -> dict[str, Path]:
+    return {k: paths.path(k, dataset=dataset, video=video_id)
+            for k in ("faces", "crops", "landmarks", "ear", "blinks", "blink_summary")}
+
+
+def run_batch(step: str, dataset: str, params: dict, progress: bool = False) -> dict[str, int]:
+    """Run one per-video step over every video of a dataset's manifest (what a DVC stage
+    does), skipping videos whose output stamp shows it is up to date, and removing outputs
+    of videos no longer in the manifest. Returns counts of done/skipped/not-ok videos.
+
+    Temporaries a killed run left in the step's folders are deleted first. A video whose
+    step raises anyway (the per-video functions turn bad input into statuses; this is the
+    last resort, e.g. a full disk) is logged and counted as done and not ok; the batch goes
+    on, and the next steps record the missing artifact as a status row, so the report is
+    built from what exists."""
+    from tqdm import tqdm
+
+    if step not in _KINDS:
+        raise ValueError(f"{step} is not a per-video step")
+    for kind in _KINDS[step]:
+        io.clean_temporaries(_folder(kind, step, dataset))
+    manifest = pd.read_parquet(paths.path("manifest", dataset=dataset))
+    todo = manifest[manifest["status"] != "missing"]
+    counts = {"done": 0, "up_to_date": 0, "not_ok": 0}
+    rows = list(todo.itertuples(index=False))
+    for row in tqdm(rows, desc=f"{step} {dataset}", unit="video", disable=not progress):
+        try:
+            meta = _batch_one(step, dataset, row, params)
+        except Exception as exc:
+            log.error("%s failed on %s/%s: %s\n%s", step, dataset, row.video_id, exc, traceback.format_exc())
+            meta = {"status": "error"}
+        if meta is None:
+            counts["up_to_date"] += 1
+            continue
+        counts["done"] += 1
+        counts["not_ok"] += meta.get("status") != "ok"
+    _prune(step, dataset, set(todo["video_id"]))
+    return counts
+
+
+_KINDS = {"faces": ("faces", "crops"), "landmarks": ("landmarks",), "ear": ("ear",), "blinks": ("blinks", "blink_summary")}
+
+
+def _folder(kind: str, step: str, dataset: str) -> Path:
+    return Path(paths.STEP_DIRS["crops" if kind == "crops" else step].format(dataset=dataset))
+
+
+def _batch_one(step: str, dataset: str, row, params: dict) -> dict | None:
+    """One video of :func:`run_batch`: its outputs' metadata, or None when up to date."""
+    outs = video_outputs(dataset, row.video_id)
+    if step == "faces":
+        if io.is_current(outs["faces"], faces_stamp(row.sha256, params)) and outs["crops"].exists():
+            return None
+        return faces_one(row.path, outs["faces"], outs["crops"], params, video_sha=row.sha256)
+    if step == "landmarks":
+        if io.is_current(outs["landmarks"], landmarks_stamp(io.read_meta(outs["faces"]).get("stamp"), params)):
+            return None
+        return landmarks_one(row.path, outs["faces"], outs["landmarks"], params)
+    if step == "ear":
+        if io.is_current(outs["ear"], ear_stamp(io.read_meta(outs["landmarks"]).get("stamp"))):
+            return None
+        return ear_one(outs["landmarks"], outs["ear"])
+    if io.is_current(outs["blinks"], blinks_stamp(io.read_meta(outs["ear"]).get("stamp"), params)) \
+            and outs["blink_summary"].exists():
+        return None
+    return blinks_one(outs["ear"], outs["blinks"], outs["blink_summary"], params)
+
+
+def _prune(step: str, dataset: str, keep: set[str]) -> None:
+    """Delete per-video outputs of videos that left the manifest (DVC keeps outs persistent)."""
+    for kind in _KINDS[step]:
+        folder = _folder(kind, step, dataset)
+        suffix = Path(paths.PATTERNS[kind]).suffix
+        for f in folder.glob(f"*{suffix}"):
+            if f.name.startswith("."):
+                continue
+            if f.name[: -len(suffix)] not in keep:
+                f.unlink()
+
+
+RUNNERS: dict[str, Callable] = {"faces": faces_one, "landmarks": landmarks_one, "ear": ear_one, "blinks": blinks_one}

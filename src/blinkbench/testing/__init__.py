@@ -1,0 +1,3 @@
+"""Helpers for tests and benchmarks (the synthetic EAR task, :mod:`.synthetic`); nothing in the
+pipeline imports them.
+"""
