@@ -24,11 +24,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("attacks", ("blinkbench.attacks",)),
     ("experiments", ("blinkbench.experiments",)),
     ("report", ("blinkbench.report",)),
+    ("ops", ("blinkbench.ops",)),                       # DVC remote tools: S3 server, sync (run with -m)
     ("cli/testing", ("blinkbench.cli", "blinkbench.__main__", "blinkbench.testing")),
 ]
 # Entry points and test helpers: nothing in the package imports these (``python -m
-# blinkbench`` runs __main__, which is the one module allowed to import the CLI).
-NOT_IMPORTED = ("blinkbench.cli", "blinkbench.testing")
+# blinkbench`` runs __main__, which is the one module allowed to import the CLI; the ops
+# tools run as ``python -m blinkbench.ops.<tool>``).
+NOT_IMPORTED = ("blinkbench.cli", "blinkbench.testing", "blinkbench.ops")
 
 
 def module_name(path: Path) -> str:

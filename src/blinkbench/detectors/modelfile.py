@@ -38,6 +38,10 @@ from blinkbench.core import io
 FORMAT = "blinkbench-model"
 VERSION = 2
 KINDS = ("blink", "frame")
+# kind -> the registry its detector classes come from. Each kind's base module registers its
+# own when imported, and importing any of ``blinkbench.detectors`` imports both (the package
+# ``__init__``), so this module never imports the detectors it reads (no import circle).
+REGISTRIES: dict[str, Any] = {}
 HEADER, WEIGHTS, ESTIMATORS = "model.json", "weights.safetensors", "estimators.skops"
 MEMBERS = (HEADER, WEIGHTS, ESTIMATORS)
 MAX_HEADER_BYTES = 64 << 20
@@ -265,12 +269,8 @@ def load(path: str | Path, kind: str | None = None):
 
 
 def _detector_class(path: Path, header: dict):
-    if header["kind"] == "blink":
-        from blinkbench.detectors.blink import get
-    else:
-        from blinkbench.detectors.frame import get
     try:
-        return get(header["name"])
+        return REGISTRIES[header["kind"]].get(header["name"])
     except KeyError as exc:
         raise ModelFileError(f"{path}: {exc.args[0]}") from None
 

@@ -32,6 +32,7 @@ from blinkbench.detectors.blink.series import SeriesConfig, VideoSeries, aggrega
 from blinkbench.detectors.modelfile import ModelFileError, UntrainedModel  # noqa: F401  (re-exported)
 
 REGISTRY: Registry = Registry("detector")   # modules: set by the package __init__
+modelfile.REGISTRIES["blink"] = REGISTRY      # where a blink model file's class comes from
 
 
 def _drop_fit_timings(obj, depth: int = 6, seen: set | None = None) -> None:

@@ -32,6 +32,7 @@ from blinkbench.core.registry import HyperParams, Registry
 from blinkbench.detectors import modelfile
 
 REGISTRY: Registry = Registry("frame detector")   # modules: set by the package __init__
+modelfile.REGISTRIES["frame"] = REGISTRY            # where a frame model file's class comes from
 
 
 @dataclass
