@@ -63,7 +63,7 @@ def test_stamp_depends_on_every_part():
 _KILLED_WRITER = """
 import sys, time
 import pyarrow as pa
-from blinkbench import io
+from blinkbench.core import io
 s = io.ParquetStream(sys.argv[1], pa.schema([("a", pa.int64())]))
 s.write({"a": [1, 2, 3]})
 print("writing", flush=True)
