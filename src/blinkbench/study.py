@@ -112,7 +112,6 @@ def _models(params: dict) -> tuple[dict, dict]:
     """Trained blink and frame models the study re-scores with (missing ones are skipped)."""
     from .config import detector_plan
     from .detectors import Detector
-    from .detectors.base import UntrainedModel
     from .frames import FrameDetector
 
     on = params["attacks"]["models_trained_on"]
@@ -121,7 +120,7 @@ def _models(params: dict) -> tuple[dict, dict]:
         p = paths.path("blink_model", detector=name, train=on)
         try:
             blink[name] = Detector.load(p)
-        except (FileNotFoundError, UntrainedModel) as exc:
+        except (FileNotFoundError, ValueError) as exc:  # missing, failed training, or refused file
             log.warning("blink detector %s not available: %s", name, exc)
     for name in detector_plan(params, section="frame_detectors")[0]:
         p = paths.path("frame_model", detector=name, train=on)
