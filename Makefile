@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= all
 
-.PHONY: setup demo test test-fast lint bench clean-data record pull s3-start s3-stop
+.PHONY: setup demo study-shared test test-fast lint bench clean-data record pull s3-start s3-stop
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/python -m blinkbench.ops.sync record
+	@echo "Report: $(abspath data/reports/index.html)"
+
+# The real-footage study on ../shared/samples (configs/shared.yaml; README "Real footage").
+study-shared: setup
+	$(BIN)/snakemake --configfile configs/shared.yaml --cores $(CORES)
 	@echo "Report: $(abspath data/reports/index.html)"
 
 test: setup

@@ -321,3 +321,23 @@ def test_detect_opens_the_model_file_once(tmp_path, monkeypatch):
     res = protocol.detect_video(model, tmp_path / "clip.mp4", _params(), tmp_path / "work")
     assert res["detector"] == "blink_rate_rule" and res["status"] != "ok"
     assert len(opened) == 1, f"model file opened {len(opened)} times"
+
+
+def test_study_skips_a_refused_blink_model_and_goes_on(tmp_path, monkeypatch, params):
+    """A model file the loader refuses (here: a pickle) is a skipped detector for the study's
+    re-scoring and the noise-effect tables, not a crash of the whole set."""
+    import pickle
+
+    from blinkbench.core import paths
+    from blinkbench.experiments import noise_effect, study
+
+    monkeypatch.chdir(tmp_path)
+    params["detectors"]["enabled"] = ["blink_rate_rule"]
+    params["frame_detectors"]["enabled"] = ["meso4"]
+    for kind, name in (("blink_model", "blink_rate_rule"), ("frame_model", "meso4")):
+        p = paths.path(kind, detector=name, train=params["attacks"]["models_trained_on"])
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(pickle.dumps({"kind": "blink"}))
+    blink, frame = study._models(params)
+    assert blink == {} and frame == {}
+    assert noise_effect._blink_models(params) == {}

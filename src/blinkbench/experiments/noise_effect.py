@@ -201,16 +201,15 @@ def video_effect(video_id: str, clean: VideoArtifacts, attacked: VideoArtifacts)
 # ---------------------------------------------------------------------- the study
 
 def _blink_models(params: dict) -> dict:
-    from blinkbench.experiments.plan import detector_plan
     from blinkbench.detectors.blink import Detector
-    from blinkbench.detectors.modelfile import UntrainedModel
+    from blinkbench.experiments.plan import detector_plan
 
     on = params["attacks"]["models_trained_on"]
     out = {}
     for name in detector_plan(params)[0]:
         try:
             out[name] = Detector.load(paths.path("blink_model", detector=name, train=on))
-        except (FileNotFoundError, UntrainedModel) as exc:
+        except (FileNotFoundError, ValueError) as exc:  # missing, failed training, or refused file
             log.warning("blink detector %s not available: %s", name, exc)
     return out
 

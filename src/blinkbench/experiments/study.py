@@ -111,10 +111,9 @@ def compress_one(src: str | Path, dst: str | Path, variant: str) -> dict:
 
 def _models(params: dict) -> tuple[dict, dict]:
     """Trained blink and frame models the study re-scores with (missing ones are skipped)."""
-    from blinkbench.experiments.plan import detector_plan
     from blinkbench.detectors.blink import Detector
-    from blinkbench.detectors.blink.base import UntrainedModel
     from blinkbench.detectors.frame import FrameDetector
+    from blinkbench.experiments.plan import detector_plan
 
     on = params["attacks"]["models_trained_on"]
     blink, frame = {}, {}
@@ -122,7 +121,7 @@ def _models(params: dict) -> tuple[dict, dict]:
         p = paths.path("blink_model", detector=name, train=on)
         try:
             blink[name] = Detector.load(p)
-        except (FileNotFoundError, UntrainedModel) as exc:
+        except (FileNotFoundError, ValueError) as exc:  # missing, failed training, or refused file
             log.warning("blink detector %s not available: %s", name, exc)
     for name in detector_plan(params, section="frame_detectors")[0]:
         p = paths.path("frame_model", detector=name, train=on)
