@@ -51,6 +51,9 @@ def dvc_clean(repo: Path) -> tuple[bool, str]:
     return r.returncode == 0 and any(s in out.lower() for s in UP_TO_DATE), out
 
 
+GUARD_STAGE = "validate_params"
+
+
 def record(repo: Path, *, check_snakemake: bool = True, snakemake_args: list[str] | None = None) -> tuple[list[str], list[str]]:
     """dvc commit -f every stage whose outputs all exist. Returns (recorded, skipped)."""
     from dvc.repo import Repo
@@ -63,6 +66,9 @@ def record(repo: Path, *, check_snakemake: bool = True, snakemake_args: list[str
     recorded, skipped = [], []
     # DVC's API resolves some paths (the run cache) against the working directory
     with contextlib.chdir(repo), Repo(".") as dvc:
+        # DVC's guard stage, which every stage depends on, has no Snakemake rule (Snakemake
+        # validates the params at parse time): run it, it only validates params.yaml.
+        dvc.reproduce(GUARD_STAGE, single_item=True)
         for stage in dvc.index.stages:
             if not stage.cmd:  # a .dvc data file, not a pipeline stage
                 continue
