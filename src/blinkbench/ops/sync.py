@@ -85,6 +85,11 @@ def pull(repo: Path, *, dvc_args: list[str] | None = None) -> None:
     r = _run([_tool("dvc"), "pull", *(dvc_args or [])], repo)
     if r.returncode:
         raise RuntimeError(f"dvc pull failed:\n{r.stdout}{r.stderr}")
+    # The guard stage's output is a log, not a result (not cached, so not pulled): validate
+    # this clone's params.yaml again, which rewrites the same file every stage depends on.
+    r = _run([_tool("dvc"), "repro", "--single-item", GUARD_STAGE], repo)
+    if r.returncode:
+        raise RuntimeError(f"params.yaml does not validate:\n{r.stdout}{r.stderr}")
     clean, status = dvc_clean(repo)
     if not clean:
         raise RuntimeError("after dvc pull, DVC finds stages out of date (code or params differ from "
