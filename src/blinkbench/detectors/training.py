@@ -119,7 +119,7 @@ class PicklesNetAsWeights:
     """A detector whose fitted ``self.net_`` is rebuilt from its spec (``_rebuild_net()``)
     plus its weights, never kept as a live module, Trainer or DataModule.
 
-    Model files: :mod:`blinkbench.modelfile` stores the state dict as safetensors and the
+    Model files: :mod:`blinkbench.detectors.modelfile` stores the state dict as safetensors and the
     spec as JSON, and loads them back into a rebuilt network in eval mode (never a pickle).
     In memory, ``copy.deepcopy`` (and in-process pickling, e.g. to a worker) goes through
     ``__getstate__``/``__setstate__`` below, which carry the weights as NumPy arrays."""

@@ -21,7 +21,7 @@ default, masked samples filled with the open-eye level). With ``mask_channel=Tru
 observed-mask (1/0) is fed as channel 1, so a network can tell filled gaps from open eyes.
 
 A fitted detector is saved as its network's state dict (safetensors) plus the arguments that
-build it (``net_spec_``, JSON; see :mod:`blinkbench.modelfile`); no Trainer or DataModule is
+build it (``net_spec_``, JSON; see :mod:`blinkbench.detectors.modelfile`); no Trainer or DataModule is
 stored, and a loaded detector predicts exactly (bit for bit) what it did before saving.
 """
 
