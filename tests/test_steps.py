@@ -250,3 +250,34 @@ def test_batch_goes_on_when_a_video_raises_and_the_report_shows_it(tmp_path, mon
     assert summary["status"] == "error" and "missing or unreadable input artifact" in summary["error"]
     table, _ = _report_rows(params)
     assert table.loc["fake_locked", "status"] == "error" and table.loc["real_face", "status"] == "ok"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_an_object", "events_garbled", "ear_garbled"])
+def test_corrupt_blink_outputs_of_an_ok_video_are_a_status_row_and_the_report_builds(
+        tmp_path, monkeypatch, params, face_frame, damage):
+    """Issue 13 item 10: a blink summary JSON (or events file) damaged after its video ran ok
+    made the report raise; now that video is an error row naming the file and the rest is built."""
+    root, write_manifest = _two_video_dataset(tmp_path, monkeypatch, params, face_frame)
+    write_manifest()
+    for step in ("faces", "landmarks", "ear", "blinks"):
+        steps.run_batch(step, "t", params)
+    summary, events = tmp_path / "data/blinks/t/real_face.json", tmp_path / "data/blinks/t/real_face.parquet"
+    assert io.read_json(summary)["status"] == "ok"
+    if damage == "truncated":
+        summary.write_bytes(summary.read_bytes()[:17])
+    elif damage == "not_an_object":
+        summary.write_text("[1, 2]")
+    elif damage == "events_garbled":
+        events.write_bytes(events.read_bytes()[:40])
+    else:  # the EAR series only feeds a plot: the row stays ok, the plot is left out
+        ear = tmp_path / "data/ear/t/real_face.parquet"
+        ear.write_bytes(ear.read_bytes()[:40])
+        table, page = _report_rows(params)
+        assert (table["status"] == "ok").all() and not (tmp_path / "data/reports/t/ear_real_face.png").exists()
+        assert (tmp_path / "data/reports/t/ear_fake_locked.png").exists()
+        return
+    table, page = _report_rows(params)
+    assert table.loc["real_face", "status"] == "error"
+    assert "real_face" in table.loc["real_face", "error"] and "blink" in table.loc["real_face", "error"]
+    assert table.loc["fake_locked", "status"] == "ok"
+    assert "real_face" in open(page).read()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import pandas as pd
 from blinkbench.core import io, paths
 from blinkbench.core.labels import LABELS
 from blinkbench.spine.blinks import match_events
+
+log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ["frames", "face_frames", "duration_s", "n_blinks", "n_closures", "blink_rate_per_min",
                   "mean_blink_ms", "ibi_mean_s", "ibi_cv", "ear_median"]
@@ -35,11 +38,30 @@ def dataset_table(name: str) -> pd.DataFrame:
                "input_status": r.status, "status": r.status, "error": r.error, "warnings": ""}
         sp = paths.path("blink_summary", dataset=name, video=r.video_id)
         if r.status != "missing" and sp.exists():
-            s = io.read_json(sp)
-            row.update({k: s.get(k) for k in SUMMARY_FIELDS})
-            row.update(status=s.get("status", "error"), error=s.get("error", ""), warnings="; ".join(s.get("warnings", [])))
+            s, damaged = _blink_outputs(name, r.video_id, sp)
+            if damaged:
+                row.update(status="error", error=damaged)
+            else:
+                row.update({k: s.get(k) for k in SUMMARY_FIELDS})
+                row.update(status=s.get("status", "error"), error=s.get("error", ""),
+                           warnings="; ".join(map(str, s.get("warnings") or [])))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _blink_outputs(name: str, video_id: str, summary_path: Path) -> tuple[dict, str]:
+    """A video's blink summary, and "" or why its blink outputs cannot be used: a summary
+    that is not a JSON object, or (for an ok video) an events file that does not read. A
+    damaged file becomes that video's error row; the report is built from the rest."""
+    try:
+        s = io.read_json(summary_path)
+        if not isinstance(s, dict):
+            raise ValueError(f"a JSON {type(s).__name__}, not an object")
+        if s.get("status") == "ok":
+            pd.read_parquet(paths.path("blinks", dataset=name, video=video_id))
+        return s, ""
+    except Exception as exc:  # any damage: one row, not the whole report
+        return {}, f"unreadable blink output of {video_id} ({summary_path.name}): {type(exc).__name__}: {exc}"
 
 
 def truth_recovery(name: str, root: str | Path, table: pd.DataFrame) -> dict | None:
@@ -110,7 +132,11 @@ def build(params: dict) -> Path:
         truth_df = pd.read_csv(Path(ds["root"]) / "blinks.csv") if truth else None
         for vid in _plot_choice(table, params["report"]["ear_plots"]):
             png = csv.parent / f"ear_{vid}.png"
-            ear = pd.read_parquet(paths.path("ear", dataset=name, video=vid))
+            try:  # a damaged EAR file costs its plot only
+                ear = pd.read_parquet(paths.path("ear", dataset=name, video=vid))
+            except Exception as exc:
+                log.warning("no EAR plot of %s/%s: %s", name, vid, exc)
+                continue
             ev = pd.read_parquet(paths.path("blinks", dataset=name, video=vid))
             label = table.loc[table["video_id"] == vid, "label"].iloc[0]
             tr = truth_df[truth_df["video_id"] == vid] if truth_df is not None else None
