@@ -98,3 +98,45 @@ def test_match_events_tolerance_and_kind():
     m = blinks.match_events(det, truth, tol_frames=2)
     assert m["pairs"] == [(0, 0)]  # 2nd off by 3, 3rd wrong kind
     assert m["precision"] == pytest.approx(0.25) and m["recall"] == pytest.approx(1 / 3)
+
+
+class _Killed(BaseException):
+    """What a kill looks like to the code: nothing catches it."""
+
+
+def test_a_kill_between_events_and_summary_never_leaves_a_summary_that_disagrees(tmp_path, monkeypatch, params):
+    """Issue 13 item 11: the events file was written before the summary, so a kill between
+    the two left the old summary beside new events, and the batch counted it as current."""
+    import pyarrow as pa
+
+    from blinkbench.core import io
+    from blinkbench.spine import steps
+
+    monkeypatch.chdir(tmp_path)
+    t, e = synth(25, EVENTS + [(15.0, 200, 0.4)])  # one shallow dip: an event only at a higher close_ratio
+    ear = pa.table({"frame": np.arange(len(t), dtype=np.int32), "timestamp_s": t, "ear_left": e, "ear_right": e,
+                    "ear_mean": e, "face_present": np.ones(len(t), bool)}, schema=steps.EAR_SCHEMA)
+    io.write_parquet(ear, "data/ear/t/v.parquet", {"stamp": "ear1", "status": "ok", "error": ""})
+    io.write_parquet(pd.DataFrame({"video_id": ["v"], "status": ["ok"]}), "data/manifests/t.parquet")
+    summary, events = tmp_path / "data/blinks/t/v.json", tmp_path / "data/blinks/t/v.parquet"
+
+    def agree():
+        s, ev = io.read_json(summary), pd.read_parquet(events)
+        return s["n_blinks"] == int((ev["kind"] == "blink").sum()) and s["stamp"] == io.read_meta(events)["stamp"]
+
+    assert steps.run_batch("blinks", "t", params)["done"] == 1 and agree()
+    n_before = io.read_json(summary)["n_blinks"]
+    params["blinks"]["close_ratio"] = 0.7
+    real_write_json = io.write_json
+
+    def killed(obj, path):
+        raise _Killed
+
+    monkeypatch.setattr(io, "write_json", killed)
+    with pytest.raises(_Killed):
+        steps.run_batch("blinks", "t", params)
+    assert not summary.exists() or agree()
+    monkeypatch.setattr(io, "write_json", real_write_json)
+    assert steps.run_batch("blinks", "t", params) == {"done": 1, "up_to_date": 0, "not_ok": 0}
+    assert agree() and io.read_json(summary)["n_blinks"] == n_before + 1
+    assert steps.run_batch("blinks", "t", params)["up_to_date"] == 1

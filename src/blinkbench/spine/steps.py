@@ -257,9 +257,21 @@ def blinks_one(ear_path: str | Path, out_events: str | Path, out_summary: str | 
         except Exception as exc:
             log.error("blinks failed on %s: %s", ear_path, exc)
             meta.update(status="error", error=_error_text(exc))
+    # The summary goes first (removed), then the events, then the new summary: a kill at any
+    # point leaves no summary rather than one that disagrees with the events beside it, and
+    # no summary (or one with another stamp) means the video is redone.
+    Path(out_summary).unlink(missing_ok=True)
     io.write_parquet(events, out_events, meta)
     io.write_json({**summary, **meta}, out_summary)
     return {**summary, **meta}
+
+
+def _summary_stamp(path: Path) -> str | None:
+    try:
+        s = io.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return s.get("stamp") if isinstance(s, dict) else None
 
 
 # ---------------------------------------------------------------------------- batch (DVC)
@@ -352,8 +364,8 @@ def _batch_one(step: str, dataset: str, row, params: dict) -> dict | None:
         if io.is_current(outs["ear"], ear_stamp(io.read_meta(outs["landmarks"]).get("stamp"))):
             return None
         return ear_one(outs["landmarks"], outs["ear"])
-    if io.is_current(outs["blinks"], blinks_stamp(io.read_meta(outs["ear"]).get("stamp"), params)) \
-            and outs["blink_summary"].exists():
+    st = blinks_stamp(io.read_meta(outs["ear"]).get("stamp"), params)
+    if io.is_current(outs["blinks"], st) and _summary_stamp(outs["blink_summary"]) == st:
         return None
     return blinks_one(outs["ear"], outs["blinks"], outs["blink_summary"], params)
 
