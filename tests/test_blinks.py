@@ -140,3 +140,36 @@ def test_a_kill_between_events_and_summary_never_leaves_a_summary_that_disagrees
     assert steps.run_batch("blinks", "t", params) == {"done": 1, "up_to_date": 0, "not_ok": 0}
     assert agree() and io.read_json(summary)["n_blinks"] == n_before + 1
     assert steps.run_batch("blinks", "t", params)["up_to_date"] == 1
+
+
+def test_batch_parks_outputs_of_videos_missing_or_cut_and_takes_them_back(tmp_path, monkeypatch, params):
+    """Issue 13 item 11: ``_prune`` deleted the outputs of a video marked ``missing`` (a disk
+    unmounted for a while) or cut by ``max_videos``; when it came back all its steps were
+    redone. Now they are parked outside the DVC out and put back."""
+    import pyarrow as pa
+
+    from blinkbench.core import io
+    from blinkbench.spine import steps
+
+    monkeypatch.chdir(tmp_path)
+    for i, vid in enumerate(["a", "b"]):
+        t, e = synth(25, EVENTS, seed=i)
+        ear = pa.table({"frame": np.arange(len(t), dtype=np.int32), "timestamp_s": t, "ear_left": e, "ear_right": e,
+                        "ear_mean": e, "face_present": np.ones(len(t), bool)}, schema=steps.EAR_SCHEMA)
+        io.write_parquet(ear, f"data/ear/t/{vid}.parquet", {"stamp": f"ear-{vid}", "status": "ok", "error": ""})
+
+    def run(rows):
+        io.write_parquet(pd.DataFrame(rows, columns=["video_id", "status"]), "data/manifests/t.parquet")
+        return steps.run_batch("blinks", "t", params)
+
+    assert run([("a", "ok"), ("b", "ok")])["done"] == 2
+    out = tmp_path / "data/blinks/t"
+    kept = {f: f.read_bytes() for f in out.glob("b.*")}
+    for rows in ([("a", "ok"), ("b", "missing")], [("a", "ok")]):  # missing for a while; cut by max_videos
+        assert run(rows) == {"done": 0, "up_to_date": 1, "not_ok": 0}
+        assert sorted(f.name for f in out.iterdir()) == ["a.json", "a.parquet"]  # the DVC out: scheduled only
+        assert run([("a", "ok"), ("b", "ok")]) == {"done": 0, "up_to_date": 2, "not_ok": 0}
+        assert {f: f.read_bytes() for f in out.glob("b.*")} == kept
+    params["blinks"]["close_ratio"] = 0.45  # parked outputs are only taken back, the stamps still decide
+    assert run([("a", "ok")])["done"] == 1
+    assert run([("a", "ok"), ("b", "ok")]) == {"done": 1, "up_to_date": 1, "not_ok": 0}  # b is redone

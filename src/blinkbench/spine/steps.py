@@ -17,6 +17,7 @@ blink outputs with that status.
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,8 +310,8 @@ def video_outputs(dataset: str, video_id: str) -> dict[str, Path]:
 
 def run_batch(step: str, dataset: str, params: dict, progress: bool = False) -> dict[str, int]:
     """Run one per-video step over every video of a dataset's manifest (what a DVC stage
-    does), skipping videos whose output stamp shows it is up to date, and removing outputs
-    of videos no longer in the manifest. Returns counts of done/skipped/not-ok videos.
+    does), skipping videos whose output stamp shows it is up to date, and parking outputs
+    of videos not scheduled now (:func:`_prune`). Returns counts of done/skipped/not-ok videos.
 
     Temporaries a killed run left in the step's folders are deleted first. A video whose
     step raises anyway (the per-video functions turn bad input into statuses; this is the
@@ -327,6 +328,7 @@ def run_batch(step: str, dataset: str, params: dict, progress: bool = False) -> 
     todo = manifest[manifest["status"] != "missing"]
     counts = {"done": 0, "up_to_date": 0, "not_ok": 0}
     rows = list(todo.itertuples(index=False))
+    _unpark(step, dataset, set(todo["video_id"]))
     for row in tqdm(rows, desc=f"{step} {dataset}", unit="video", disable=not progress):
         try:
             meta = _batch_one(step, dataset, row, params)
@@ -370,8 +372,17 @@ def _batch_one(step: str, dataset: str, row, params: dict) -> dict | None:
     return blinks_one(outs["ear"], outs["blinks"], outs["blink_summary"], params)
 
 
+def _parked(folder: Path) -> Path:
+    """Where :func:`_prune` keeps a step folder's outputs of videos not scheduled now."""
+    return Path(paths.DATA) / ".parked" / folder.relative_to(paths.DATA)
+
+
 def _prune(step: str, dataset: str, keep: set[str]) -> None:
-    """Delete per-video outputs of videos that left the manifest (DVC keeps outs persistent)."""
+    """Move per-video outputs of videos not scheduled now out of the step's folder (DVC keeps
+    outs persistent, and its out must hold exactly the scheduled videos) into
+    ``data/.parked/...``. A video that is only ``missing`` for a while (an unmounted disk) or
+    cut by ``max_videos`` gets them back from there (:func:`_unpark`), so its work is not
+    redone when it returns; the stamps still decide whether they are current."""
     for kind in _KINDS[step]:
         folder = _folder(kind, step, dataset)
         suffix = Path(paths.PATTERNS[kind]).suffix
@@ -379,7 +390,26 @@ def _prune(step: str, dataset: str, keep: set[str]) -> None:
             if f.name.startswith("."):
                 continue
             if f.name[: -len(suffix)] not in keep:
-                f.unlink()
+                parked = _parked(folder) / f.name
+                parked.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, parked)
+
+
+def _unpark(step: str, dataset: str, video_ids: set[str]) -> None:
+    """Put parked outputs of scheduled videos back where a previous output is absent."""
+    for kind in _KINDS[step]:
+        folder = _folder(kind, step, dataset)
+        parked_dir = _parked(folder)
+        if not parked_dir.is_dir():
+            continue
+        suffix = Path(paths.PATTERNS[kind]).suffix
+        for f in parked_dir.glob(f"*{suffix}"):
+            if f.name[: -len(suffix)] in video_ids:
+                if (folder / f.name).exists():
+                    f.unlink()
+                else:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    os.replace(f, folder / f.name)
 
 
 RUNNERS: dict[str, Callable] = {"faces": faces_one, "landmarks": landmarks_one, "ear": ear_one, "blinks": blinks_one}
