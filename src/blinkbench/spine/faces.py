@@ -90,11 +90,20 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def link(tracks: list[Track], frame: int, dets: list[tuple[np.ndarray, float]], iou_min: float, max_gap: int) -> list[int]:
+def link(tracks: list[Track], frame: int, dets: list[tuple[np.ndarray, float]], iou_min: float, max_gap: int,
+         live: list[int] | None = None) -> list[int]:
     """Attach detections to live tracks (greedy by IoU) or start new tracks.
 
+    ``live``, kept by the caller from frame to frame, holds the indices of the tracks that
+    may still be joined: one whose gap has passed ``max_gap`` leaves it for good (frames only
+    increase), so a frame costs live tracks x detections, not every track the video has had
+    (scanning them all was quadratic in video length when stray detections start tracks).
+    Without it every track is looked at.
+
     Returns, for each detection, the index of the track it joined."""
-    live = [i for i, t in enumerate(tracks) if frame - t.last_frame <= max_gap]
+    if live is None:
+        live = list(range(len(tracks)))
+    live[:] = [i for i in live if frame - tracks[i].last_frame <= max_gap]
     pairs = sorted(
         ((iou(tracks[i].boxes[-1], box), i, j) for i in live for j, (box, _) in enumerate(dets)),
         reverse=True,
@@ -110,6 +119,7 @@ def link(tracks: list[Track], frame: int, dets: list[tuple[np.ndarray, float]], 
         if j not in assigned:
             tracks.append(Track())
             assigned[j] = len(tracks) - 1
+            live.append(assigned[j])
         t = tracks[assigned[j]]
         t.frames.append(frame)
         t.boxes.append(box)
@@ -185,6 +195,7 @@ def track_video(path: str, cfg: dict, progress=None) -> FaceTrackResult:
     detector = MediaPipeFaceDetector(cfg["model_selection"], cfg["min_confidence"])
     reader = FrameReader(path)
     tracks: list[Track] = []
+    live: list[int] = []  # indices of the tracks link() may still extend
     timestamps: list[float] = []
     fps = float("nan")
     started = False
@@ -201,7 +212,7 @@ def track_video(path: str, cfg: dict, progress=None) -> FaceTrackResult:
             scale = fr.width / small.shape[1]
             dets = [(box * scale, score) for box, score in detector(small)]
             max_gap = max(every, int(round(float(cfg["max_gap_s"]) * (fps if fps == fps else 25))))
-            joined = link(tracks, fr.index, dets, float(cfg["iou_match"]), max_gap)
+            joined = link(tracks, fr.index, dets, float(cfg["iou_match"]), max_gap, live)
             if targets and fr.index in targets and dets:
                 for (box, _), ti in zip(dets, joined):
                     cand[(fr.index, ti)] = _crop(fr, box, margin, crop_size)
