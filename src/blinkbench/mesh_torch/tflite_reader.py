@@ -8,6 +8,11 @@ as float32 arrays; custom-op options (FlexBuffers maps) are decoded by :func:`fl
 
 Only what the face models need is decoded; an operator whose options are not decoded keeps
 ``options == {}``, and :mod:`.graph` refuses operators it cannot execute, naming them.
+
+A malformed, truncated or crafted file raises :class:`TFLiteFormatError` (a ``ValueError``):
+every offset, count and length is checked against the file before it is followed, FlexBuffers
+nesting is bounded, and tensors sharing a buffer share its array (a file cannot make the
+reader copy one buffer once per tensor).
 """
 
 from __future__ import annotations
@@ -76,6 +81,32 @@ class Model:
         return out
 
 
+class TFLiteFormatError(ValueError):
+    """A ``.tflite`` file (or custom-op FlexBuffers options) that does not parse."""
+
+
+MAX_FLEX_DEPTH = 32  # nesting of FlexBuffers maps/vectors; the face models use 2
+
+
+def _unpack(fmt: str, buf: bytes, pos: int):
+    """One little-endian value at ``pos``, which must lie wholly inside ``buf``."""
+    size = struct.calcsize(fmt)
+    if pos < 0 or pos + size > len(buf):
+        raise TFLiteFormatError(f"offset {pos} (+{size} bytes) is outside the {len(buf)}-byte buffer")
+    return struct.unpack_from(fmt, buf, pos)[0]
+
+
+def _span(buf: bytes, start: int, n: int, itemsize: int = 1) -> None:
+    if n < 0 or start < 0 or start + n * itemsize > len(buf):
+        raise TFLiteFormatError(f"{n} x {itemsize} bytes at offset {start} run past the {len(buf)}-byte buffer")
+
+
+def _enum(table: dict, value: int, what: str):
+    if value not in table:
+        raise TFLiteFormatError(f"unknown {what} {value}")
+    return table[value]
+
+
 # ------------------------------------------------------------------ flatbuffer access
 
 class _Table:
@@ -85,28 +116,31 @@ class _Table:
 
     def __init__(self, buf: bytes, pos: int):
         self.buf, self.pos = buf, pos
-        self.vt = pos - struct.unpack_from("<i", buf, pos)[0]
-        self.vt_len = struct.unpack_from("<H", buf, self.vt)[0]
+        self.vt = pos - _unpack("<i", buf, pos)
+        self.vt_len = _unpack("<H", buf, self.vt)
+        if self.vt_len < 4 or self.vt_len % 2:
+            raise TFLiteFormatError(f"table at {pos}: vtable length {self.vt_len}")
+        _span(buf, self.vt, self.vt_len)
 
     def _off(self, fid: int) -> int:
         slot = 4 + 2 * fid
         if slot >= self.vt_len:
             return 0
-        return struct.unpack_from("<H", self.buf, self.vt + slot)[0]
+        return _unpack("<H", self.buf, self.vt + slot)
 
     def has(self, fid: int) -> bool:
         return self._off(fid) != 0
 
     def scalar(self, fid: int, fmt: str, default=0):
         o = self._off(fid)
-        return struct.unpack_from("<" + fmt, self.buf, self.pos + o)[0] if o else default
+        return _unpack("<" + fmt, self.buf, self.pos + o) if o else default
 
     def _indirect(self, fid: int) -> int | None:
         o = self._off(fid)
         if not o:
             return None
         p = self.pos + o
-        return p + struct.unpack_from("<I", self.buf, p)[0]
+        return p + _unpack("<I", self.buf, p)
 
     def table(self, fid: int) -> "_Table | None":
         p = self._indirect(fid)
@@ -116,25 +150,29 @@ class _Table:
         p = self._indirect(fid)
         if p is None:
             return ""
-        n = struct.unpack_from("<I", self.buf, p)[0]
+        n = _unpack("<I", self.buf, p)
+        _span(self.buf, p + 4, n)
         return self.buf[p + 4 : p + 4 + n].decode("utf-8", "replace")
 
     def vector(self, fid: int, dtype) -> np.ndarray:
         p = self._indirect(fid)
         if p is None:
             return np.zeros(0, dtype)
-        n = struct.unpack_from("<I", self.buf, p)[0]
-        return np.frombuffer(self.buf, dtype=np.dtype(dtype).newbyteorder("<"), count=n, offset=p + 4)
+        n = _unpack("<I", self.buf, p)
+        dt = np.dtype(dtype).newbyteorder("<")
+        _span(self.buf, p + 4, n, dt.itemsize)
+        return np.frombuffer(self.buf, dtype=dt, count=n, offset=p + 4)
 
     def tables(self, fid: int) -> list["_Table"]:
         p = self._indirect(fid)
         if p is None:
             return []
-        n = struct.unpack_from("<I", self.buf, p)[0]
+        n = _unpack("<I", self.buf, p)
+        _span(self.buf, p + 4, n, 4)
         out = []
         for k in range(n):
             e = p + 4 + 4 * k
-            out.append(_Table(self.buf, e + struct.unpack_from("<I", self.buf, e)[0]))
+            out.append(_Table(self.buf, e + _unpack("<I", self.buf, e)))
         return out
 
 
@@ -143,20 +181,37 @@ class _Table:
 def flexbuffer_loads(data: bytes):
     """Decode a FlexBuffers value (custom-op options): maps, vectors, ints, floats, strings."""
     if len(data) < 3:
-        raise ValueError("flexbuffer too short")
+        raise TFLiteFormatError("flexbuffer too short")
     root_width = data[-1]
     packed = data[-2]
-    return _flex_value(data, len(data) - 2 - root_width, root_width, packed)
+    try:
+        return _flex_value(data, len(data) - 2 - root_width, root_width, packed)
+    except UnicodeDecodeError as exc:
+        raise TFLiteFormatError(f"flexbuffer string is not UTF-8: {exc}") from exc
+
+
+_FLEX_FMT = {("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
+             ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q",
+             ("f", 4): "f", ("f", 8): "d"}
 
 
 def _flex_read(data: bytes, pos: int, width: int, kind: str):
-    fmt = {("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
-           ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q",
-           ("f", 4): "f", ("f", 8): "d"}[(kind, width)]
-    return struct.unpack_from("<" + fmt, data, pos)[0]
+    fmt = _FLEX_FMT.get((kind, width))
+    if fmt is None:
+        raise TFLiteFormatError(f"flexbuffer value of kind {kind!r} and width {width}")
+    return _unpack("<" + fmt, data, pos)
 
 
-def _flex_value(data: bytes, pos: int, parent_width: int, packed: int):
+def _flex_key(data: bytes, start: int) -> str:
+    end = data.find(b"\0", max(start, 0)) if 0 <= start < len(data) else -1
+    if end < 0:
+        raise TFLiteFormatError(f"flexbuffer key at {start}: no terminating NUL inside the buffer")
+    return data[start:end].decode()
+
+
+def _flex_value(data: bytes, pos: int, parent_width: int, packed: int, depth: int = 0):
+    if depth > MAX_FLEX_DEPTH:
+        raise TFLiteFormatError(f"flexbuffer nested deeper than {MAX_FLEX_DEPTH} (a cycle?)")
     t, child_width = packed >> 2, 1 << (packed & 3)
     if t == 0:
         return None
@@ -172,12 +227,14 @@ def _flex_value(data: bytes, pos: int, parent_width: int, packed: int):
     if t in (6, 7, 8):  # indirect int / uint / float
         return _flex_read(data, target, child_width, "iuf"[t - 6])
     if t == 4:  # key: NUL-terminated
-        return data[target : data.index(b"\0", target)].decode()
+        return _flex_key(data, target)
     if t == 5:  # string: size-prefixed
         n = _flex_read(data, target - child_width, child_width, "u")
+        _span(data, target, n)
         return data[target : target + n].decode()
     if t == 9:  # map
         n = _flex_read(data, target - child_width, child_width, "u")
+        _span(data, target, n, child_width + 1)  # n values, then n type bytes
         keys_pos = target - 3 * child_width
         kvec = keys_pos - _flex_read(data, keys_pos, child_width, "u")
         kw = _flex_read(data, keys_pos + child_width, child_width, "u")
@@ -185,16 +242,17 @@ def _flex_value(data: bytes, pos: int, parent_width: int, packed: int):
         out = {}
         for k in range(n):
             kp = kvec + k * kw
-            kstart = kp - _flex_read(data, kp, kw, "u")
-            key = data[kstart : data.index(b"\0", kstart)].decode()
-            out[key] = _flex_value(data, target + k * child_width, child_width, types[k])
+            key = _flex_key(data, kp - _flex_read(data, kp, kw, "u"))
+            out[key] = _flex_value(data, target + k * child_width, child_width, types[k], depth + 1)
         return out
     if t == 10:  # untyped vector
         n = _flex_read(data, target - child_width, child_width, "u")
+        _span(data, target, n, child_width + 1)
         types = data[target + n * child_width : target + n * child_width + n]
-        return [_flex_value(data, target + k * child_width, child_width, types[k]) for k in range(n)]
+        return [_flex_value(data, target + k * child_width, child_width, types[k], depth + 1) for k in range(n)]
     if t in (11, 12, 13, 36):  # typed vector of int / uint / float / bool
         n = _flex_read(data, target - child_width, child_width, "u")
+        _span(data, target, n, child_width)
         kind = {11: "i", 12: "u", 13: "f", 36: "u"}[t]
         vals = [_flex_read(data, target + k * child_width, child_width, kind) for k in range(n)]
         return [bool(v) for v in vals] if t == 36 else vals
@@ -202,34 +260,34 @@ def _flex_value(data: bytes, pos: int, parent_width: int, packed: int):
         length = (t - 16) // 3 + 2
         kind = "iuf"[(t - 16) % 3]
         return [_flex_read(data, target + k * child_width, child_width, kind) for k in range(length)]
-    raise ValueError(f"unsupported flexbuffer type {t}")
+    raise TFLiteFormatError(f"unsupported flexbuffer type {t}")
 
 
 # ------------------------------------------------------------------ options per operator
 
 def _opts_conv(t: _Table) -> dict:
-    return {"padding": PADDING[t.scalar(0, "b")], "stride_w": t.scalar(1, "i"), "stride_h": t.scalar(2, "i"),
-            "activation": ACTIVATION[t.scalar(3, "b")],
+    return {"padding": _enum(PADDING, t.scalar(0, "b"), "padding"), "stride_w": t.scalar(1, "i"), "stride_h": t.scalar(2, "i"),
+            "activation": _enum(ACTIVATION, t.scalar(3, "b"), "activation"),
             "dilation_w": t.scalar(4, "i", 1), "dilation_h": t.scalar(5, "i", 1)}
 
 
 def _opts_depthwise(t: _Table) -> dict:
-    return {"padding": PADDING[t.scalar(0, "b")], "stride_w": t.scalar(1, "i"), "stride_h": t.scalar(2, "i"),
-            "depth_multiplier": t.scalar(3, "i"), "activation": ACTIVATION[t.scalar(4, "b")],
+    return {"padding": _enum(PADDING, t.scalar(0, "b"), "padding"), "stride_w": t.scalar(1, "i"), "stride_h": t.scalar(2, "i"),
+            "depth_multiplier": t.scalar(3, "i"), "activation": _enum(ACTIVATION, t.scalar(4, "b"), "activation"),
             "dilation_w": t.scalar(5, "i", 1), "dilation_h": t.scalar(6, "i", 1)}
 
 
 def _opts_pool(t: _Table) -> dict:
-    return {"padding": PADDING[t.scalar(0, "b")], "stride_w": t.scalar(1, "i"), "stride_h": t.scalar(2, "i"),
-            "filter_w": t.scalar(3, "i"), "filter_h": t.scalar(4, "i"), "activation": ACTIVATION[t.scalar(5, "b")]}
+    return {"padding": _enum(PADDING, t.scalar(0, "b"), "padding"), "stride_w": t.scalar(1, "i"), "stride_h": t.scalar(2, "i"),
+            "filter_w": t.scalar(3, "i"), "filter_h": t.scalar(4, "i"), "activation": _enum(ACTIVATION, t.scalar(5, "b"), "activation")}
 
 
 def _opts_act0(t: _Table) -> dict:  # AddOptions, MulOptions, SubOptions: activation is field 0
-    return {"activation": ACTIVATION[t.scalar(0, "b")]}
+    return {"activation": _enum(ACTIVATION, t.scalar(0, "b"), "activation")}
 
 
 def _opts_concat(t: _Table) -> dict:
-    return {"axis": t.scalar(0, "i"), "activation": ACTIVATION[t.scalar(1, "b")]}
+    return {"axis": t.scalar(0, "i"), "activation": _enum(ACTIVATION, t.scalar(1, "b"), "activation")}
 
 
 def _opts_reshape(t: _Table) -> dict:
@@ -253,15 +311,31 @@ _OPTIONS = {
 # ------------------------------------------------------------------ model
 
 def read_model(path: str | Path) -> Model:
-    """Parse a ``.tflite`` file (first subgraph) into a :class:`Model`."""
+    """Parse a ``.tflite`` file (first subgraph) into a :class:`Model`; a malformed file
+    raises :class:`TFLiteFormatError` naming it."""
     buf = Path(path).read_bytes()
-    return parse_model(buf)
+    try:
+        return parse_model(buf)
+    except TFLiteFormatError as exc:
+        raise TFLiteFormatError(f"{path}: {exc}") from exc
 
 
 def parse_model(buf: bytes) -> Model:
+    """:func:`read_model` on bytes. Anything wrong with them is a :class:`TFLiteFormatError`;
+    the checks sit where offsets and counts are followed, and the last-resort conversion
+    below only words what a check missed the same way."""
     if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ValueError("not a TFLite flatbuffer (file identifier TFL3 missing)")
-    root = _Table(buf, struct.unpack_from("<I", buf, 0)[0])
+        raise TFLiteFormatError("not a TFLite flatbuffer (file identifier TFL3 missing)")
+    try:
+        return _parse_model(buf)
+    except TFLiteFormatError:
+        raise
+    except (struct.error, IndexError, KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise TFLiteFormatError(f"malformed TFLite file: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse_model(buf: bytes) -> Model:
+    root = _Table(buf, _unpack("<I", buf, 0))
     codes = []
     for oc in root.tables(1):  # operator_codes
         code = max(oc.scalar(0, "b"), oc.scalar(3, "i"))  # deprecated_builtin_code, builtin_code
@@ -270,29 +344,41 @@ def parse_model(buf: bytes) -> Model:
     buffers = root.tables(4)
     subgraphs = root.tables(2)
     if not subgraphs:
-        raise ValueError("model has no subgraph")
+        raise TFLiteFormatError("model has no subgraph")
     g = subgraphs[0]
     tensors = []
+    flat: dict[tuple[int, type], np.ndarray | None] = {}  # one array per buffer, however many tensors use it
     for i, t in enumerate(g.tables(0)):
         ttype = t.scalar(1, "b")
         if ttype not in TENSOR_TYPES:
-            raise ValueError(f"tensor {i}: unsupported TensorType {ttype}")
+            raise TFLiteFormatError(f"tensor {i}: unsupported TensorType {ttype}")
         dtype = TENSOR_TYPES[ttype]
         shape = tuple(int(v) for v in t.vector(0, np.int32))
+        if any(d < -1 for d in shape):
+            raise TFLiteFormatError(f"tensor {i}: shape {shape}")
         sparse = t.has(6)  # sparsity parameters: the buffer holds only the non-zero blocks
-        data = _buffer_data(buf, buffers, t.scalar(2, "I"), dtype, None if sparse else shape)
-        if data is not None and dtype == np.float16:
-            data = data.astype(np.float32)
+        key = (t.scalar(2, "I"), dtype)
+        if key not in flat:
+            arr = _buffer_data(buf, buffers, key[0], dtype, None)
+            flat[key] = arr.astype(np.float32) if arr is not None and dtype == np.float16 else arr
+        data = flat[key]
+        if data is not None and not sparse:
+            if int(np.prod(shape, dtype=np.int64)) != data.size or any(d < 0 for d in shape):
+                raise TFLiteFormatError(f"tensor {i}: shape {shape} does not fit its {data.size} values")
+            data = data.reshape(shape) if shape else data.reshape(())
         tensors.append(Tensor(i, t.string(3), shape, dtype, data, sparse))
     ops = []
     for i, o in enumerate(g.tables(3)):
-        name, version = codes[o.scalar(0, "I")]
+        code = o.scalar(0, "I")
+        if code >= len(codes):
+            raise TFLiteFormatError(f"operator {i}: opcode index {code} of {len(codes)}")
+        name, version = codes[code]
         opts: dict = {}
         if name in _OPTIONS and o.has(4):
             want, decode = _OPTIONS[name]
             got = o.scalar(3, "B")
             if got != want:
-                raise ValueError(f"operator {i} ({name}): options type {got}, expected {want}")
+                raise TFLiteFormatError(f"operator {i} ({name}): options type {got}, expected {want}")
             opts = decode(o.table(4))
         elif name.startswith("CUSTOM:") and o.has(5):
             raw = o.vector(5, np.uint8).tobytes()
@@ -310,9 +396,13 @@ def _buffer_data(buf: bytes, buffers: list[_Table], index: int, dtype, shape) ->
     raw = b.vector(0, np.uint8)
     if raw.size == 0 and b.scalar(1, "Q") > 1:  # large models: data stored after the flatbuffer
         off, size = b.scalar(1, "Q"), b.scalar(2, "Q")
+        _span(buf, off, size)
         raw = np.frombuffer(buf, np.uint8, count=size, offset=off)
     if raw.size == 0:
         return None
+    itemsize = np.dtype(dtype).itemsize
+    if raw.size % itemsize:
+        raise TFLiteFormatError(f"buffer {index}: {raw.size} bytes is not a whole number of {np.dtype(dtype)} values")
     arr = np.frombuffer(raw.tobytes(), dtype=np.dtype(dtype).newbyteorder("<"))
     if shape is None:
         return arr
