@@ -6,6 +6,7 @@ rule ear_attack:
     """EAR suppression (real video) or injection (fake video), re-scored by the pipeline."""
     input:
         unpack(get_ear_attack_inputs),
+        models=lambda wc: model_files(config, "ear_attack"),
     output:
         paths.PATTERNS["ear_attack"],
     params:
@@ -26,6 +27,7 @@ rule ear_attack:
 rule landmark_breaker:
     """Landmark Breaker on face crops: white box, transfer, compression tables."""
     input:
+        models=lambda wc: model_files(config, "landmark_breaker"),
         manifest=paths.PATTERNS["manifest"],
         crops=lambda wc: per_video("crops", [wc.dataset]),
     output:

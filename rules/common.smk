@@ -8,7 +8,7 @@ from blinkbench import datasets as bb_datasets
 from blinkbench.datasets import demo as bb_demo
 from blinkbench.core import paths
 from blinkbench.experiments.plan import detector_plan
-from blinkbench.spine.steps import STEPS
+from blinkbench.spine.steps import STEPS, model_files
 
 min_version("9.0")
 

@@ -55,6 +55,7 @@ rule train_frame:
     """Fit one frame detector on a dataset's training face crops (early stopping on val)."""
     input:
         unpack(lambda wc: get_frame_inputs(wc.train)),
+        models=lambda wc: model_files(config, "train_frame", wc.detector),  # a checkpoint
     output:
         model=paths.PATTERNS["frame_model"],
         info=paths.PATTERNS["frame_model_info"],

@@ -1,6 +1,7 @@
 rule landmarks:
     """Per-frame facial landmarks (MediaPipe Face Mesh 478 points, or PFLD 68)."""
     input:
+        models=lambda wc: model_files(config, "landmarks"),  # replacing one reruns the step
         video=get_video,
         track=paths.PATTERNS["faces"],
     output:

@@ -48,6 +48,7 @@ rule rescore:
     """Blink path and every trained detector on one study set (target, method, eps, variant)."""
     input:
         unpack(get_rescore_inputs),
+        models=lambda wc: model_files(config, "rescore"),
     output:
         paths.PATTERNS["study"],
     params:

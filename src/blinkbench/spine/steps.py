@@ -76,6 +76,24 @@ STEPS: dict[str, StepSpec] = {
 }
 
 
+def model_files(params: dict, step: str, detector: str | None = None) -> list[str]:
+    """Model files a step reads that params name by path: the PFLD model (``landmarks``
+    with the pfld backend, and the steps that re-extract landmarks; the Landmark Breaker's
+    transfer target) and a frame detector's ``checkpoint``. Snakemake rules declare them as
+    inputs, so replacing one reruns the step (the per-video stamps hash the PFLD model too)."""
+    lm = params["landmarks"]
+    pfld = lm.get("pfld_model") if lm.get("backend") == "pfld" else None
+    if step in ("landmarks", "ear_attack", "rescore"):
+        files = [pfld]
+    elif step == "landmark_breaker":
+        files = [(params["blink_attacks"].get("landmark_breaker") or {}).get("pfld_model") or lm.get("pfld_model")]
+    elif step == "train_frame" and detector:
+        files = [((params["frame_detectors"].get("hyper") or {}).get(detector) or {}).get("checkpoint")]
+    else:
+        files = []
+    return [str(f) for f in files if f]
+
+
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
