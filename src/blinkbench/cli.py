@@ -120,7 +120,11 @@ def cmd_manifest(args) -> int:
     if args.dataset not in params["datasets"]:
         print(f"blinkbench: dataset {args.dataset!r} is not in params datasets: {sorted(params['datasets'])}", file=sys.stderr)
         return 2
-    df = datasets.build_manifest(args.dataset, params["datasets"][args.dataset], params, progress=sys.stderr.isatty())
+    try:
+        df = datasets.build_manifest(args.dataset, params["datasets"][args.dataset], params, progress=sys.stderr.isatty())
+    except ValueError as exc:  # a layout or metadata file the adapter refuses: a message, not a traceback
+        print(f"blinkbench: manifest {args.dataset}: {exc}", file=sys.stderr)
+        return 2
     out = args.out or paths.path("manifest", dataset=args.dataset)
     datasets.write_manifest(df, out)
     counts = df["status"].value_counts().to_dict()

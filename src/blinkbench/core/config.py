@@ -117,6 +117,8 @@ def load(path: str | os.PathLike = "params.yaml") -> dict:
         raise ParamsError(f"params file not found: {path}") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text: {exc}") from None
     return validate(params, source=str(path))
 
 

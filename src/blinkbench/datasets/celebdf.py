@@ -114,8 +114,12 @@ def read_test_list(path: Path) -> dict[str, str] | None:
     """``folder/file`` -> "real"/"fake" from the official test list; None if absent."""
     if not path.is_file():
         return None
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text: {exc}") from None
     out = {}
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         flag, _, rel = line.strip().partition(" ")

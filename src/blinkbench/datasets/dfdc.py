@@ -34,6 +34,7 @@ test part takes its original from a training part along, so no group spans two s
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import re
@@ -159,25 +160,40 @@ def _test_entries(labels: Path, test_dir: Path) -> list[Entry]:
     if not labels.is_file():
         raise ValueError(f"dfdc: test_labels file not found: {labels}")
     out = []
-    with labels.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"filename", "label"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{labels}: expected columns filename,label, got {reader.fieldnames}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                flag = int(float(row["label"]))
-            except (TypeError, ValueError):
-                flag = -1
-            if flag not in (0, 1):
-                raise ValueError(
-                    f"{labels}:{line}: label must be 1 (fake) or 0 (real), got {row['label']!r}"
-                )
-            filename = (row["filename"] or "").strip()
-            path, error = name_under(test_dir, filename)
-            stem, label = safe_id(Path(filename).stem), "fake" if flag else "real"
-            vid = rejected_id("test", stem, raw=filename) if error else safe_id("test", stem)
-            out.append(_entry(vid, path, label, "" if flag else stem, "test", vid, error))
+    try:
+        text = labels.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{labels}: not UTF-8 text: {exc}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise ValueError(f"{labels}: not a CSV file: {exc}") from None
+    if not {"filename", "label"} <= set(fieldnames or ()):
+        raise ValueError(f"{labels}: expected columns filename,label, got {fieldnames}")
+    rows = _csv_rows(reader, labels)
+    for line, row in enumerate(rows, start=2):
+        try:
+            flag = int(float(row["label"]))
+        except (TypeError, ValueError, OverflowError):  # empty, text, inf
+            flag = -1
+        if flag not in (0, 1):
+            raise ValueError(
+                f"{labels}:{line}: label must be 1 (fake) or 0 (real), got {row['label']!r}"
+            )
+        filename = (row["filename"] or "").strip()
+        path, error = name_under(test_dir, filename)
+        stem, label = safe_id(Path(filename).stem), "fake" if flag else "real"
+        vid = rejected_id("test", stem, raw=filename) if error else safe_id("test", stem)
+        out.append(_entry(vid, path, label, "" if flag else stem, "test", vid, error))
     return out
+
+
+def _csv_rows(reader: csv.DictReader, path: Path) -> list[dict]:
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a CSV file: {exc}") from None
 
 
 def _entry(vid: str, path: Path, label: str, target: str, split: str, group: str, error: str = "") -> Entry:
