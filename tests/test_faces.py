@@ -49,3 +49,35 @@ def test_linking_cost_does_not_grow_with_the_tracks_seen():
     quarter = time.perf_counter() - t0
     assert elapsed < 5.0, elapsed  # scanning every track: 11.4 s here under load, the live list 0.6 s
     assert elapsed < 8 * quarter, (elapsed, quarter)  # linear: ~4x for 4x the frames; quadratic ~16x
+
+
+def test_frames_in_flight_carry_the_downscaled_image_not_the_full_frame(tmp_path, params, monkeypatch):
+    """Issue 13 item 8: the reader's queue held 32 full decoded frames (8K: 1.4 GiB). Now
+    the decode thread downscales detection frames and drops every full frame except the few
+    a crop may be cut from, so what waits in the queue does not grow with resolution."""
+    import cv2
+    from skimage import data as skdata
+
+    from blinkbench.video import codec
+    from conftest import make_video
+
+    face = cv2.resize(skdata.astronaut(), (512, 512), interpolation=cv2.INTER_AREA)
+    video = make_video(tmp_path / "v.mp4", [face] * 40)
+    seen = []
+
+    class Recording(codec.FrameReader):
+        def __iter__(self):
+            for fr in super().__iter__():
+                seen.append((fr.index, fr.av_frame is not None, None if fr.data is None else fr.data.shape))
+                yield fr
+
+    monkeypatch.setattr(faces, "FrameReader", Recording)
+    cfg = params["faces"]
+    cfg.update(detect_every=2, detect_max_side=128)
+    cfg["crops"].update(n_per_video=2, size=32)
+    res = faces.track_video(str(video), cfg)
+    assert res.meta["status"] == "ok" and len(res.crops) == 2
+    targets = faces._crop_targets(40, 2, 2)
+    assert [i for i, full, _ in seen if full] == sorted(targets)  # full pixels only where a crop may be cut
+    assert all((shape is not None) == (i % 2 == 0) for i, _, shape in seen)
+    assert all(max(shape) <= 128 for _, _, shape in seen if shape is not None)
