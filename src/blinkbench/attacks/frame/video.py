@@ -370,6 +370,8 @@ def summarise(records: list[dict], n_frames: int) -> dict[str, Any]:
         "frames_attacked": len(records),
         "n_success": int(sum(r["success"] for r in records)),
         "success_rate": mean("success"),                # after 8-bit rounding (and rescue): what is written
+        # seed 003's per-video verdict: fooled when fewer than half its attacked frames are still called fake
+        "video_fooled": (2 * sum(not r["success"] for r in records) < len(records)) if records else None,
         "success_rate_float": mean("success_float"),    # the attack's own float result
         "n_rescued": int(sum(r["scale"] > 1 for r in records)),
         "p_fake_before_mean": mean("p_fake_before"),
