@@ -70,6 +70,7 @@ ATTACK_TABLE = [
     AttackCase("difgsm", 20, 0.0, 0.5, ("attention",)),
     AttackCase("mdifgsm", 20, 0.5, 0.5, ("attention",)),
     AttackCase("mdifgsm_ens", 20, 0.5, 0.5, ("attention", "mesh")),
+    AttackCase("lbmix", 20, 0.5, 0.0, ("attention",)),
 ]
 
 

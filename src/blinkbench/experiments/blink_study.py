@@ -17,7 +17,7 @@ from blinkbench.core import io, paths
 log = logging.getLogger(__name__)
 
 MODE_LABEL = {"suppress": "real", "inject": "fake"}
-LB_TABLES = ("white_box", "transfer", "compression", "per_image", "images")
+LB_TABLES = ("white_box", "transfer", "compression", "ablation", "per_image", "images")
 
 
 def videos(params: dict, mode: str) -> pd.DataFrame:

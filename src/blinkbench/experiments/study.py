@@ -160,7 +160,8 @@ def rescore_set(params: dict, target: str, method: str, eps, variant: str, out_j
         rec_p = src.with_suffix(".json")
         if rec_p.exists():
             rec = io.read_json(rec_p)
-            for k in ("success_rate", "psnr_mean", "ssim_mean", "linf_max", "l2_mean"):
+            for k in ("success_rate", "psnr_mean", "ssim_mean", "linf_max", "l2_mean", "l2_float_mean",
+                      "linf_float_max"):
                 if k in rec:
                     row[f"attack_{k}"] = rec[k]
         scores: dict = {}
@@ -206,7 +207,8 @@ def summarise(rows: list[dict]) -> dict:
         "mean_ear_median_change": float(np.nanmean([r["ear_median"] - r["clean_ear_median"] for r in ok]))
         if ok else None,
     }
-    for k in ("attack_psnr_mean", "attack_ssim_mean", "attack_linf_max", "attack_l2_mean", "attack_success_rate"):
+    for k in ("attack_psnr_mean", "attack_ssim_mean", "attack_linf_max", "attack_l2_mean", "attack_success_rate",
+              "attack_l2_float_mean", "attack_linf_float_max"):
         v = [r[k] for r in rows if r.get(k) is not None]
         out.setdefault("perceptual", {})[k.replace("attack_", "")] = float(np.mean(v)) if v else None
     return out

@@ -270,7 +270,7 @@ def study_results(params: dict) -> pd.DataFrame:
             continue
         summ = io.read_json(p)["summary"]
         base = {"target": t, "method": m, "eps": float(e), "variant": v, **{f"{k}": summ.get("perceptual", {}).get(k)
-                for k in ("psnr_mean", "ssim_mean", "linf_max", "success_rate")},
+                for k in ("psnr_mean", "ssim_mean", "linf_max", "l2_mean", "success_rate")},
                 "blink_change": summ.get("blink_path", {}).get("mean_blink_change"),
                 "ear_median_change": summ.get("blink_path", {}).get("mean_ear_median_change")}
         for det, d in summ.items():
@@ -329,7 +329,8 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
             parts.append(f"<figure><img src='{e(rel)}' alt='eps sweep'><figcaption>{e(rel)}</figcaption></figure>")
     wide = df.pivot_table(index=["target", "method", "eps", "variant"], columns="detector", values="detection_rate",
                           aggfunc="first")
-    cost = df.groupby(["target", "method", "eps", "variant"])[["psnr_mean", "ssim_mean", "linf_max", "success_rate",
+    cost = df.groupby(["target", "method", "eps", "variant"])[["psnr_mean", "ssim_mean", "linf_max", "l2_mean",
+                                                               "success_rate",
                                                                "blink_change", "ear_median_change"]].first()
     parts += ["<h3>Detection rate of fake videos</h3>",
               wide.to_html(na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="t"),
@@ -387,8 +388,11 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
         metrics = {"mean_blinks": metrics}
     lb = root / "landmark_breaker.json"
     if lb.exists():
-        parts.append("<h3>Landmark Breaker (NME by the outer eye corners; SSIM in the face box)</h3>")
-        for name in ("white_box", "transfer", "compression"):
+        parts.append("<h3>Landmark Breaker (NME by the outer eye corners; SSIM in the face box)</h3>"
+                     "<p>nme68: over the 68 iBUG points (Face Mesh reduced to its 68-point equivalent), as seed "
+                     "001 reports it; nme: over all the extractor's points. ablation: white box over step size "
+                     "alpha x iterations T.</p>")
+        for name in ("white_box", "transfer", "compression", "ablation"):
             csv = root / f"landmark_breaker_{name}.csv"
             if csv.exists() and csv.stat().st_size > 1:
                 try:
@@ -398,6 +402,8 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
                 parts += [f"<h4>{e(name.replace('_', ' '))}</h4>", _table_html(t)]
                 if name == "white_box" and "nme" in t.columns and "attack" in t.columns:
                     metrics["landmark_breaker_white_box_nme"] = {a: _num(v) for a, v in zip(t["attack"], t["nme"])}
+                if name == "white_box" and "nme68" in t.columns and "attack" in t.columns:
+                    metrics["landmark_breaker_white_box_nme68"] = {a: _num(v) for a, v in zip(t["attack"], t["nme68"])}
     return metrics, "\n".join(parts)
 
 

@@ -12,6 +12,9 @@ variant         what                                                          ds
 ``jpeg50``      the same at quality 50                                        ``.mkv``
 ``h264_crf23``  libx264, yuv420p, CRF 23, preset medium (x264's and FFmpeg's  ``.mp4``
                 defaults; about FaceForensics++ "c23")                        or ``.mkv``
+``mpeg4``       MPEG-4 Part 2 alone (PyAV ``mpeg4``, yuv420p, fixed quantiser  ``.mp4``
+                ``qscale`` 5, as ``ffmpeg -c:v mpeg4 -q:v 5``), the file itself   or ``.mkv``
+                (Landmark Breaker's MPEG-4 condition; seed 001)
 ``mpeg4_h264``  double compression: MPEG-4 Part 2 (PyAV ``mpeg4``, yuv420p,   ``.mp4``
                 fixed quantiser ``qscale`` 5, as ``ffmpeg -c:v mpeg4 -q:v 5``:  or ``.mkv``
                 a constant quality where a bitrate would depend on the
@@ -44,7 +47,7 @@ from blinkbench.video.codec import OK, FrameReader, probe, write_video
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("none", "jpeg75", "jpeg50", "h264_crf23", "mpeg4_h264")
+VARIANTS = ("none", "jpeg75", "jpeg50", "h264_crf23", "mpeg4", "mpeg4_h264")
 JPEG_QUALITY = {"jpeg75": 75, "jpeg50": 50}
 H264 = {"codec": "libx264", "pix_fmt": "yuv420p", "options": {"crf": 23, "preset": "medium"}}
 MPEG4_QSCALE = 5
@@ -79,6 +82,8 @@ def compress_video(src: str | Path, dst: str | Path, variant: str, *, mpeg4_qsca
                                 pix_fmt="bgr0", bitexact=True)
             elif variant == "h264_crf23":
                 n = write_video(dst, frames, fps, bitexact=True, **H264)
+            elif variant == "mpeg4":
+                n = write_video(dst, frames, fps, bitexact=True, **mpeg4_codec(mpeg4_qscale))
             else:
                 n = write_video(dst, mpeg4_roundtrip(frames, fps, mpeg4_qscale), fps, bitexact=True, **H264)
             rec["n_frames"] = n
@@ -121,6 +126,13 @@ def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
+def mpeg4_codec(qscale: int) -> dict:
+    """:func:`write_video` arguments for MPEG-4 Part 2 at a fixed quantiser ``qscale``, as
+    ``qmin = qmax = qscale`` (through PyAV's stream options the qscale flag and
+    global_quality of ``ffmpeg -q:v`` had no effect here: the same file for q 2, 5 and 20)."""
+    return {"codec": "mpeg4", "pix_fmt": "yuv420p", "options": {"qmin": int(qscale), "qmax": int(qscale)}}
+
+
 def mpeg4_roundtrip(frames: Iterator[np.ndarray], fps: float, qscale: int) -> Iterator[np.ndarray]:
     """Frames through MPEG-4 Part 2 at a fixed quantiser and back (encoder and decoder in
     memory, in order); frame sizes must be even."""
@@ -136,7 +148,8 @@ def mpeg4_roundtrip(frames: Iterator[np.ndarray], fps: float, qscale: int) -> It
             enc.qscale = True
             enc.global_quality = int(qscale) * FF_QP2LAMBDA
             enc.thread_count, enc.thread_type = 1, "NONE"
-            enc.options = {"flags": "+bitexact"}
+            # qmin = qmax fixes the quantiser (qscale/global_quality alone left it at the default)
+            enc.options = {"flags": "+bitexact", "qmin": str(int(qscale)), "qmax": str(int(qscale))}
             dec = av.CodecContext.create("mpeg4", "r")
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
         vf.pts = i

@@ -44,6 +44,9 @@ Attacks (one loop, :class:`HeatmapAttack`; each registered name only changes def
 ``mdifgsm``    the "mixture": input diversity *and* momentum (M-DI2-FGSM)
 ``mdifgsm_ens``  the mixture on an ensemble of both Face Mesh models (468-point
                ``face_landmark`` and the 478-point attention model): the loss is averaged
+``lbmix``      LBmix: alternates Base2 steps (the plain gradient sign of I-FGSM on the
+               heat-map loss) with Landmark Breaker steps (the momentum direction, decay
+               0.5); the momentum accumulates on every step (``alternate``)
 =============  ==========================================================================
 
 Paper defaults: epsilon 15 (0-255 scale), T = 20, step 1, decay 0.5. Images are handled on
@@ -52,7 +55,10 @@ image that is evaluated and written.
 
 Evaluation (:func:`run_landmark_breaker_eval`): on a list of face crops, per attack, NME of
 the landmarks on the adversarial crop against the same extractor's prediction on the clean
-crop, normalised by the clean outer-eye-corner distance (Face Mesh 33-263, 68-point 36-45):
+crop, normalised by the clean outer-eye-corner distance (Face Mesh 33-263, 68-point 36-45).
+``nme68``, the headline as in seed 001's tables, is the NME over the 68 points of the iBUG
+layout: for Face Mesh targets the 68-point equivalent of the mesh (:data:`MEDIAPIPE_TO_68`),
+for PFLD its own 68 points; ``nme`` is over all the extractor's points. Targets:
 
 - white box: the PyTorch port (attention model) that was attacked;
 - transfer: the real MediaPipe runtime (the pipeline's backend, ``mp.solutions.face_mesh``
@@ -63,7 +69,10 @@ crop, normalised by the clean outer-eye-corner distance (Face Mesh 33-263, 68-po
   the crop is written losslessly, compressed, decoded, and its middle frame taken), each
   against the clean prediction, with the compressed *clean* crop as a baseline row;
 - perceptual cost: SSIM (scikit-image) inside the face box (the bounding box of the clean
-  port landmarks), PSNR over the crop, L-inf.
+  port landmarks), PSNR over the crop, L-inf;
+- ablation (``ablation``): the white-box ``nme68`` and cost of one attack over a grid of
+  step sizes alpha (0-255 levels; the paper's 1) and iteration counts T (the paper's 20),
+  by default alpha in {0.5, 1, 1.5} x T in {14, 20, 28} for ``mifgsm``.
 """
 
 from __future__ import annotations
@@ -97,6 +106,33 @@ SUBSETS: dict[str, tuple[int, ...] | None] = {
     "all": None,
 }
 EAR_POINTS = tuple(EYE_INDICES["mediapipe"]["left"]) + tuple(EYE_INDICES["mediapipe"]["right"])
+
+# The 68-point (iBUG 300-W / dlib, the PFLD layout) equivalent of the Face Mesh: entry k is
+# the mesh index standing for point k (image-left = the subject's right first, as in iBUG).
+# Source: the DLIB_TO_MEDIAPIPE table of the CLEESE toolbox v2.0 (CNRS, 2022; the FaceWarp
+# engine of github.com/neuro-team-femto/cleese), which has the brows (17-26), eyes (36-47)
+# and the mouth corners, top and bottom (48, 51, 54, 57, 60, 62, 64, 66) used here. Its other
+# entries were replaced where they disagree with PFLD on real footage: point 1 (its 254 is a
+# lower-eyelid point) and 28 (its 187 is on the cheek) and the rest of the jaw line, nose
+# and lips by the face-oval, nose-bridge/-base and lip-contour points at the same places
+# (jaw 127-234-93-132-58-136-150-176-152 and mirror; nose 168-197-5-4 / 75-97-2-326-305;
+# lips 39, 267/269, 405, 181 outer and 82, 312, 317, 87 inner). Checked against PFLD
+# (``../shared/models/pfld_68.onnx``) on 12 frames of news_presenter.mp4 and
+# talking_crop_a.mp4: mean point distance 0.051 of the outer-eye-corner distance (CLEESE's
+# table: 0.078, with 1.20 at point 1 and 0.76 at point 28); eye corners 36/39/42/45 within
+# 0.027-0.043; the largest gaps are on the jaw (<= 0.17), whose contour the two models
+# define differently. tests/test_seed_attacks.py checks the geometry on a real mesh.
+MEDIAPIPE_TO_68: tuple[int, ...] = (
+    127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 288, 361, 323, 454, 356,   # 0-16 jaw
+    70, 63, 105, 66, 107,                                                                # 17-21 right brow
+    336, 296, 334, 293, 300,                                                             # 22-26 left brow
+    168, 197, 5, 4,                                                                      # 27-30 nose bridge
+    75, 97, 2, 326, 305,                                                                 # 31-35 nose base
+    33, 160, 158, 133, 153, 144,                                                         # 36-41 right eye
+    362, 385, 387, 263, 373, 380,                                                        # 42-47 left eye
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,                                 # 48-59 outer lips
+    78, 82, 13, 312, 308, 317, 14, 87,                                                   # 60-67 inner lips
+)
 
 
 # ---------------------------------------------------------------------- surrogates
@@ -166,6 +202,7 @@ class HeatmapAttack:
     heatmap_size: int = 64
     landmarks: str = "eyes_outline"
     surrogates: tuple[str, ...] = ("attention",)
+    alternate: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -182,6 +219,16 @@ class HeatmapAttack:
     def alpha(self) -> float:
         """Step size on the [0, 1] scale."""
         return self.step_size / 255.0
+
+    def direction(self, step: int, grad: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(direction whose sign is stepped down the loss at iteration ``step``, updated
+        momentum). With ``decay`` > 0 the momentum is the L1-normalised accumulation of MI-FGSM
+        (Landmark Breaker's step); with ``alternate`` (LBmix) even iterations step along the
+        plain gradient (Base2, I-FGSM) and odd ones along the momentum."""
+        if self.decay <= 0:
+            return grad, grad
+        g = self.decay * g + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-20)
+        return (grad if self.alternate and step % 2 == 0 else g), g
 
     def _points(self, model, x: torch.Tensor) -> torch.Tensor:
         pts = model.landmarks(x).landmarks[..., :2]
@@ -214,16 +261,12 @@ class HeatmapAttack:
         start = torch.randint(-r, r + 1, x0.shape, generator=gen, dtype=torch.int64).to(x0.dtype) / 255.0 if r > 0 else 0.0
         x = (x0 + start).clamp(0, 1)
         g = torch.zeros_like(x0)
-        for _ in range(self.steps):
+        for step in range(self.steps):
             x = x.detach().requires_grad_(True)
             self.loss(x, refs, gen).sum().backward()
-            grad = x.grad.detach()
-            if self.decay > 0:
-                g = self.decay * g + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-20)
-            else:
-                g = grad
+            direction, g = self.direction(step, x.grad.detach(), g)
             with torch.no_grad():
-                x = x - self.alpha() * g.sign()
+                x = x - self.alpha() * direction.sign()
                 x = torch.min(torch.max(x, x0 - eps), x0 + eps).clamp(0, 1)
         return _to_uint8(x.detach())
 
@@ -294,9 +337,17 @@ class MDIFGSMEnsemble(MDIFGSM):
     surrogates: tuple[str, ...] = ("attention", "mesh")
 
 
+@dataclass(frozen=True, kw_only=True)
+class LBMix(MIFGSM):
+    """LBmix: Base2 (I-FGSM) and Landmark Breaker (momentum) steps in turn."""
+
+    name: ClassVar[str] = "lbmix"
+    alternate: bool = True
+
+
 ATTACKS: dict[str, type[HeatmapAttack]] = {
     "fgsm": FGSM, "ifgsm": IFGSM, "mifgsm": MIFGSM, "landmark_breaker": MIFGSM,
-    "difgsm": DIFGSM, "mdifgsm": MDIFGSM, "mdifgsm_ens": MDIFGSMEnsemble,
+    "difgsm": DIFGSM, "mdifgsm": MDIFGSM, "mdifgsm_ens": MDIFGSMEnsemble, "lbmix": LBMix,
 }
 
 
@@ -321,6 +372,20 @@ def nme(pred: np.ndarray, ref: np.ndarray, scheme: str = "mediapipe", points: Se
         r2 = r
     iod = float(np.linalg.norm(r[a] - r[b]))
     return float(np.linalg.norm(p - r2, axis=1).mean() / iod) if iod > 0 else float("nan")
+
+
+def nme68(pred: np.ndarray, ref: np.ndarray, scheme: str = "mediapipe") -> float:
+    """NME over the 68 iBUG points normalised by ``ref``'s outer eye corners (36-45), as seed
+    001's tables report it: Face Mesh landmarks (468/478 points) are reduced to their
+    68-point equivalent (:data:`MEDIAPIPE_TO_68`) first; 68-point landmarks are used as they
+    are."""
+    p, r = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
+    if scheme == "mediapipe":
+        idx = list(MEDIAPIPE_TO_68)
+        p, r = p[idx], r[idx]
+    elif scheme != "ibug68":
+        raise ValueError(f"nme68: unknown landmark scheme {scheme!r}")
+    return nme(p, r, "ibug68")
 
 
 # ---------------------------------------------------------------------- extractors (targets)
@@ -414,6 +479,11 @@ def compress_crop(crop: np.ndarray, condition: str, work: Path | None = None, cl
 
 # ---------------------------------------------------------------------- evaluation
 
+# The ablation grid: Landmark Breaker's step size alpha (0-255 levels) and iterations T
+# around the paper's alpha = 1, T = 20.
+ABLATION_DEFAULTS: dict[str, Any] = {"attack": "mifgsm", "alpha": (0.5, 1.0, 1.5), "steps": (14, 20, 28)}
+
+
 @dataclass(frozen=True, kw_only=True)
 class LandmarkBreakerEval:
     """What :func:`run_landmark_breaker_eval` runs. ``attacks``: names, or a mapping name ->
@@ -427,7 +497,18 @@ class LandmarkBreakerEval:
     pfld_model: str | None = None
     batch: int = 8
     clip_frames: int = 8
+    ablation: Mapping[str, Any] | None = None
     seed: int = 0
+
+    def __post_init__(self):
+        if self.ablation is not None:
+            a = {**ABLATION_DEFAULTS, **dict(self.ablation)}
+            if set(a) - set(ABLATION_DEFAULTS):
+                raise TypeError(f"ablation: unknown keys {sorted(set(a) - set(ABLATION_DEFAULTS))}; "
+                                f"known: {sorted(ABLATION_DEFAULTS)}")
+            if a["attack"] not in ATTACKS or not a["alpha"] or not a["steps"]:
+                raise ValueError(f"ablation: need a known attack and non-empty alpha and steps, got {a}")
+            object.__setattr__(self, "ablation", a)
 
     @classmethod
     def from_params(cls, params: "LandmarkBreakerEval | Mapping[str, Any] | None") -> "LandmarkBreakerEval":
@@ -473,6 +554,8 @@ def run_landmark_breaker_eval(crops: Sequence[np.ndarray] | Mapping[str, np.ndar
     - ``transfer``: per attack x target, mean NME and detection rate (``none``).
     - ``compression``: per attack x condition x target, mean NME and detection rate.
     - ``images``: per input image, its status (``ok``, ``bad_input``, ``no_face``).
+    - ``ablation`` (with ``ablation`` set; else empty): per (alpha, T) of the grid, the
+      port's mean ``nme68`` and ``nme`` on the attacked crops (no compression) and the cost.
 
     Bad crops and crops without a face (the port's presence logit <= 0) are listed in
     ``images`` and skipped; a condition that fails (e.g. the compression module missing)
@@ -505,6 +588,7 @@ def run_landmark_breaker_eval(crops: Sequence[np.ndarray] | Mapping[str, np.ndar
         for name, attack in attacks.items():
             outs = [attack(clean[s:s + cfg.batch]) for s in range(0, len(clean), cfg.batch)]
             adv[name] = np.concatenate(outs) if outs else clean[:0]
+        ablation = _ablation(cfg, clean, ref.get("port", []), boxes)
         with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
             for cond in cfg.conditions:
                 for name, images in adv.items():
@@ -529,10 +613,11 @@ def run_landmark_breaker_eval(crops: Sequence[np.ndarray] | Mapping[str, np.ndar
     finally:
         for t in targets:
             t.close()
-    per_image = pd.DataFrame(rows, columns=["image", "attack", "condition", "target", "status", "nme", "nme_eyes",
+    per_image = pd.DataFrame(rows, columns=["image", "attack", "condition", "target", "status", "nme68", "nme", "nme_eyes",
                                             "ear_change", "detected", "ssim_face", "psnr", "linf"])
     per_image[["ssim_face", "psnr"]] = per_image[["ssim_face", "psnr"]].astype(float)  # None (no value) -> NaN
     tables = summarise_eval(per_image)
+    tables["ablation"] = ablation
     tables["images"] = pd.DataFrame(image_rows, columns=["image", "status", "error"])
     tables["per_image"] = per_image
     if notes:
@@ -542,18 +627,50 @@ def run_landmark_breaker_eval(crops: Sequence[np.ndarray] | Mapping[str, np.ndar
     return tables
 
 
+ABLATION_COLUMNS = ["attack", "alpha", "steps", "nme68", "nme", "ssim_face", "psnr", "linf", "n"]
+
+
+def _ablation(cfg: LandmarkBreakerEval, clean: np.ndarray, ref: Sequence[np.ndarray], boxes: list) -> pd.DataFrame:
+    """The white-box grid over step size alpha x iterations T (see :data:`ABLATION_DEFAULTS`)."""
+    if not cfg.ablation or not len(clean):
+        return pd.DataFrame(columns=ABLATION_COLUMNS)
+    a = cfg.ablation
+    rows = []
+    for alpha in a["alpha"]:
+        for steps in a["steps"]:
+            kw = {"seed": cfg.seed, "step_size": float(alpha), "steps": int(steps)}
+            if cfg.eps is not None:
+                kw["eps"] = cfg.eps
+            atk = make_attack(a["attack"], **kw)
+            adv = np.concatenate([atk(clean[s:s + cfg.batch]) for s in range(0, len(clean), cfg.batch)])
+            pred = _PortTarget()(adv)
+            rows.append({"attack": a["attack"], "alpha": float(alpha), "steps": int(steps),
+                         "nme68": float(np.mean([nme68(p, r) for p, r in zip(pred, ref)])),
+                         "nme": float(np.mean([nme(p, r) for p, r in zip(pred, ref)])),
+                         "ssim_face": _nanmean([ssim_in_box(v, c, b) for v, c, b in zip(adv, clean, boxes)]),
+                         "psnr": _nanmean([psnr(v, c) for v, c in zip(adv, clean)]),
+                         "linf": float(max(linf(v, c) for v, c in zip(adv, clean))), "n": len(clean)})
+    return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
+
+
+def _nanmean(values) -> float:
+    v = np.array([np.nan if x is None else x for x in values], float)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
 def _compare(pred: np.ndarray | None, ref: np.ndarray | None, scheme: str) -> dict:
     nan = float("nan")
     if ref is None:
-        return dict(nme=nan, nme_eyes=nan, ear_change=nan, detected=pred is not None)
+        return dict(nme=nan, nme68=nan, nme_eyes=nan, ear_change=nan, detected=pred is not None)
     if pred is None:
-        return dict(nme=nan, nme_eyes=nan, ear_change=nan, detected=False)
+        return dict(nme=nan, nme68=nan, nme_eyes=nan, ear_change=nan, detected=False)
     from blinkbench.spine.ear import ear_from_landmarks
 
     eyes = EAR_POINTS if scheme == "mediapipe" else None
     e_p = np.nanmean(np.stack(ear_from_landmarks(pred[None], scheme)))
     e_r = np.nanmean(np.stack(ear_from_landmarks(ref[None], scheme)))
-    return dict(nme=nme(pred, ref, scheme), nme_eyes=nme(pred, ref, scheme, eyes) if eyes else nan,
+    return dict(nme=nme(pred, ref, scheme), nme68=nme68(pred, ref, scheme),
+                nme_eyes=nme(pred, ref, scheme, eyes) if eyes else nan,
                 ear_change=float(abs(e_p - e_r)), detected=True)
 
 
@@ -563,13 +680,15 @@ def summarise_eval(per_image: pd.DataFrame) -> dict[str, pd.DataFrame]:
     ok["detected"] = ok["detected"].astype(float)
     none = ok[ok["condition"] == "none"]
     white = (none[none["target"] == "port"].groupby("attack", sort=False)
-             .agg(nme=("nme", "mean"), nme_eyes=("nme_eyes", "mean"), ear_change=("ear_change", "mean"),
+             .agg(nme68=("nme68", "mean"), nme=("nme", "mean"), nme_eyes=("nme_eyes", "mean"),
+                  ear_change=("ear_change", "mean"),
                   ssim_face=("ssim_face", "mean"), psnr=("psnr", "mean"), linf=("linf", "max"), n=("image", "count"))
              .reset_index())
     transfer = (none.groupby(["attack", "target"], sort=False)
-                .agg(nme=("nme", "mean"), nme_eyes=("nme_eyes", "mean"), detect_rate=("detected", "mean"),
-                     n=("image", "count")).reset_index())
+                .agg(nme68=("nme68", "mean"), nme=("nme", "mean"), nme_eyes=("nme_eyes", "mean"),
+                     detect_rate=("detected", "mean"), n=("image", "count")).reset_index())
     compression = (ok.groupby(["attack", "condition", "target"], sort=False)
-                   .agg(nme=("nme", "mean"), nme_eyes=("nme_eyes", "mean"), detect_rate=("detected", "mean"),
-                        ssim_face=("ssim_face", "mean"), n=("image", "count")).reset_index())
+                   .agg(nme68=("nme68", "mean"), nme=("nme", "mean"), nme_eyes=("nme_eyes", "mean"),
+                        detect_rate=("detected", "mean"), ssim_face=("ssim_face", "mean"),
+                        n=("image", "count")).reset_index())
     return {"white_box": white, "transfer": transfer, "compression": compression}

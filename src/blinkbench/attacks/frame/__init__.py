@@ -11,11 +11,11 @@ track, written losslessly, plus compression variants of the result.
 
 from __future__ import annotations
 
-from .base import (REGISTRY, Attack, CarliniWagnerL2, DeepFoolL2, FGSM, FoolboxAttack, PGD, TwoClassLogits,
+from .base import (REGISTRY, Attack, CarliniWagnerL2, DeepFoolL2, FGSM, FoolboxAttack, MinimalNormAttack, PGD, TwoClassLogits,
                    available, create, defaults, get, project, register)
 from .fakeretouch import FakeRetouch
 from .video import attack_box, attack_video, stats_path
 
-__all__ = ["REGISTRY", "Attack", "FoolboxAttack", "FGSM", "PGD", "CarliniWagnerL2", "DeepFoolL2", "FakeRetouch",
+__all__ = ["REGISTRY", "Attack", "FoolboxAttack", "MinimalNormAttack", "FGSM", "PGD", "CarliniWagnerL2", "DeepFoolL2", "FakeRetouch",
            "TwoClassLogits", "available", "create", "defaults", "get", "project", "register",
            "attack_box", "attack_video", "stats_path"]

@@ -11,11 +11,15 @@ Every attack has the same goal and the same budget:
 - goal: fake crops classified *real*. Attacks that support it are targeted at class 0
   ("real") of the two-class view :class:`TwoClassLogits` (``[0, z]``); DeepFool is
   untargeted, which for a binary model is the same thing (the only other class is real);
-- budget: ``eps`` in 0-255 levels, L-inf. Every attack's result is projected onto the
-  eps-ball around the clean crop and clipped to [0, 1] (:meth:`Attack.__call__`). CW-L2
-  and DeepFool are minimal-L2-norm attacks with no L-inf bound of their own: their result
-  is projected too, so that ``eps`` means the same for every attack and the video writer
-  can guarantee it after quantisation. ``eps = 0`` returns the clean crops unchanged.
+- budget: ``eps`` in 0-255 levels, L-inf. The result of every fixed-budget attack (FGSM,
+  PGD, FakeRetouch) is projected onto the eps-ball around the clean crop and clipped to
+  [0, 1] (:meth:`Attack.__call__`). CW-L2 and DeepFool are, as in their papers, minimal-L2
+  attacks with no L-inf bound of their own: by default (``project=False``) their result is
+  only clipped to [0, 1], ``eps`` does not bound it, and what they reach is reported (L2 and
+  L-inf per frame and per video, :mod:`.video`). ``project=True`` projects their result
+  onto the eps-ball like the others (the pre-issue-12 behaviour), so that ``eps`` means the
+  same for every attack. :meth:`Attack.bounded` says which applies. ``eps = 0`` returns the
+  clean crops unchanged for every attack (the study's clean reference).
 
 An attack is a frozen, keyword-only dataclass: its fields are its typed parameters with
 defaults, unknown or mistyped parameters fail at construction, and a concrete attack is a
@@ -120,7 +124,12 @@ class Attack(ABC):
                 adv = self._run(model, x).detach()
         finally:
             model.train(was_training)
-        return project(adv, x, self.eps / 255.0)
+        return project(adv, x, self.eps / 255.0) if self.bounded() else torch.clamp(adv, 0.0, 1.0)
+
+    def bounded(self) -> bool:
+        """Whether the result is held to the L-inf budget ``eps`` (minimal-norm attacks: only
+        with ``project=True``)."""
+        return True
 
     @abstractmethod
     def _run(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -158,7 +167,8 @@ class FoolboxAttack(Attack):
     """An attack run by foolbox 3 on :class:`TwoClassLogits` of the network, bounds (0, 1).
 
     Fixed-budget attacks get ``epsilons = eps / 255``; minimal-norm attacks (``minimal``)
-    get ``None`` (unbounded) and are projected onto the L-inf budget afterwards."""
+    get ``None`` (unbounded) and are projected onto the L-inf budget afterwards only when
+    their ``project`` field says so (:class:`MinimalNormAttack`)."""
 
     minimal: ClassVar[bool] = False
 
@@ -214,17 +224,31 @@ class FGSM(PGD):
     test_params = {}
 
 
+@dataclass(frozen=True, kw_only=True)
+class MinimalNormAttack(FoolboxAttack):
+    """A minimal-L2 attack (CW-L2, DeepFool): the smallest perturbation the algorithm finds
+    that flips the decision, unbounded in L-inf as in the papers. ``project=True`` projects
+    it onto the L-inf ball of radius ``eps`` (then ``eps`` is a budget, as for PGD); with the
+    default ``project=False`` ``eps`` only switches the attack on (``eps = 0``: clean)."""
+
+    minimal = True
+
+    project: bool = False
+
+    def bounded(self) -> bool:
+        return self.project
+
+
 @register("cw_l2")
 @dataclass(frozen=True, kw_only=True)
-class CarliniWagnerL2(FoolboxAttack):
+class CarliniWagnerL2(MinimalNormAttack):
     """Carlini-Wagner L2 (S&P 2017), foolbox ``L2CarliniWagnerAttack``, targeted at "real":
     Adam (``lr``) on the tanh-space perturbation for ``steps`` steps per constant, with a
     binary search over the loss constant (``binary_search_steps``, from
     ``initial_const``). ``confidence`` is the logit margin required (``z <= -confidence``):
     the default 1.0 (fake probability <= 0.27), not foolbox's 0, keeps most crops adversarial
-    after rounding to 8 bits, since a minimal-norm attack lands right at the boundary."""
-
-    minimal = True
+    after rounding to 8 bits, since a minimal-norm attack lands right at the boundary.
+    Unbounded in L-inf unless ``project`` (:class:`MinimalNormAttack`)."""
 
     steps: int = 100
     lr: float = 0.01
@@ -244,15 +268,15 @@ class CarliniWagnerL2(FoolboxAttack):
 
 @register("deepfool")
 @dataclass(frozen=True, kw_only=True)
-class DeepFoolL2(FoolboxAttack):
+class DeepFoolL2(MinimalNormAttack):
     """DeepFool L2 (Moosavi-Dezfooli et al., CVPR 2016), foolbox ``L2DeepFoolAttack`` on the
     logit difference: linearise the boundary, step onto it, ``overshoot`` past it, repeat up
     to ``steps`` times until the crop is misclassified. Untargeted: with two classes,
     misclassifying a fake crop is classifying it real. ``overshoot`` defaults to the paper's
-    0.02; raise it if rounding to 8 bits undoes too many successes (see the video stats)."""
+    0.02; raise it if rounding to 8 bits undoes too many successes (see the video stats).
+    Unbounded in L-inf unless ``project`` (:class:`MinimalNormAttack`)."""
 
     targeted = False
-    minimal = True
 
     steps: int = 50
     overshoot: float = 0.02

@@ -1,25 +1,38 @@
-"""FakeRetouch: a smooth, sparse perturbation that looks like retouching, not dither.
+"""FakeRetouch (Huang et al., "FakeRetouch: Evading DeepFakes detection via the guidance of
+deliberate noise", arXiv:2009.09213, 2020), as presented in the seeds: adversarial noise
+``A (.) N_sigma`` is added to the image and the sum is smoothed by a kernel ``K``,
 
-The perturbation is ``delta = K * (A ⊙ noise)`` with ``K`` a Gaussian kernel. Here the
-noise is ``A`` itself: ``A`` is a free, signed, per-pixel map of the crop's shape, and
-``delta = clip(K * A, -eps, eps)``. Why not ``A`` times a fixed random sign field ``s``?
-With a signed ``A`` optimised from zero by Adam (a per-coordinate, sign-symmetric update),
-``A ⊙ s`` follows exactly the same trajectory as ``A`` (``s`` is absorbed into ``A``), so it
-changes nothing; and with a non-negative ``A`` a random-sign field is high-frequency by
-construction, which ``K`` averages towards zero, defeating the smoothing's purpose.
+    I' = K * (I + A (.) N_sigma),
 
-The objective, minimised over ``A`` with Adam (learning rate ``lr`` in 0-255 levels):
+with ``A`` a learned per-pixel map and ``N_sigma`` noise of scale ``sigma``: the smoothing
+removes the high-frequency traces detectors key on (it *retouches* the face), the noise,
+shaped by ``A``, steers the result across the decision boundary. The objective, minimised
+over ``A`` (and over ``N`` in the adversarial-noise variant) with Adam:
 
     sum_i  max(z_i + confidence, 0)  +  lam * mean_pixels |A_i|
 
-where ``z_i`` is the detector's fake logit on ``clip(x_i + delta_i, 0, 1)``. The hinge stops
-pushing a crop once it is called real with margin ``confidence``, after which only the L1
-term acts and shrinks ``A`` (sparser, smaller retouching). The L1 term is the mean over the
-crop's pixels (``|A|_1 / n_pixels``) so that ``lam`` means the same for crops of any size.
-``sigma`` is in pixels of the crop (the native face box: what a viewer sees); 0 disables
-the smoothing. The result returned per crop is the iterate with the
-smallest L2 norm among those that reach the margin (``z <= -confidence``), or, where none
-does, the iterate with the lowest logit.
+where ``z_i`` is the detector's fake logit on ``I'_i`` (projected onto the eps-ball and
+clipped to [0, 1] when ``project``). The hinge stops pushing a crop once it is called real
+with margin ``confidence``; the L1 penalty on ``A`` (mean over the crop's pixels, so that
+``lam`` means the same for any crop size) then keeps the noise sparse.
+
+Variants (parameters):
+
+- ``noise_mode``: ``random`` (the seeds' first variant: ``N`` is drawn once, seeded, and
+  fixed; only ``A`` is learned) or ``adversarial`` (``N`` is learned too, from the same
+  draw, with step ``lr * noise_std``);
+- ``noise``: ``gaussian`` (``N ~ N(0, noise_std^2)``) or ``uniform``
+  (``N ~ U(-noise_std, noise_std)``); ``noise_std`` in 0-255 levels;
+- ``sigma``: the Gaussian kernel ``K``'s standard deviation in pixels of the crop (the
+  native face box); 0 disables the smoothing (then ``I' = I + A (.) N``);
+- ``a_init``: ``A``'s start (1: the full noise ``N``; the L1 term then shrinks it).
+
+Budget: as a fixed-budget attack of the study, the result is projected onto the L-inf
+eps-ball around the clean crop (``project=True``, default), so that eps sweeps compare with
+PGD; ``project=False`` returns ``I'`` itself (clipped to [0, 1]), unbounded as in the paper
+(the smoothing of ``I`` alone moves edges by many levels). The result per crop is the
+iterate with the smallest L2 distance to ``I`` among those that reach the margin
+(``z <= -confidence``), or, where none does, the iterate with the lowest logit.
 """
 
 from __future__ import annotations
@@ -58,34 +71,79 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
+NOISES = ("gaussian", "uniform")
+NOISE_MODES = ("random", "adversarial")
+
+
 @register("fakeretouch")
 @dataclass(frozen=True, kw_only=True)
 class FakeRetouch(Attack):
-    """Smoothed, L1-regularised perturbation optimised with Adam (see the module docstring)."""
+    """``K * (I + A (.) N_sigma)`` with an L1 penalty on ``A`` (see the module docstring)."""
 
     steps: int = 50
-    lr: float = 1.0
+    lr: float = 0.1
     lam: float = 0.05
-    sigma: float = 2.0
+    sigma: float = 1.0
+    noise: str = "gaussian"
+    noise_std: float = 8.0
+    noise_mode: str = "random"
+    a_init: float = 1.0
     confidence: float = 1.0
+    project: bool = True
 
-    test_params = {"steps": 30, "sigma": 1.0}
+    test_params = {"steps": 30}
 
-    def delta(self, a: torch.Tensor) -> torch.Tensor:
-        """The perturbation of a map ``A``: ``clip(K * A, -eps, eps)`` (eps in [0, 1] units)."""
-        e = self.eps / 255.0
-        return torch.clamp(gaussian_blur(a, self.sigma), -e, e)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.noise not in NOISES:
+            raise ValueError(f"{self.name}: noise must be one of {NOISES}, got {self.noise!r}")
+        if self.noise_mode not in NOISE_MODES:
+            raise ValueError(f"{self.name}: noise_mode must be one of {NOISE_MODES}, got {self.noise_mode!r}")
+
+    def bounded(self) -> bool:
+        return self.project
+
+    def draw_noise(self, x: torch.Tensor) -> torch.Tensor:
+        """``N_sigma`` of ``x``'s shape ([0, 1] units) from the current (seeded) RNG."""
+        s = self.noise_std / 255.0
+        if self.noise == "gaussian":
+            return torch.randn_like(x) * s
+        return (torch.rand_like(x) * 2 - 1) * s
+
+    def retouch(self, x: torch.Tensor, a: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """``K * (x + a (.) n)``: the retouched crops before projection and clipping."""
+        return gaussian_blur(x + a * n, self.sigma)
+
+    def adversarial(self, x: torch.Tensor, a: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """The crops the detector sees: :meth:`retouch`, projected onto the eps-ball (if
+        ``project``) and clipped to [0, 1]."""
+        xr = self.retouch(x, a, n)
+        if self.project:
+            e = self.eps / 255.0
+            xr = x + torch.clamp(xr - x, -e, e)
+        return torch.clamp(xr, 0.0, 1.0)
+
+    def objective(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Hinge on the fake logits ``z`` (B,) plus ``lam`` x the per-crop mean ``|A|``."""
+        return torch.clamp(z + self.confidence, min=0).sum() + self.lam * a.abs().flatten(1).mean(1).sum()
 
     def _run(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        a = torch.zeros_like(x, requires_grad=True)
-        opt = torch.optim.Adam([a], lr=self.lr / 255.0)
-        n = len(x)
+        n0 = self.draw_noise(x)
+        a = torch.full_like(x, float(self.a_init)).requires_grad_(True)
+        groups = [{"params": [a], "lr": self.lr}]
+        n = n0
+        if self.noise_mode == "adversarial":
+            n = n0.clone().requires_grad_(True)
+            groups.append({"params": [n], "lr": self.lr * self.noise_std / 255.0})
+        opt = torch.optim.Adam(groups)
+        leaves = [g["params"][0] for g in groups]
+        count = len(x)
         best = x.clone()                  # smallest perturbation reaching the margin so far
-        best_norm = torch.full((n,), float("inf"), device=x.device)
+        best_norm = torch.full((count,), float("inf"), device=x.device)
         closest = x.clone()               # lowest logit so far (used where the margin is never reached)
-        closest_z = torch.full((n,), float("inf"), device=x.device)
+        closest_z = torch.full((count,), float("inf"), device=x.device)
         for step in range(self.steps + 1):
-            xa = torch.clamp(x + self.delta(a), 0.0, 1.0)
+            xa = self.adversarial(x, a, n)
             z = model(xa).reshape(-1)
             with torch.no_grad():
                 norm = (xa - x).flatten(1).norm(dim=1)
@@ -95,9 +153,10 @@ class FakeRetouch(Attack):
                 closest[lower], closest_z[lower] = xa[lower], z[lower]
             if step == self.steps:
                 break
-            loss = torch.clamp(z + self.confidence, min=0).sum() + self.lam * a.abs().flatten(1).mean(1).sum()
-            (a.grad,) = torch.autograd.grad(loss, a)
+            grads = torch.autograd.grad(self.objective(z, a), leaves)
+            for leaf, g in zip(leaves, grads):
+                leaf.grad = g
             opt.step()
         missed = torch.isinf(best_norm)
         best[missed] = closest[missed]
-        return best
+        return best.detach()
