@@ -136,16 +136,15 @@ def eye_distances(a: np.ndarray, b: np.ndarray) -> dict:
     return out
 
 
-def crops_for(clip: Path, track: Path, params: dict) -> list:
+def crops_for(clip: Path, track: Path, params: dict) -> tuple[list, list]:
+    """The crops the step feeds its backend, and their origins, decoded into memory."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_ear_extraction import decode_crops
-
-    from blinkbench.spine.landmarks import make_backend
 
     class _Scale:  # decode_crops only reads crop_scale_hint
         crop_scale_hint = None
 
-    return decode_crops(str(clip), track, _Scale(), params["landmarks"]["crop_scale"])[0]
+    return decode_crops(str(clip), track, _Scale(), params["landmarks"]["crop_scale"])
 
 
 def graph_alone(crops: list, params: dict) -> int:
@@ -160,6 +159,7 @@ def graph_alone(crops: list, params: dict) -> int:
 
 
 def inference_alone(backend, inputs: list) -> int:
+    backend.reset()
     backend.process_batch(inputs)
     return len(inputs)
 
@@ -172,11 +172,15 @@ def decode_crop_alone(clip: Path, track: Path, params: dict) -> int:
     ex = importlib.import_module("blinkbench.spine.landmarks.extract")
     from blinkbench.video.codec import FrameReader
 
+    from blinkbench.spine.landmarks import make_backend
+
     tr = pd.read_parquet(track)
+    with make_backend(params["landmarks"]) as b:
+        size = b.input_size if b.batch_size > 1 else None
     threads = ex.DECODER_THREADS if ex.DECODER_THREADS is not None else ex.decoder_threads(str(clip))
     n = 0
     for _ in FrameReader(str(clip), queue_size=ex.QUEUE, threads=threads, worker=ex.WORKER,
-                         prepare=ex.CropPrepare(tr, params["landmarks"]["crop_scale"], 192)):
+                         prepare=ex.CropPrepare(tr, params["landmarks"]["crop_scale"], size)):
         n += 1
     return n
 
@@ -201,11 +205,12 @@ def speed_and_fidelity(groups: dict[str, list[Path]], repeats: int) -> dict:
             track = track_of(clip, pg)
             work = Path(tempfile.mkdtemp(prefix="bbtfl_"))
             try:
-                crops = crops_for(clip, track, pg)
+                crops, origins = crops_for(clip, track, pg)
                 n = len(crops)
                 g_wall, _, _ = _median_run(lambda: graph_alone(crops, pg), repeats)
                 s_wall, s_cpu, _ = _median_run(lambda: landmarks_step(clip, track, work / "t", pt), repeats)
-                inputs = [(tfl.prepare(c), c.shape[1], c.shape[0]) if c is not None else None for c in crops]
+                inputs = [(tfl.prepare(c) if tfl.input_size else c, c.shape[1], c.shape[0], *o)
+                          if c is not None else None for c, o in zip(crops, origins)]
                 _, i_cpu, _ = _median_run(lambda: inference_alone(tfl, inputs), repeats)
                 _, d_cpu, _ = _median_run(lambda: decode_crop_alone(clip, track, pt), repeats)
                 _, lm_t = landmarks_step(clip, track, work / "t", pt)

@@ -31,9 +31,10 @@ class LandmarkBackend(ABC):
         or None when no face is found."""
 
     def process_batch(self, crops: list) -> list:
-        """Landmarks of several crops, in order: ``crops`` holds ``(rgb, w, h)`` (``rgb``
-        possibly resized to ``input_size``; ``w, h`` the crop's own size, which the points
-        are in) or None; each result as :meth:`process`. The default runs them one by one."""
+        """Landmarks of several crops, in order: ``crops`` holds ``(rgb, w, h, x0, y0)``
+        (``rgb`` possibly resized to ``input_size``; ``w, h`` the crop's own size, which the
+        points are in; ``x0, y0`` its origin in the frame) or None; each result as
+        :meth:`process`. The default runs them one by one."""
         return [self.process(c[0]) if c is not None else None for c in crops]
 
     def reset(self) -> None:

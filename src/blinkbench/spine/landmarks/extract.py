@@ -140,7 +140,7 @@ def extract(
     pending: list = []  # (frame, timestamp, crop data or None) waiting for a backend batch
 
     def run_pending() -> int:
-        crops = [(d[0], d[3], d[4]) if d is not None else None for _, _, d in pending]
+        crops = [(d[0], d[3], d[4], d[1], d[2]) if d is not None else None for _, _, d in pending]
         found = backend.process_batch(crops)
         k = 0
         for (index, ts, d), pts in zip(pending, found):

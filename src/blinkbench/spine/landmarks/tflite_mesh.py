@@ -3,8 +3,11 @@
 Runs ``face_landmark_with_attention.tflite`` from the installed mediapipe wheel (the model
 behind ``mp.solutions.face_mesh`` with ``refine_landmarks=True``) with ``ai_edge_litert``
 and its XNNPACK delegate, on the pipeline's own stable face crop (see :mod:`.extract`),
-``batch_size`` crops per ``invoke``. No MediaPipe graph runs: no detector, no ROI tracking,
-no per-frame graph scheduling.
+without MediaPipe's graph: no detector, no per-frame graph scheduling. By default
+(``roi: track``) it follows the face as the graph does in video mode (the model's input
+is the ROI of the previous frame's landmarks, cut from this frame's crop), one crop per
+``invoke``; ``roi: crop`` stretches the whole crop instead and runs ``batch_size`` crops
+per ``invoke``.
 
 The model holds three MediaPipe custom operators (``Landmarks2TransformMatrix``,
 ``TransformTensorBilinear``, ``TransformLandmarks``, version 2) that only MediaPipe's own
@@ -15,7 +18,7 @@ the custom operators between them run here in NumPy, batched, with the kernels' 
 For a free batch size the cut models get ``RESHAPE`` targets and batch-axis
 ``STRIDED_SLICE`` bounds that follow the input batch instead of TFLite's static 1.
 
-Input as MediaPipe feeds the model: RGB in [0, 1], the crop stretched to 192x192 (bilinear).
+Input as MediaPipe feeds the model: RGB in [0, 1], 192x192 (bilinear).
 Output: the 478 points of MediaPipe's ``LandmarksRefinementCalculator`` (lips and eye
 contours replace the mesh's x, y; irises appended with z = mean z of the first 16 contour
 points), in the crop's pixels, z on the x scale. A crop whose face-presence score
@@ -393,23 +396,80 @@ def refine(out: dict[str, np.ndarray]) -> np.ndarray:
     return pts
 
 
+# MediaPipe's face_landmark_landmarks_to_roi: box of the mesh points, rotated so the line
+# through points 33 and 263 is level, long side x 1.5, square.
+ROI_ROTATION_POINTS = (33, 263)
+ROI_SCALE = 1.5
+
+
+def roi_from_landmarks(pts: np.ndarray) -> tuple[float, float, float, float]:
+    """(cx, cy, side, rotation) of the graph's tracking ROI from (>= 468, 3) points."""
+    xy = pts[:468, :2].astype(np.float64)
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    a, b = xy[ROI_ROTATION_POINTS[0]], xy[ROI_ROTATION_POINTS[1]]
+    r = -np.arctan2(-(b[1] - a[1]), b[0] - a[0])
+    return (x0 + x1) / 2, (y0 + y1) / 2, ROI_SCALE * max(x1 - x0, y1 - y0), float(r)
+
+
+def warp_roi(img: np.ndarray, roi) -> np.ndarray:
+    """The rotated square ``roi`` of ``img`` as the 192x192 model input (bilinear, edges
+    replicated), pixel centres mapped as MediaPipe's ImageToTensorCalculator."""
+    cx, cy, side, r = roi
+    k, c, s = side / MESH_SIZE, np.cos(r), np.sin(r)
+    h0 = 0.5 - MESH_SIZE / 2
+    m = np.array([[k * c, -k * s, cx - 0.5 + k * (c - s) * h0],
+                  [k * s, k * c, cy - 0.5 + k * (s + c) * h0]], np.float64)
+    return cv2.warpAffine(img, m, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def from_roi(p: np.ndarray, roi) -> np.ndarray:
+    """Model-input points (192-pixel units) back to the image ``roi`` was cut from."""
+    cx, cy, side, r = roi
+    c, s = np.cos(r), np.sin(r)
+    u, v = p[:, 0] / MESH_SIZE - 0.5, p[:, 1] / MESH_SIZE - 0.5
+    out = np.empty_like(p)
+    out[:, 0] = cx + side * (u * c - v * s)
+    out[:, 1] = cy + side * (u * s + v * c)
+    out[:, 2] = p[:, 2] / MESH_SIZE * side
+    return out
+
+
 class TFLiteMesh(LandmarkBackend):
-    """The refined Face Mesh model by the TFLite runtime, ``batch_size`` crops at a time."""
+    """The refined Face Mesh model by the TFLite runtime.
+
+    ``roi``:
+
+    - ``track`` (default): as MediaPipe's graph in video mode, each frame's model input is
+      the rotated square ROI (:func:`roi_from_landmarks`) of the previous frame's landmarks,
+      cut from this frame's crop; on a first frame, or after a frame without a face, the ROI
+      comes from a first pass on the whole crop. Frames depend on each other, so the model
+      runs one crop per ``invoke``; ``batch_size`` frames are handed over at once.
+    - ``crop``: the whole crop stretched to 192x192, ``batch_size`` crops per ``invoke``
+      (no dependence between frames; ~2 px median from the graph's eye points on FF++).
+    """
 
     name = "mediapipe_tflite"
     scheme = "mediapipe"
     n_points = 478
-    input_size = MESH_SIZE
 
     def __init__(self, batch_size: int = 16, num_threads: int = 1, min_presence: float = 0.5,
-                 path: str | Path | None = None):
+                 roi: str = "track", path: str | Path | None = None):
+        if roi not in ("track", "crop"):
+            raise ValueError(f"landmarks.tflite.roi must be 'track' or 'crop', not {roi!r}")
         self.batch_size = int(batch_size)
         self.min_presence = float(min_presence)
+        self.roi = roi
+        self.input_size = MESH_SIZE if roi == "crop" else None  # crop: resized beside the decoder
         self._model = SplitModel(path or model_path(), num_threads)
+        self._prev: np.ndarray | None = None  # track: last landmarks, frame pixels
+
+    def reset(self) -> None:
+        self._prev = None
 
     @staticmethod
     def prepare(rgb: np.ndarray) -> np.ndarray:
-        """The crop as the model's input: stretched to 192x192, RGB uint8 (bilinear)."""
+        """The crop as the ``crop`` mode's input: stretched to 192x192, RGB uint8 (bilinear)."""
         if rgb.shape[:2] == (MESH_SIZE, MESH_SIZE):
             return rgb
         return cv2.resize(rgb, (MESH_SIZE, MESH_SIZE), interpolation=cv2.INTER_LINEAR)
@@ -420,12 +480,23 @@ class TFLiteMesh(LandmarkBackend):
         flag = out["conv_faceflag"].reshape(len(images))
         return refine(out), 1 / (1 + np.exp(-flag.astype(np.float64)))
 
+    def _good(self, pts: np.ndarray, presence: float) -> bool:
+        return bool(presence >= self.min_presence) and bool(np.isfinite(pts).all())
+
+    @staticmethod
+    def _valid(c) -> bool:
+        return (c is not None and c[0] is not None and getattr(c[0], "ndim", 0) == 3 and c[0].size > 0
+                and c[0].shape[2] == 3 and c[1] > 0 and c[2] > 0)
+
     def process_batch(self, crops: list) -> list:
-        """``crops``: ``(image, w, h)`` with ``image`` from :meth:`prepare` (or any size, then
-        prepared here) and ``w, h`` the crop's own size; returns points in crop pixels or None."""
+        """``crops``: ``(image, w, h[, x0, y0])``, ``image`` the crop (``crop`` mode: possibly
+        already :meth:`prepare`-d), ``w, h`` the crop's own size, ``x0, y0`` its origin in the
+        frame (``track`` mode follows the face across re-centred crops with it); returns
+        points in crop pixels, or None (no crop, or no face found)."""
+        if self.roi == "track":
+            return [self._track_one(c) for c in crops]
         res: list = [None] * len(crops)
-        ok = [k for k, c in enumerate(crops) if c is not None and c[0] is not None and c[0].size
-              and c[0].ndim == 3 and c[0].shape[2] == 3 and c[1] > 0 and c[2] > 0]
+        ok = [k for k, c in enumerate(crops) if self._valid(c)]
         for s in range(0, len(ok), self.batch_size):
             part = ok[s:s + self.batch_size]
             images = np.stack([self.prepare(crops[k][0]) for k in part])
@@ -433,11 +504,36 @@ class TFLiteMesh(LandmarkBackend):
                 images = np.concatenate([images, np.zeros((self.batch_size - len(part), *images.shape[1:]), np.uint8)])
             pts, presence = self.infer(images)
             for j, k in enumerate(part):
-                if not (presence[j] >= self.min_presence) or not np.isfinite(pts[j]).all():
-                    continue
-                w, h = crops[k][1], crops[k][2]
-                res[k] = pts[j] * np.array([w, h, w], np.float32) / MESH_SIZE
+                if self._good(pts[j], presence[j]):
+                    w, h = crops[k][1], crops[k][2]
+                    res[k] = pts[j] * np.array([w, h, w], np.float32) / MESH_SIZE
         return res
+
+    def _track_one(self, c) -> np.ndarray | None:
+        if not self._valid(c):
+            self._prev = None
+            return None
+        img, w, h = c[0], c[1], c[2]
+        ox, oy = (c[3], c[4]) if len(c) >= 5 else (0, 0)
+        if img.shape[:2] != (h, w):  # a resized crop cannot be followed: use it whole
+            self._prev = None
+            pts, presence = self.infer(self.prepare(img)[None])
+            return pts[0] * np.array([w, h, w], np.float32) / MESH_SIZE if self._good(pts[0], presence[0]) else None
+        if self._prev is None:  # (re)start: a first pass on the whole crop gives the ROI
+            pts, presence = self.infer(self.prepare(img)[None])
+            if not self._good(pts[0], presence[0]):
+                return None
+            seed = pts[0] * np.array([w, h, w], np.float32) / MESH_SIZE
+        else:
+            seed = self._prev - np.array([ox, oy, 0], np.float32)
+        roi = roi_from_landmarks(seed)
+        pts, presence = self.infer(warp_roi(np.ascontiguousarray(img), roi)[None])
+        if not self._good(pts[0], presence[0]):
+            self._prev = None
+            return None
+        out = from_roi(pts[0], roi).astype(np.float32)
+        self._prev = out + np.array([ox, oy, 0], np.float32)
+        return out
 
     def process(self, rgb: np.ndarray) -> np.ndarray | None:
         if rgb is None or rgb.size == 0:
@@ -448,4 +544,5 @@ class TFLiteMesh(LandmarkBackend):
 @register("mediapipe_tflite")
 def _factory(cfg: dict) -> TFLiteMesh:
     t = cfg.get("tflite") or {}
-    return TFLiteMesh(t.get("batch_size", 16), t.get("num_threads", 1), cfg.get("min_tracking_confidence", 0.5))
+    return TFLiteMesh(t.get("batch_size", 16), t.get("num_threads", 1), cfg.get("min_tracking_confidence", 0.5),
+                      t.get("roi", "track"))
