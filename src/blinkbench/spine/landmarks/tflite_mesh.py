@@ -411,16 +411,20 @@ def roi_from_landmarks(pts: np.ndarray) -> tuple[float, float, float, float]:
     return (x0 + x1) / 2, (y0 + y1) / 2, ROI_SCALE * max(x1 - x0, y1 - y0), float(r)
 
 
-def warp_roi(img: np.ndarray, roi) -> np.ndarray:
-    """The rotated square ``roi`` of ``img`` as the 192x192 model input (bilinear, edges
-    replicated), pixel centres mapped as MediaPipe's ImageToTensorCalculator."""
+BORDER = cv2.BORDER_REPLICATE
+
+
+def warp_roi(img: np.ndarray, roi, border: int | None = None) -> np.ndarray:
+    """The rotated square ``roi`` of ``img`` as the 192x192 model input, as MediaPipe's
+    OpenCV ImageToTensor converter cuts it: the ROI's corners (continuous coordinates) map
+    to the output's corner pixel indices (no half-pixel shift), bilinear."""
     cx, cy, side, r = roi
     k, c, s = side / MESH_SIZE, np.cos(r), np.sin(r)
-    h0 = 0.5 - MESH_SIZE / 2
-    m = np.array([[k * c, -k * s, cx - 0.5 + k * (c - s) * h0],
-                  [k * s, k * c, cy - 0.5 + k * (s + c) * h0]], np.float64)
+    h = MESH_SIZE / 2
+    m = np.array([[k * c, -k * s, cx - k * (c - s) * h],
+                  [k * s, k * c, cy - k * (s + c) * h]], np.float64)
     return cv2.warpAffine(img, m, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+                          borderMode=BORDER if border is None else border)
 
 
 def from_roi(p: np.ndarray, roi) -> np.ndarray:
