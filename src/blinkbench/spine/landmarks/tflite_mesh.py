@@ -83,7 +83,9 @@ def model_path() -> Path:
 
 def landmarks_to_transform_matrix(lm: np.ndarray, o: dict) -> np.ndarray:
     """``Landmarks2TransformMatrix`` v2: (B, N, 3) -> (B, 4, 4) output-pixel -> input matrix."""
-    idx = np.array(sorted({int(i) for i in o["subset_idxs"]}))
+    idx = o.get("_idx")
+    if idx is None:  # computed once per operator (the options dict lives as long as the model)
+        idx = o["_idx"] = np.array(sorted({int(i) for i in o["subset_idxs"]}))
     left, right = int(o["left_rotation_idx"]), int(o["right_rotation_idx"])
     out_w, out_h = float(o["output_width"]), float(o["output_height"])
     xy = lm[..., :2].astype(np.float32)
@@ -112,20 +114,34 @@ def transform_tensor_bilinear(x: np.ndarray, m: np.ndarray, out_h: int, out_w: i
     """``TransformTensorBilinear`` v2 on NHWC ``x``: bilinear samples at the ``m``-mapped
     pixel centres (half-pixel corrected), zero where the point falls outside the input."""
     b, h, w, ch = x.shape
-    ys, xs = np.meshgrid(np.arange(out_h, dtype=np.float32), np.arange(out_w, dtype=np.float32), indexing="ij")
+    ys, xs = _grid(out_h, out_w)
     a00, a01, a03 = m[:, 0, 0, None, None], m[:, 0, 1, None, None], m[:, 0, 3, None, None]
     a10, a11, a13 = m[:, 1, 0, None, None], m[:, 1, 1, None, None], m[:, 1, 3, None, None]
     tx = a00 * xs + a01 * ys + (a03 + 0.5 * a00 + 0.5 * a01 - 0.5)
     ty = a10 * xs + a11 * ys + (a13 + 0.5 * a10 + 0.5 * a11 - 0.5)
-    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    inside = ((tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)).reshape(b, -1, 1)
     tx, ty = np.clip(tx, 0, w - 1), np.clip(ty, 0, h - 1)
-    x0, y0 = np.floor(tx).astype(np.int64), np.floor(ty).astype(np.int64)
+    x0, y0 = np.floor(tx).astype(np.intp), np.floor(ty).astype(np.intp)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (tx - x0)[..., None], (ty - y0)[..., None]
-    bi = np.arange(b)[:, None, None]
-    out = ((1 - fy) * ((1 - fx) * x[bi, y0, x0] + fx * x[bi, y0, x1])
-           + fy * ((1 - fx) * x[bi, y1, x0] + fx * x[bi, y1, x1]))
-    return (out * inside[..., None]).astype(np.float32)
+    fx, fy = (tx - x0).reshape(b, -1, 1), (ty - y0).reshape(b, -1, 1)
+    flat = x.reshape(b * h * w, ch)
+    base = (np.arange(b) * (h * w))[:, None, None]
+
+    def at(yy, xx):  # rows of the flattened map: one gather per corner
+        return flat[(base + yy * w + xx).reshape(b, -1)]
+
+    out = (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1))
+    return (out * inside).reshape(b, out_h, out_w, ch).astype(np.float32, copy=False)
+
+
+_GRIDS: dict = {}
+
+
+def _grid(out_h: int, out_w: int):
+    if (out_h, out_w) not in _GRIDS:
+        _GRIDS[out_h, out_w] = np.meshgrid(np.arange(out_h, dtype=np.float32), np.arange(out_w, dtype=np.float32),
+                                           indexing="ij")
+    return _GRIDS[out_h, out_w]
 
 
 def transform_landmarks(lm: np.ndarray, m: np.ndarray) -> np.ndarray:
