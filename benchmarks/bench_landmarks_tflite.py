@@ -199,7 +199,8 @@ def speed_and_fidelity(groups: dict[str, list[Path]], repeats: int) -> dict:
     summary = {}
     tfl = make_backend(pt["landmarks"])
     for group, clips in groups.items():
-        tot = {"n": 0, "graph": 0.0, "step": 0.0, "cpu_step": 0.0, "cpu_dec": 0.0, "cpu_inf": 0.0}
+        tot = {"n": 0, "graph": 0.0, "step": 0.0, "cpu_step": 0.0, "cpu_dec": 0.0, "cpu_inf": 0.0,
+               "cpu_graph": 0.0}
         dists = {"ear": [], "lids": []}
         for clip in clips:
             track = track_of(clip, pg)
@@ -207,7 +208,7 @@ def speed_and_fidelity(groups: dict[str, list[Path]], repeats: int) -> dict:
             try:
                 crops, origins = crops_for(clip, track, pg)
                 n = len(crops)
-                g_wall, _, _ = _median_run(lambda: graph_alone(crops, pg), repeats)
+                g_wall, g_cpu, _ = _median_run(lambda: graph_alone(crops, pg), repeats)
                 s_wall, s_cpu, _ = _median_run(lambda: landmarks_step(clip, track, work / "t", pt), repeats)
                 inputs = [(tfl.prepare(c) if tfl.input_size else c, c.shape[1], c.shape[0], *o)
                           if c is not None else None for c, o in zip(crops, origins)]
@@ -226,10 +227,11 @@ def speed_and_fidelity(groups: dict[str, list[Path]], repeats: int) -> dict:
             tot["cpu_step"] += s_cpu
             tot["cpu_dec"] += d_cpu
             tot["cpu_inf"] += i_cpu
+            tot["cpu_graph"] += g_cpu
             name = "/".join(clip.parts[-3:])[-33:]
             print(f"{name:<34}{n:>7}{n / g_wall:>10.1f}{n / s_wall:>10.1f}{g_wall / s_wall:>7.2f}"
                   f"{np.median(dd['ear']):>11.3f}{np.median(dd['lids']):>9.3f}{np.percentile(dd['ear'], 95):>7.2f}"
-                  f"{d_cpu / n * 1e3:>12.2f}{i_cpu / n * 1e3:>9.2f}{s_cpu / n * 1e3:>9.2f}"
+                  f"{d_cpu / n * 1e3:>12.2f}{i_cpu / n * 1e3:>9.2f}{s_cpu / n * 1e3:>9.2f}{g_cpu / n * 1e3:>9.2f}"
                   + (f"  faces only in graph {dd['only_graph']}, only tflite {dd['only_tflite']}"
                      if dd["only_graph"] or dd["only_tflite"] else ""))
         n = tot["n"]
@@ -241,7 +243,7 @@ def speed_and_fidelity(groups: dict[str, list[Path]], repeats: int) -> dict:
                               cpu_step_ms=tot["cpu_step"] / n * 1e3, frames=n)
         print(f"{group + ' overall':<34}{n:>7}{n / tot['graph']:>10.1f}{n / tot['step']:>10.1f}{ratio:>7.2f}"
               f"{ear_med:>11.3f}{lid_med:>9.3f}{'':>7}{tot['cpu_dec'] / n * 1e3:>12.2f}{tot['cpu_inf'] / n * 1e3:>9.2f}"
-              f"{tot['cpu_step'] / n * 1e3:>9.2f}")
+              f"{tot['cpu_step'] / n * 1e3:>9.2f}{tot['cpu_graph'] / n * 1e3:>9.2f}")
         print(f"  -> {group}: step = {ratio:.2f}x graph alone (target >= {SPEEDUP_TARGET}: "
               f"{'met' if ratio >= SPEEDUP_TARGET else 'NOT met'}); eye landmarks median {ear_med:.3f} px "
               f"(EAR points), {lid_med:.3f} px (eyelids) (target <= {EYE_PX_TARGET}: "
