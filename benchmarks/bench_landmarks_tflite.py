@@ -206,15 +206,17 @@ def speed_and_fidelity(groups: dict[str, list[Path]], repeats: int) -> dict:
             track = track_of(clip, pg)
             work = Path(tempfile.mkdtemp(prefix="bbtfl_"))
             try:
-                crops, origins = crops_for(clip, track, pg)
-                n = len(crops)
-                g_wall, g_cpu, _ = _median_run(lambda: graph_alone(crops, pg), repeats)
-                s_wall, s_cpu, _ = _median_run(lambda: landmarks_step(clip, track, work / "t", pt), repeats)
-                inputs = [(tfl.prepare(c) if tfl.input_size else c, c.shape[1], c.shape[0], *o)
-                          if c is not None else None for c, o in zip(crops, origins)]
-                _, i_cpu, _ = _median_run(lambda: inference_alone(tfl, inputs), repeats)
-                _, d_cpu, _ = _median_run(lambda: decode_crop_alone(clip, track, pt), repeats)
-                _, lm_t = landmarks_step(clip, track, work / "t", pt)
+                if repeats > 0:
+                    crops, origins = crops_for(clip, track, pg)
+                    g_wall, g_cpu, _ = _median_run(lambda: graph_alone(crops, pg), repeats)
+                    s_wall, s_cpu, _ = _median_run(lambda: landmarks_step(clip, track, work / "t", pt), repeats)
+                    inputs = [(tfl.prepare(c) if tfl.input_size else c, c.shape[1], c.shape[0], *o)
+                              if c is not None else None for c, o in zip(crops, origins)]
+                    _, i_cpu, _ = _median_run(lambda: inference_alone(tfl, inputs), repeats)
+                    _, d_cpu, _ = _median_run(lambda: decode_crop_alone(clip, track, pt), repeats)
+                else:  # --repeats 0: faithfulness only, nothing timed (NaN figures)
+                    g_wall = s_wall = g_cpu = s_cpu = i_cpu = d_cpu = float("nan")
+                n, lm_t = landmarks_step(clip, track, work / "t", pt)
                 _, lm_g = landmarks_step(clip, track, work / "g", pg)
                 dd = eye_distances(points_of(lm_g), points_of(lm_t))
             finally:
@@ -408,7 +410,7 @@ def snakemake_check(clips: list[Path]) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per cell; 0: faithfulness only")
     ap.add_argument("--groups", default="ffpp_c40,ffpp_c23")
     ap.add_argument("--skip-blinks", action="store_true")
     ap.add_argument("--skip-snakemake", action="store_true")
