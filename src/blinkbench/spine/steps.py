@@ -213,7 +213,7 @@ def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, pa
         except Exception as exc:
             log.error("landmarks failed on %s: %s\n%s", video, exc, traceback.format_exc())
             meta.update(status="error", error=_error_text(exc))
-    n_points = {"mediapipe": 478, "pfld": 68}[cfg["backend"]]
+    n_points = {"mediapipe": 478, "mediapipe_tflite": 478, "pfld": 68}[cfg["backend"]]
     with io.ParquetStream(out, landmark_schema(n_points), meta):
         pass
     return meta

@@ -9,6 +9,10 @@ Backends (``landmarks.backend`` in params):
 - ``mediapipe``: MediaPipe Face Mesh, 478 points with refined eyes and irises
   (``refine_landmarks=True``), run in video mode so it tracks between frames. EAR scheme
   ``mediapipe``. Models ship inside the mediapipe wheel.
+- ``mediapipe_tflite``: the same Face Mesh model (``face_landmark_with_attention.tflite``
+  from the wheel) run by the TFLite runtime (``ai_edge_litert``, XNNPACK) in batches of
+  ``landmarks.tflite.batch_size`` on the pipeline's stable face crop, without MediaPipe's
+  graph (no detector, no ROI tracking). EAR scheme ``mediapipe``.
 - ``pfld``: PFLD 68-point model (dlib/iBUG order) from an ONNX file at a user-given path
   (``landmarks.pfld_model``); never bundled or downloaded. EAR scheme ``ibug68``.
 """
@@ -17,7 +21,8 @@ from .base import REGISTRY, LandmarkBackend
 from .extract import LANDMARK_COLUMNS, extract, read_landmarks
 
 # The built-in backends register themselves when imported (make_backend imports them).
-REGISTRY.modules = ("blinkbench.spine.landmarks.mediapipe_mesh", "blinkbench.spine.landmarks.pfld")
+REGISTRY.modules = ("blinkbench.spine.landmarks.mediapipe_mesh", "blinkbench.spine.landmarks.pfld",
+                    "blinkbench.spine.landmarks.tflite_mesh")
 
 __all__ = ["REGISTRY", "LandmarkBackend", "make_backend", "extract", "read_landmarks", "LANDMARK_COLUMNS"]
 

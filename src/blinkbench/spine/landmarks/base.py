@@ -20,11 +20,22 @@ class LandmarkBackend(ABC):
     scheme: str
     n_points: int
     crop_scale_hint: float | None = None
+    # Batched backends: how many crops :meth:`process_batch` takes at once (1: frame by frame,
+    # :meth:`process` is called), and the square input side they want crops resized to.
+    batch_size: int = 1
+    input_size: int | None = None
 
     @abstractmethod
     def process(self, rgb: np.ndarray) -> np.ndarray | None:
         """(n_points, 3) float32 x, y, z in the crop's pixels (z 0 if the model has none),
         or None when no face is found."""
+
+    def process_batch(self, crops: list) -> list:
+        """Landmarks of several crops, in order: ``crops`` holds ``(rgb, w, h, x0, y0)``
+        (``rgb`` possibly resized to ``input_size``; ``w, h`` the crop's own size, which the
+        points are in; ``x0, y0`` its origin in the frame) or None; each result as
+        :meth:`process`. The default runs them one by one."""
+        return [self.process(c[0]) if c is not None else None for c in crops]
 
     def reset(self) -> None:
         """Forget temporal state (start of a new video)."""

@@ -21,6 +21,7 @@ face; MediaPipe's z is relative depth on the x scale, PFLD's is 0).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -55,13 +56,17 @@ def landmark_schema(n_points: int) -> pa.Schema:
 
 class CropPrepare:
     """FrameReader ``prepare`` for :func:`extract`: the frame's face crop as RGB with its
-    (even) origin, ``(rgb, x0, y0)``, or None without a face. Runs beside the decoder, in
-    frame order (``StableCrop`` is stateful); a plain object so a decoder process can take it."""
+    (even) origin and its size, ``(rgb, x0, y0, w, h)``, or None without a face. With
+    ``size``, ``rgb`` is the crop stretched to ``size`` x ``size`` (a backend's fixed input,
+    resized here beside the decoder rather than on the inference thread). Runs beside the
+    decoder, in frame order (``StableCrop`` is stateful); a plain object so a decoder
+    process can take it."""
 
-    def __init__(self, track: pd.DataFrame, scale: float):
+    def __init__(self, track: pd.DataFrame, scale: float, size: int | None = None):
         self.boxes = track[["x0", "y0", "x1", "y1"]].to_numpy(np.float64)
         self.has_face = track["face_present"].to_numpy(bool)
         self.crop = StableCrop(scale)
+        self.size = size
 
     def __call__(self, fr):
         if fr.index < len(self.has_face) and self.has_face[fr.index]:
@@ -69,7 +74,10 @@ class CropPrepare:
             # rgb_crop keeps chroma-aligned (even) edges; use the box it really cut.
             rgb = fr.rgb_crop((x0, y0, x1, y1))
             if rgb.size:
-                return rgb, x0 & ~1, y0 & ~1
+                h, w = rgb.shape[:2]
+                if self.size and (w, h) != (self.size, self.size):
+                    rgb = cv2.resize(rgb, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+                return rgb, x0 & ~1, y0 & ~1, w, h
         return None
 
 
@@ -121,25 +129,50 @@ def extract(
     # A few frames of slack are enough to overlap decoding with inference; each queued 1080p
     # frame holds ~3 MB, so 32 (the reader's default) would add ~100 MB for nothing.
     threads = DECODER_THREADS if DECODER_THREADS is not None else decoder_threads(video_path)
-    reader = FrameReader(video_path, queue_size=QUEUE, threads=threads, worker=WORKER,
-                         prepare=CropPrepare(track, scale))
+    # A batched backend (batch_size > 1) takes its fixed-size input, resized beside the decoder.
+    in_batch = max(1, int(getattr(backend, "batch_size", 1)))
+    size = getattr(backend, "input_size", None) if in_batch > 1 else None
+    reader = FrameReader(video_path, queue_size=max(QUEUE, in_batch), threads=threads, worker=WORKER,
+                         prepare=CropPrepare(track, scale, size))
     n_track = len(track)
     batch = _Batch(BATCH, p)
     face_frames = n = 0
+    pending: list = []  # (frame, timestamp, crop data or None) waiting for a backend batch
+
+    def run_pending() -> int:
+        crops = [(d[0], d[3], d[4], d[1], d[2]) if d is not None else None for _, _, d in pending]
+        found = backend.process_batch(crops)
+        k = 0
+        for (index, ts, d), pts in zip(pending, found):
+            ox, oy = (d[1], d[2]) if d is not None else (0, 0)
+            batch.add(index, ts, pts, ox, oy)
+            k += pts is not None
+            if batch.full:
+                sink.write(batch.flush())
+        pending.clear()
+        return k
+
     backend.reset()
     with ParquetStream(out_path, landmark_schema(p), meta) as sink:
         for fr in reader:
             n += 1
-            pts, ox, oy = None, 0, 0
-            if fr.data is not None:
-                rgb, ox, oy = fr.data
-                pts = backend.process(rgb)
-            batch.add(fr.index, fr.timestamp_s, pts, ox, oy)
-            face_frames += pts is not None
-            if batch.full:
-                sink.write(batch.flush())
+            if in_batch > 1:
+                pending.append((fr.index, fr.timestamp_s, fr.data))
+                if len(pending) >= in_batch:
+                    face_frames += run_pending()
+            else:
+                pts, ox, oy = None, 0, 0
+                if fr.data is not None:
+                    rgb, ox, oy = fr.data[:3]
+                    pts = backend.process(rgb)
+                batch.add(fr.index, fr.timestamp_s, pts, ox, oy)
+                face_frames += pts is not None
+                if batch.full:
+                    sink.write(batch.flush())
             if progress is not None:
                 progress.update(1)
+        if pending:
+            face_frames += run_pending()
         if batch.k:
             sink.write(batch.flush())
         warnings = list(meta.get("warnings", []))
