@@ -144,6 +144,13 @@ def get_attack_inputs(wildcards):
     return out
 
 
+def bb_study_defended():
+    """Defended models (rules/defence.smk) that re-score the study's sets."""
+    from blinkbench.experiments import study as bb_study
+
+    return bb_study.defended_models(config)
+
+
 def get_rescore_inputs(wildcards):
     on = ATTACKS["models_trained_on"]
     w = dict(wildcards)
@@ -151,7 +158,8 @@ def get_rescore_inputs(wildcards):
         "videos": [paths.PATTERNS["adversarial"].format(**w, video=v) for v in study_videos()],
         "clean_summaries": [paths.PATTERNS["blink_summary"].format(dataset=w["dataset"], video=v) for v in study_videos()],
         "blink_models": [paths.PATTERNS["blink_model"].format(detector=d, train=on) for d in BLINK_DETECTORS],
-        "frame_models": [paths.PATTERNS["frame_model"].format(detector=d, train=on) for d in FRAME_DETECTORS],
+        "frame_models": [paths.PATTERNS["frame_model"].format(detector=d, train=on) for d in FRAME_DETECTORS]
+        + [paths.PATTERNS["frame_model"].format(detector=d, train=on) for d in bb_study_defended()],
     }
 
 

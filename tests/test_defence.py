@@ -246,7 +246,7 @@ def test_run_one_records_a_failure_and_goes_on(tmp_path, monkeypatch):
 def test_defence_params_and_plan():
     from blinkbench import defence
 
-    base = {"datasets": {"demo": {"adapter": "folder", "root": "x"}}}
+    base = {"datasets": {"demo": {"adapter": "folder", "root": "x"}}, "attacks": {"enabled": False}}
     with pytest.raises(config.ParamsError):
         config.validate({**base, "defence": {"algorithms": ["fgsm"]}}, source="t")
     with pytest.raises(config.ParamsError):
@@ -264,3 +264,21 @@ def test_defence_params_and_plan():
     assert defence.plan(p) == [] and "trained" in defence.skipped(p)["xception"]
     p = config.validate({**base, "defence": {"enabled": False}}, source="t")
     assert defence.plan(p) == []
+
+
+def test_defended_models_are_study_targets_and_rescorers():
+    """A defended model is attacked white box like any detector (attacks.targets) and re-scores
+    every set (transfer from the undefended detector's attacks)."""
+    from blinkbench.experiments import study
+
+    base = {"datasets": {"demo": {"adapter": "folder", "root": "x"}},
+            "frame_detectors": {"enabled": ["meso4"]}, "defence": {"detectors": ["meso4"]}}
+    p = config.validate({**base, "attacks": {"targets": ["meso4", "meso4-pt-deepfool-full"]}}, source="t")
+    assert study.defended_models(p) == ["meso4-pt-pgd-frozen", "meso4-pt-pgd-full", "meso4-pt-deepfool-frozen",
+                                        "meso4-pt-deepfool-full"]
+    assert ("meso4-pt-deepfool-full", "fgsm", "2", "none") in study.plan(p)
+    with pytest.raises(config.ParamsError, match="defended model"):      # not made by the defence section
+        config.validate({**base, "attacks": {"targets": ["meso4-pt-pgd-frozen"]},
+                         "defence": {"detectors": ["meso4"], "variants": ["full"]}}, source="t")
+    with pytest.raises(config.ParamsError):                                # not a name at all
+        config.validate({**base, "attacks": {"targets": ["meso4-pt-pgd-frozen; rm"]}}, source="t")
