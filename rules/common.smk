@@ -189,3 +189,18 @@ def get_ear_attack_inputs(wildcards):
         "manifest": paths.PATTERNS["manifest"].format(dataset=wildcards.dataset),
         "blink_models": [paths.PATTERNS["blink_model"].format(detector=d, train=on) for d in BLINK_DETECTORS],
     }
+
+
+# The post-training defence (rules/defence.smk).
+DEFENCE = config["defence"]
+
+
+def defence_outputs():
+    """Every post-training record the report reads: blinkbench.defence.plan (detectors whose
+    model this configuration trains; none when the defence is disabled)."""
+    from blinkbench import defence as bb_defence
+
+    return [
+        paths.PATTERNS["defence"].format(dataset=DEFENCE["dataset"], detector=d, algorithm=a, variant=v)
+        for d, a, v in bb_defence.plan(config)
+    ]

@@ -2,20 +2,6 @@
 # algorithm, variant) on the models trained on defence.dataset. The defended model is an
 # ordinary frame model file, data/models/frame/<detector>-pt-<algorithm>-<variant>/<dataset>.zip.
 
-DEFENCE = config["defence"]
-
-
-def defence_outputs():
-    """Every post-training record the report reads: blinkbench.defence.plan (detectors whose
-    model this configuration trains; none when the defence is disabled)."""
-    from blinkbench import defence as bb_defence
-
-    return [
-        paths.PATTERNS["defence"].format(dataset=DEFENCE["dataset"], detector=d, algorithm=a, variant=v)
-        for d, a, v in bb_defence.plan(config)
-    ]
-
-
 rule posttrain:
     """Post-train one CNN frame detector (neighbourhood search + SGD); evaluate before and after."""
     input:
