@@ -31,6 +31,7 @@ include: "rules/blinks.smk"
 include: "rules/detectors.smk"
 include: "rules/study.smk"
 include: "rules/blink_attacks.smk"
+include: "rules/defence.smk"
 include: "rules/report.smk"
 
 

@@ -144,6 +144,13 @@ def get_attack_inputs(wildcards):
     return out
 
 
+def bb_study_defended():
+    """Defended models (rules/defence.smk) that re-score the study's sets."""
+    from blinkbench.experiments import study as bb_study
+
+    return bb_study.defended_models(config)
+
+
 def get_rescore_inputs(wildcards):
     on = ATTACKS["models_trained_on"]
     w = dict(wildcards)
@@ -151,7 +158,8 @@ def get_rescore_inputs(wildcards):
         "videos": [paths.PATTERNS["adversarial"].format(**w, video=v) for v in study_videos()],
         "clean_summaries": [paths.PATTERNS["blink_summary"].format(dataset=w["dataset"], video=v) for v in study_videos()],
         "blink_models": [paths.PATTERNS["blink_model"].format(detector=d, train=on) for d in BLINK_DETECTORS],
-        "frame_models": [paths.PATTERNS["frame_model"].format(detector=d, train=on) for d in FRAME_DETECTORS],
+        "frame_models": [paths.PATTERNS["frame_model"].format(detector=d, train=on) for d in FRAME_DETECTORS]
+        + [paths.PATTERNS["frame_model"].format(detector=d, train=on) for d in bb_study_defended()],
     }
 
 
@@ -181,3 +189,18 @@ def get_ear_attack_inputs(wildcards):
         "manifest": paths.PATTERNS["manifest"].format(dataset=wildcards.dataset),
         "blink_models": [paths.PATTERNS["blink_model"].format(detector=d, train=on) for d in BLINK_DETECTORS],
     }
+
+
+# The post-training defence (rules/defence.smk).
+DEFENCE = config["defence"]
+
+
+def defence_outputs():
+    """Every post-training record the report reads: blinkbench.defence.plan (detectors whose
+    model this configuration trains; none when the defence is disabled)."""
+    from blinkbench import defence as bb_defence
+
+    return [
+        paths.PATTERNS["defence"].format(dataset=DEFENCE["dataset"], detector=d, algorithm=a, variant=v)
+        for d, a, v in bb_defence.plan(config)
+    ]

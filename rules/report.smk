@@ -13,6 +13,7 @@ rule report:
         frame_rocs=expand(paths.PATTERNS["frame_roc"], detector=FRAME_DETECTORS, train=FRAME_TRAIN_ON, test=FRAME_TEST_ON),
         study=lambda wc: study_outputs(),
         blink_attacks=lambda wc: blink_attack_outputs(),
+        defence=lambda wc: defence_outputs(),
     output:
         html=report(paths.PATTERNS["report"], category="Report", labels={"figure": "blinkbench report"}),
         metrics=paths.PATTERNS["metrics"],

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("datasets/spine", ("blinkbench.datasets", "blinkbench.spine")),
     ("detectors/mesh_torch", ("blinkbench.detectors", "blinkbench.mesh_torch")),
     ("attacks", ("blinkbench.attacks",)),
+    ("defence", ("blinkbench.defence",)),                # post-training defence: detectors + attacks
     ("experiments", ("blinkbench.experiments",)),
     ("report", ("blinkbench.report",)),
     ("ops", ("blinkbench.ops",)),                       # DVC remote tools: S3 server, sync (run with -m)

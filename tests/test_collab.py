@@ -70,6 +70,7 @@ def tiny_params() -> dict:
                         "test_on": ["demo"], "hyper": {**cfg["detectors"]["hyper"], "tsf": {"n_estimators": 20}}}
     cfg["frame_detectors"] = {**cfg["frame_detectors"], "enabled": ["block_dct"], "train_on": ["demo"], "test_on": ["demo"]}
     cfg["attacks"] = {**cfg["attacks"], "targets": [], "methods": [], "eps": [], "compressions": []}
+    cfg["defence"] = {**cfg["defence"], "detectors": []}   # DVC matrix: no CNN is trained here
     cfg["blink_attacks"] = {**cfg["blink_attacks"], "modes": [],
                             "landmark_breaker": {"n_crops": 1, "attacks": ["fgsm"], "conditions": ["none"]}}
     return cfg

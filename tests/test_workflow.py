@@ -267,6 +267,7 @@ def test_dvc_repro_status_and_incremental(tmp_path):
     cfg["frame_detectors"] = {**cfg["frame_detectors"], **TINY["frame_detectors"]}
     # DVC's study matrices empty: only the (cheap) clean reference runs, without compressions
     cfg["attacks"] = {**cfg["attacks"], "targets": [], "methods": [], "eps": [], "compressions": []}
+    cfg["defence"] = {**cfg["defence"], "detectors": []}   # DVC matrix: no CNN is trained here
     cfg["blink_attacks"] = {**cfg["blink_attacks"], "modes": [],
                             "landmark_breaker": {"n_crops": 1, "attacks": ["fgsm"], "conditions": ["none"]}}
     (work / "params.yaml").write_text(yaml.safe_dump(cfg))

@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_blink_parsers(sub)
     _add_study_parsers(sub)
     _add_blink_attack_parsers(sub)
+    _add_defence_parsers(sub)
     lineage.add_parsers(sub)  # lineage, audit
     return ap
 
@@ -304,6 +305,33 @@ def _add_study_parsers(sub) -> None:
     p.add_argument("--out", help="output JSON (one-variant form)")
 
 
+def _add_defence_parsers(sub) -> None:
+    from blinkbench.defence.posttrain import ALGORITHMS, VARIANTS
+
+    p = sub.add_parser("posttrain", help="adaptive post-training of a CNN frame detector, evaluated before and after")
+    _add_params(p)
+    p.add_argument("--detector", required=True, help="CNN frame detector trained on defence.dataset")
+    p.add_argument("--algorithm", required=True, choices=sorted(ALGORITHMS), help="anchor attack (pgd: Alg. 1, deepfool: Alg. 2)")
+    p.add_argument("--variant", required=True, choices=sorted(VARIANTS), help="frozen backbone or full")
+    p.add_argument("--out-model", help="default: data/models/frame/<detector>-pt-<algorithm>-<variant>/<dataset>.zip")
+    p.add_argument("--out-json", help="default: " + paths.PATTERNS["defence"])
+
+
+def cmd_posttrain(args) -> int:
+    from blinkbench.defence import posttrain
+
+    params = _params(args)
+    res = posttrain.run_one(params, args.detector, args.algorithm, args.variant, args.out_model, args.out_json)
+    if res["status"] != "ok":
+        print(f"{res['defended']}: error ({res['error']})")
+        return 0
+    b, a = res["before"], res["after"]
+    print(f"{res['defended']}: normal {b['normal_acc_crops']:.3f} -> {a['normal_acc_crops']:.3f}, robust (FGSM eps "
+          f"{b['fgsm_eps']:g}) {b['robust_acc_crops']:.3f} -> {a['robust_acc_crops']:.3f} (crops); "
+          f"{res['neighbourhood']['n_kept']} of {res['neighbourhood']['n_candidates']} neighbours kept")
+    return 0
+
+
 def _add_blink_attack_parsers(sub) -> None:
     p = sub.add_parser("ear_attack", aliases=["ear-attack"], help="EAR suppression/injection on a video, re-scored")
     _add_params(p)
@@ -468,6 +496,7 @@ COMMANDS = {
     "ear-attack": cmd_ear_attack,
     "landmark_breaker": cmd_landmark_breaker,
     "landmark-breaker": cmd_landmark_breaker,
+    "posttrain": cmd_posttrain,
     **lineage.COMMANDS,
 }
 

@@ -97,9 +97,22 @@ def _bad_references(params: dict) -> Iterator[tuple[str, str]]:
                 yield f"{section}.{key}", f"{sec[key]!r} not in datasets ({names})"
     atk = params["attacks"]
     if atk["enabled"]:
-        bad = [t for t in atk["targets"] if t not in params["frame_detectors"]["enabled"]]
+        plain = [t for t in atk["targets"] if "-pt-" not in t]
+        bad = [t for t in plain if t not in params["frame_detectors"]["enabled"]]
         if bad:
             yield "attacks.targets", f"{bad} not in frame_detectors.enabled: their models are never trained"
+        dfc = params.get("defence", {})
+        for t in atk["targets"]:
+            if "-pt-" not in t:
+                continue
+            det, alg, var = t.split("-pt-")[0], *t.split("-pt-")[1].split("-")
+            if not (dfc.get("enabled") and det in dfc["detectors"] and alg in dfc["algorithms"]
+                    and var in dfc["variants"] and det in params["frame_detectors"]["enabled"]
+                    and dfc["dataset"] == atk["models_trained_on"]):
+                yield "attacks.targets", (f"{t!r}: a defended model the defence section does not make (it needs "
+                                          f"defence.enabled, {det} in defence.detectors and frame_detectors.enabled, "
+                                          f"{alg} and {var} in defence.algorithms/variants, and defence.dataset = "
+                                          "attacks.models_trained_on)")
 
 
 def defaults(name: str) -> dict:

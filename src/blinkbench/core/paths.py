@@ -38,6 +38,9 @@ PATTERNS = {
     # attacks on the blink path (see blinkbench.experiments.blink_study)
     "ear_attack": DATA + "/blink_attacks/{dataset}/{mode}/{video}/result.json",
     "landmark_breaker": DATA + "/blink_attacks/{dataset}/landmark_breaker.json",
+    # post-training defence (blinkbench.defence.posttrain); the defended model itself is a
+    # frame_model named <detector>-pt-<algorithm>-<variant>
+    "defence": DATA + "/defence/{dataset}/{detector}/{algorithm}-{variant}.json",
     "report": DATA + "/reports/index.html",
     "metrics": DATA + "/reports/metrics.json",
 }

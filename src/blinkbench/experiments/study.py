@@ -123,13 +123,25 @@ def _models(params: dict) -> tuple[dict, dict]:
             blink[name] = Detector.load(p)
         except (FileNotFoundError, ValueError) as exc:  # missing, failed training, or refused file
             log.warning("blink detector %s not available: %s", name, exc)
-    for name in detector_plan(params, section="frame_detectors")[0]:
+    names = list(detector_plan(params, section="frame_detectors")[0]) + defended_models(params)
+    for name in names:
         p = paths.path("frame_model", detector=name, train=on)
         try:
             frame[name] = FrameDetector.load(p)
         except (FileNotFoundError, ValueError) as exc:
             log.warning("frame detector %s not available: %s", name, exc)
     return blink, frame
+
+
+def defended_models(params: dict) -> list[str]:
+    """Post-trained models (blinkbench.defence) made from models trained on
+    ``attacks.models_trained_on``: they re-score every set too (transfer from the undefended
+    detector's attacks), and may be attack targets themselves."""
+    from blinkbench.defence import defended_name, plan
+
+    if params["defence"]["dataset"] != params["attacks"]["models_trained_on"]:
+        return []
+    return [defended_name(*k) for k in plan(params)]
 
 
 def rescore_set(params: dict, target: str, method: str, eps, variant: str, out_json: str | Path) -> dict:

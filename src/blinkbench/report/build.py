@@ -160,6 +160,12 @@ def build(params: dict) -> Path:
     if ba_metrics:
         metrics["blink_attacks"] = ba_metrics
     sections.append(ba_html)
+    from .defence import defence_section
+
+    def_metrics, def_html = defence_section(params)
+    if def_metrics:
+        metrics["defence"] = def_metrics
+    sections.append(def_html)
     io.write_json(metrics, paths.PATTERNS["metrics"])
     page = _PAGE.format(body="\n".join(sections) or "<p>No datasets configured.</p>")
     report = Path(paths.PATTERNS["report"])

@@ -70,7 +70,9 @@ STEPS: dict[str, StepSpec] = {
         StepSpec("ear_attack", ("blink_attacks.ear", "blink_attacks.max_videos", "faces", "landmarks", "blinks", "base"),
                  False, ("ear_attack",)),
         StepSpec("landmark_breaker", ("blink_attacks.landmark_breaker", "base"), False, ("landmark_breaker",)),
-        StepSpec("report", ("report", "detectors", "frame_detectors", "attacks", "blink_attacks"), False,
+        StepSpec("posttrain", ("defence.tau", "defence.neighbourhood", "defence.sgd", "defence.evaluate", "base"),
+                 False, ("frame_model", "defence")),
+        StepSpec("report", ("report", "detectors", "frame_detectors", "attacks", "blink_attacks", "defence"), False,
                  ("report", "metrics")),
     ]
 }

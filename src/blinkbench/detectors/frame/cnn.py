@@ -385,6 +385,23 @@ class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
                 out.append(net(x).double().numpy())
         return np.concatenate(out)
 
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """Penultimate features ``(n, d)`` float32 of crops (uint8 RGB, or float in [0, 1]):
+        :meth:`nets.FrameNet.embed` in eval mode (for Xception the 2048-d pooled features)."""
+        net = self.network()
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[-1] != 3:
+            raise ValueError(f"expected crops (n, H, W, 3), got shape {crops.shape}")
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(crops), PREDICT_BATCH):
+                out.append(net.embed(to_tensor(crops[s:s + PREDICT_BATCH])).float().numpy())
+        if not out:
+            with torch.inference_mode():
+                width = net.embed(torch.zeros(1, 3, net.input_size, net.input_size)).shape[1]
+            return np.zeros((0, width), np.float32)
+        return np.concatenate(out)
+
     def predict_frames(self, crops: np.ndarray) -> np.ndarray:
         from scipy.special import expit
 

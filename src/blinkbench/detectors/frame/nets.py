@@ -104,6 +104,17 @@ class FrameNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.preprocess(x))).squeeze(1)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``(B, d)``: the backbone's output as the head's first dense
+        layer receives it (pooled for the timm nets: Xception's 2048-d pooled features;
+        flattened for MesoNet). Differentiable; dropout acts only in train mode."""
+        z = self.features(self.preprocess(x))
+        for layer in self.head:
+            if isinstance(layer, nn.Linear):
+                return z
+            z = layer(z)
+        raise RuntimeError(f"{type(self).__name__}: head without a dense layer")
+
 
 class TimmNet(FrameNet):
     """A timm backbone's trunk + pooled dense head (see the module docstring)."""
