@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from blinkbench.core import devices
 from blinkbench.core.registry import Registry
 
 REGISTRY: Registry = Registry("attack")   # every attack module is imported by the package __init__
@@ -134,11 +135,7 @@ class Attack(ABC):
 def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch.device:
     """The device of the model's first parameter (or buffer); ``default`` for a model with
     neither (a stand-in that follows its input)."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device(default)
+    return devices.of(model, default)
 
 
 @contextlib.contextmanager
