@@ -144,8 +144,9 @@ def attack_mode(model: nn.Module):
     differentiate with respect to the input only; without this autograd also computes every
     weight gradient, the larger part of a convolution's backward pass), and on CPU its 4-D
     weights channels-last (oneDNN's faster convolution and pooling paths; same values, same
-    results here). Measured on Meso-4, batch 8, one thread: PGD about 2x faster
-    (``benchmarks/bench_attacks.py``)."""
+    results here). Measured on Meso-4, batch 8, one thread, CPU seconds
+    (``benchmarks/bench_attacks.py --before-after``): PGD 1.1-1.2x faster on real face crops,
+    about 2x on uniform-noise crops (whose weight gradients were the costly part)."""
     params = [p for p in model.parameters() if p.requires_grad]
     swapped = []
     try:
