@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
 def surrogate(name: str, device: str = "cpu") -> torch.nn.Module:
     """The port's models by name (built once per process and device, eval mode):
     ``attention`` (478 points, what the pipeline's ``mp.solutions`` runs) or ``mesh`` (468
@@ -43,13 +42,15 @@ def surrogate(name: str, device: str = "cpu") -> torch.nn.Module:
     The EAR attack asks for the CPU one; inputs must be on the model's device."""
     from blinkbench.core import devices
 
+    return _surrogate(name, devices.name(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _surrogate(name: str, device: str) -> torch.nn.Module:
     builders = {"attention": TorchFaceMeshAttention, "mesh": TorchFaceMesh}
     if name not in builders:
         raise ValueError(f"unknown surrogate {name!r}; known: {sorted(builders)}")
-    dev = devices.name(device)
-    if dev != device:
-        return surrogate(name, dev)          # one cached model per actual device
-    model = builders[name]().eval().to(dev)
+    model = builders[name]().eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
