@@ -33,6 +33,11 @@ repeated ``--batching-repeats`` times interleaved; the
 model's polarity is flipped as in part 1 if it calls the clip's crops real. Needs
 ``../shared``; skipped with a message without it.
 
+Part 3 (``--before-after N``): PGD on MesoNet, the code path before the speed-ups of
+``Attack.__call__`` (foolbox on the untouched model) and the current one, alternated N
+times in one process (same load for both), with wall and CPU time and the largest
+difference between their perturbations.
+
 Threads are pinned (default 1; the machine is shared): figures vary by +-20-30 % between
 runs on a loaded VM.
 """
@@ -119,8 +124,8 @@ def bench_crops(models: list[str], attacks: list[str], batch: int, crop: int, re
     else:
         x, source = torch.rand(batch, 3, crop, crop), "uniform noise"
     print(f"\n== crops: batch {batch} x {crop}x{crop} px ({source}), default parameters, eps 4/255")
-    print(f"{'model':9s} {'attack':12s} {'s/batch':>8s} {'crops/s':>8s} {'fake before':>12s} {'fake after':>11s}"
-          f" {'polarity':>8s}  model")
+    print(f"{'model':9s} {'attack':12s} {'s/batch':>8s} {'crops/s':>8s} {'cpu s':>6s} {'fake before':>12s}"
+          f" {'fake after':>11s} {'polarity':>8s}  model")
     for m in models:
         net, desc = build_model(m, resnet_size)
         with torch.no_grad():
@@ -130,13 +135,69 @@ def bench_crops(models: list[str], attacks: list[str], batch: int, crop: int, re
         with torch.no_grad():
             before = float((net(x) > 0).float().mean())
         for a in attacks:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             adv = create(a)(net, x, seed=0)
-            dt = time.perf_counter() - t
+            dt, dc = time.perf_counter() - t, time.process_time() - c
             with torch.no_grad():
                 after = float((net(adv) > 0).float().mean())
-            print(f"{m:9s} {a:12s} {dt:8.2f} {batch / dt:8.2f} {before:12.2f} {after:11.2f} {polarity:8d}  {desc}",
-                  flush=True)
+            print(f"{m:9s} {a:12s} {dt:8.2f} {batch / dt:8.2f} {dc:6.2f} {before:12.2f} {after:11.2f} {polarity:8d}"
+                  f"  {desc}", flush=True)
+
+
+def reference_pgd(net, x, seed: int = 0):
+    """PGD as it ran before the speed-ups of ``Attack.__call__`` (frozen weights,
+    channels-last): foolbox's LinfPGD with the default parameters, called directly on the
+    untouched model, seeded and projected as the attack does."""
+    import foolbox as fb
+    import torch
+
+    from blinkbench.attacks.frame import base, defaults
+
+    p = defaults("pgd")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fmodel = fb.PyTorchModel(base.TwoClassLogits(net).eval(), bounds=(0, 1))
+        crit = fb.criteria.TargetedMisclassification(torch.zeros(len(x), dtype=torch.long))
+        atk = fb.attacks.LinfPGD(rel_stepsize=p["rel_step_size"], steps=p["steps"], random_start=p["random_start"])
+        _, adv, _ = atk(fmodel, x, crit, epsilons=p["eps"] / 255.0)
+    return base.project(adv.detach(), x, p["eps"] / 255.0)
+
+
+def bench_before_after(batch: int, crop: int, crops: "np.ndarray | None", repeats: int) -> None:
+    """PGD on Meso-4, old code path (:func:`reference_pgd`) and current, alternated in one
+    process so both see the same load; wall and CPU seconds per batch, medians, the ratio,
+    and the largest difference between the two perturbations."""
+    import torch
+    import torch.nn.functional as F
+
+    from blinkbench.attacks.frame import create
+
+    if crops is not None and len(crops):
+        x = torch.from_numpy(crops[np.linspace(0, len(crops) - 1, batch).round().astype(int)])
+        x = F.interpolate(x.permute(0, 3, 1, 2).float() / 255, size=(crop, crop), mode="bilinear",
+                          align_corners=False, antialias=True).clamp(0, 1)
+    else:
+        x = torch.rand(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
+    net, desc = build_model("meso4", 0)
+    create("fgsm")(net, x[:2])                       # warm-up
+    reference_pgd(net, x[:2])
+    print(f"\n== PGD before/after: meso4 ({desc}), batch {batch} x {crop} px, {repeats} alternated repeats, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    runs: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+    advs = {}
+    for r in range(repeats):
+        for label, fn in (("before", lambda: reference_pgd(net, x)), ("after", lambda: create("pgd")(net, x, seed=0))):
+            t, c = time.perf_counter(), time.process_time()
+            advs[label] = fn()
+            runs[label].append((time.perf_counter() - t, time.process_time() - c))
+            w, cpu = runs[label][-1]
+            print(f"  #{r + 1} {label:6s} wall {w:6.2f} s ({batch / w:6.2f} crops/s)  cpu {cpu:6.2f} s "
+                  f"({batch / cpu:6.2f} crops/s)", flush=True)
+    med = {k: np.median(np.array(v), axis=0) for k, v in runs.items()}
+    for k in ("before", "after"):
+        print(f"  median {k:6s} wall {batch / med[k][0]:6.2f} crops/s, cpu {batch / med[k][1]:6.2f} crops/s")
+    print(f"  speed-up: wall {med['before'][0] / med['after'][0]:.2f}x, cpu {med['before'][1] / med['after'][1]:.2f}x;"
+          f" max |adv after - adv before| = {float((advs['after'] - advs['before']).abs().max()):.2e}")
 
 
 def cut_clip(src: Path, n: int, out: Path) -> None:
@@ -207,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batching-repeats", type=int, default=2, help="interleaved repeats of the PGD batching runs")
     ap.add_argument("--skip-crops", action="store_true")
     ap.add_argument("--skip-video", action="store_true")
+    ap.add_argument("--before-after", type=int, default=0, metavar="N",
+                    help="also time PGD on meso4 with the pre-speed-up code path and the current one, N alternated "
+                         "repeats (0: skip)")
     args = ap.parse_args(argv)
 
     import torch
@@ -221,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         crops = np.load(d / "crops.npz")["crops"] if meta else None
         if not args.skip_crops:
             bench_crops(args.models, args.attacks, args.batch, args.crop, args.resnet_size, crops)
+        if args.before_after:
+            bench_before_after(args.batch, args.crop, crops, args.before_after)
         if args.skip_video:
             pass
         elif meta is None:

@@ -14,6 +14,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.nn import functional as F
 
+from blinkbench.detectors.weights import PicklesNetAsWeights  # noqa: F401  (re-exported: was defined here)
+
 
 class KeepBest(Callback):
     """Keeps in memory the network weights of the epoch with the lowest ``monitor`` (so no
@@ -92,7 +94,7 @@ class BinaryLogitModule(lightning.LightningModule):
         return self.net(x)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        pw = torch.tensor(self.hparams.pos_weight, dtype=logits.dtype)
+        pw = torch.tensor(self.hparams.pos_weight, dtype=logits.dtype, device=logits.device)
         return F.binary_cross_entropy_with_logits(logits, y, pos_weight=pw)
 
     def validation_step(self, batch, batch_idx):
@@ -112,36 +114,4 @@ class BinaryLogitModule(lightning.LightningModule):
         if 0 < float(y.sum()) < len(y):
             from sklearn.metrics import roc_auc_score
 
-            self.log("val_auc", float(roc_auc_score(y.numpy(), logits.numpy())))
-
-
-class PicklesNetAsWeights:
-    """A detector whose fitted ``self.net_`` is rebuilt from its spec (``_rebuild_net()``)
-    plus its weights, never kept as a live module, Trainer or DataModule.
-
-    Model files: :mod:`blinkbench.detectors.modelfile` stores the state dict as safetensors and the
-    spec as JSON, and loads them back into a rebuilt network in eval mode (never a pickle).
-    In memory, ``copy.deepcopy`` (and in-process pickling, e.g. to a worker) goes through
-    ``__getstate__``/``__setstate__`` below, which carry the weights as NumPy arrays."""
-
-    def _rebuild_net(self):  # -> nn.Module with the saved architecture
-        raise NotImplementedError
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        net = state.pop("net_", None)
-        if net is not None:
-            state["net_weights_"] = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-        return state
-
-    def __setstate__(self, state):
-        weights = state.pop("net_weights_", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            net = self._rebuild_net()
-            net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
-            self.net_ = net.eval()
-
-    def _after_load(self):
-        if self.fitted_:
-            self.net_.eval()
+            self.log("val_auc", float(roc_auc_score(y.cpu().numpy(), logits.cpu().numpy())))

@@ -35,14 +35,22 @@ __all__ = [
 ]
 
 
+def surrogate(name: str, device: str = "cpu") -> torch.nn.Module:
+    """The port's models by name (built once per process and device, eval mode):
+    ``attention`` (478 points, what the pipeline's ``mp.solutions`` runs) or ``mesh`` (468
+    points), on ``device`` (``cpu``, ``cuda``, or ``auto``: :mod:`blinkbench.core.devices`).
+    The EAR attack asks for the CPU one; inputs must be on the model's device."""
+    from blinkbench.core import devices
+
+    return _surrogate(name, devices.name(device))
+
+
 @functools.lru_cache(maxsize=None)
-def surrogate(name: str) -> torch.nn.Module:
-    """The port's models by name (built once per process, eval mode): ``attention`` (478
-    points, what the pipeline's ``mp.solutions`` runs) or ``mesh`` (468 points)."""
+def _surrogate(name: str, device: str) -> torch.nn.Module:
     builders = {"attention": TorchFaceMeshAttention, "mesh": TorchFaceMesh}
     if name not in builders:
         raise ValueError(f"unknown surrogate {name!r}; known: {sorted(builders)}")
-    model = builders[name]().eval()
+    model = builders[name]().eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -62,7 +62,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from blinkbench.core import io
+from blinkbench.core import devices, io
 from blinkbench.attacks.perceptual import crop_metrics
 from blinkbench.video.codec import OK, FrameReader, probe, write_video
 from blinkbench.video.lossless import LOSSLESS
@@ -142,7 +142,7 @@ def attack_video(
     out_path: str | Path,
     *,
     batch_size: int = 8,
-    device: str = "cpu",
+    device: str | None = None,
     progress=None,
     margin: float = 0.0,
     size_step: int = 16,
@@ -156,7 +156,8 @@ def attack_video(
     and its stats to :func:`stats_path`; return the stats.
 
     ``model``: a detector network (crops in [0, 1] -> fake logits; moved to ``device`` and
-    run in eval mode). ``attack``: a registered name, built with ``attack_params`` (the
+    run in eval mode). ``device``: ``cpu``, ``cuda`` or ``auto``; default
+    ``$BLINKBENCH_DEVICE``, else CUDA when there is one (:mod:`blinkbench.core.devices`). ``attack``: a registered name, built with ``attack_params`` (the
     ``params["attacks"][name]`` section), or an :class:`Attack` whose fields
     ``attack_params`` overrides. ``progress``: anything with ``update(n)`` (tqdm), advanced
     once per frame. ``rescale``: the quantisation-aware magnitude search (:func:`_rescue`).
@@ -170,6 +171,7 @@ def attack_video(
         raise ValueError(f"the lossless output is FFV1 in Matroska: out_path must end in .mkv, got {out_path}")
     if batch_size < 1 or size_step < 1 or margin < 0:
         raise ValueError("need batch_size >= 1, size_step >= 1, margin >= 0")
+    device = devices.name(device)
     params = dict(attack_params or {})
     atk = create(attack, **params) if isinstance(attack, str) else replace(attack, **params)
     if crop_size:

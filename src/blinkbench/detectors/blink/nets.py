@@ -237,8 +237,9 @@ def recalibrate_batchnorm(net: nn.Module, x: torch.Tensor, batch_size: int = 512
     try:
         with torch.no_grad():
             # Equal-sized chunks: the cumulative average weighs every batch the same.
+            dev = bns[0].running_mean.device      # inputs follow the network's device
             for chunk in torch.tensor_split(x, -(-len(x) // batch_size)):
-                net(chunk)
+                net(chunk.to(dev))
     finally:
         for bn, m in zip(bns, momenta):
             bn.momentum = m

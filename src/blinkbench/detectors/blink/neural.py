@@ -11,7 +11,8 @@ The pieces, each with one job:
 - :class:`WindowDataModule` owns the windows and a seeded validation split **by video**,
   stratified by label: one video's windows are never on both sides;
 - :class:`NeuralWindowDetector` builds the ``Trainer`` only inside ``fit``: seeded
-  (``lightning.seed_everything``), ``deterministic=True``, CPU, no logger, no checkpoint
+  (``lightning.seed_everything``), ``deterministic=True``, on CUDA when there is one
+  (:mod:`blinkbench.core.devices`; ``BLINKBENCH_DEVICE=cpu`` forces the CPU), no logger, no checkpoint
   files; early stopping on the validation loss, and the weights of the best validation epoch
   are kept (in memory). Without a validation split (too few videos, or ``val_fraction=0``)
   it trains for ``epochs`` and keeps the last weights.
@@ -31,134 +32,24 @@ import copy
 import tempfile
 from typing import Any, ClassVar
 
-import lightning
 import numpy as np
-import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
-from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
-from . import nets
-from blinkbench.detectors.training import BinaryLogitModule, KeepBest, PicklesNetAsWeights, training_scope
+from blinkbench.detectors.weights import PicklesNetAsWeights
 from .base import WindowDetector, register
 
+# torch, Lightning and the networks are imported where they are used (fit, predict), so that
+# importing this module (registry, parse-time checks) stays light; the Lightning pieces are
+# in .neural_fit and are still reachable from here (module __getattr__ below).
 PREDICT_BATCH = 1024
+_IN_NEURAL_FIT = ("to_input", "split_by_video", "WindowDataModule", "SeriesClassifier", "PreciseBatchNorm")
 
 
-def to_input(X: np.ndarray, M: np.ndarray | None, mask_channel: bool) -> torch.Tensor:
-    """Windows ``(n, L)`` (and masks) as the networks' float32 input ``(n, C, L)``."""
-    x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).unsqueeze(1)
-    if mask_channel:
-        m = torch.ones_like(x) if M is None else torch.from_numpy(np.asarray(M, dtype=np.float32)).unsqueeze(1)
-        x = torch.cat([x, m], dim=1)
-    return x
+def __getattr__(name: str):
+    if name in _IN_NEURAL_FIT:
+        from . import neural_fit
 
-
-def split_by_video(groups: np.ndarray, y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation window indices, holding out whole videos (``groups``).
-
-    Per class, ``round(val_fraction x videos)`` videos go to validation, drawn with
-    ``default_rng(seed)``: at least one when the class has two or more videos, never all of
-    them (training keeps every class). A video's label is that of its windows."""
-    groups = np.asarray(groups)
-    y = np.asarray(y)
-    rng = np.random.default_rng(seed)
-    ug = np.unique(groups)
-    glabel = np.array([y[groups == g][0] for g in ug])
-    val_groups: list = []
-    for c in np.unique(glabel):
-        gs = ug[glabel == c]
-        n = int(round(val_fraction * len(gs)))
-        if val_fraction > 0 and len(gs) >= 2:
-            n = max(n, 1)
-        n = min(n, len(gs) - 1)
-        if n > 0:
-            val_groups.extend(rng.permutation(gs)[:n].tolist())
-    val = np.isin(groups, val_groups)
-    return np.flatnonzero(~val), np.flatnonzero(val)
-
-
-class WindowDataModule(lightning.LightningDataModule):
-    """EAR windows with labels and video groups; ``setup`` makes the seeded by-video split
-    (:func:`split_by_video`), exposed as ``train_idx`` / ``val_idx`` (window indices)."""
-
-    def __init__(self, X: np.ndarray, M: np.ndarray, y: np.ndarray, groups: np.ndarray, *, batch_size: int = 64,
-                 val_fraction: float = 0.2, seed: int = 0, mask_channel: bool = False):
-        super().__init__()
-        if not np.isfinite(X).all():
-            raise ValueError("windows contain NaN or inf (series.prepare should have filled them)")
-        self.X, self.M, self.y, self.groups = X, M, np.asarray(y), np.asarray(groups)
-        self.batch_size = int(batch_size)
-        self.val_fraction = float(val_fraction)
-        self.seed = int(seed)
-        self.mask_channel = bool(mask_channel)
-        self.train_idx: np.ndarray | None = None
-        self.val_idx: np.ndarray | None = None
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_idx is None:
-            self.train_idx, self.val_idx = split_by_video(self.groups, self.y, self.val_fraction, self.seed)
-
-    def calibration_inputs(self, max_n: int = 4096) -> torch.Tensor:
-        """Network inputs of at most ``max_n`` training windows (seeded choice), for
-        re-estimating batch-norm statistics."""
-        self.setup()
-        idx = self.train_idx
-        if len(idx) > max_n:
-            idx = np.sort(np.random.default_rng(self.seed).choice(idx, max_n, replace=False))
-        return to_input(self.X[idx], self.M[idx], self.mask_channel)
-
-    @property
-    def has_val(self) -> bool:
-        self.setup()
-        return len(self.val_idx) > 0
-
-    def _dataset(self, idx: np.ndarray) -> TensorDataset:
-        x = to_input(self.X[idx], self.M[idx], self.mask_channel)
-        return TensorDataset(x, torch.from_numpy(self.y[idx].astype(np.float32)))
-
-    def train_dataloader(self) -> DataLoader:
-        # num_workers=0: windows are small tensors already in memory; workers would only
-        # add start-up cost and a source of non-determinism.
-        return DataLoader(self._dataset(self.train_idx), batch_size=self.batch_size, shuffle=True,
-                          generator=torch.Generator().manual_seed(self.seed))
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._dataset(self.val_idx), batch_size=max(self.batch_size, 256), shuffle=False)
-
-
-class SeriesClassifier(BinaryLogitModule):
-    """Any :mod:`.nets` network (``net_spec`` = :func:`nets.build` arguments) trained as a
-    binary fake/real window classifier. ``pos_weight`` scales the fake-class loss
-    (``n_real / n_fake`` balances the classes)."""
-
-    def __init__(self, net_spec: dict, lr: float = 1e-3, weight_decay: float = 0.0, pos_weight: float = 1.0):
-        super().__init__()
-        self.save_hyperparameters()
-        self.net = nets.build(**net_spec)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self._loss(self.net(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-
-
-class PreciseBatchNorm(Callback):
-    """Before each validation, re-estimates the network's batch-norm statistics on (a seeded
-    subset of) the training windows (:func:`nets.recalibrate_batchnorm`), so the validation
-    loss, the early stopping and the kept best weights see the eval-mode network as it will
-    predict, not one with lagging running averages."""
-
-    def __init__(self, x: torch.Tensor):
-        self.x = x
-
-    def on_validation_epoch_start(self, trainer, pl_module):
-        nets.recalibrate_batchnorm(pl_module.net, self.x)
+        return getattr(neural_fit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 COMMON_HYPER: dict[str, Any] = {
@@ -191,6 +82,14 @@ class NeuralWindowDetector(PicklesNetAsWeights, WindowDetector):
                 "length": self.series.window_len, **{k: self.hyper[k] for k in self.net_hyper}}
 
     def _fit_windows(self, X, M, y, groups):
+        import lightning
+        from lightning.pytorch.callbacks import Callback, EarlyStopping
+
+        from . import nets
+        from blinkbench.core import devices
+        from blinkbench.detectors.training import KeepBest, training_scope
+        from .neural_fit import PreciseBatchNorm, SeriesClassifier, WindowDataModule
+
         h = self.hyper
         spec = self.net_spec()
         with training_scope(), tempfile.TemporaryDirectory(prefix="blinkbench-lightning-") as tmp:
@@ -207,12 +106,12 @@ class NeuralWindowDetector(PicklesNetAsWeights, WindowDetector):
             if dm.has_val:
                 callbacks.append(EarlyStopping("val_loss", patience=h["patience"], mode="min"))
             trainer = lightning.Trainer(
-                max_epochs=h["epochs"], accelerator="cpu", devices=1, deterministic=True, logger=False,
+                max_epochs=h["epochs"], accelerator=devices.accelerator(), devices=1, deterministic=True, logger=False,
                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                 num_sanity_val_steps=0, limit_val_batches=1.0 if dm.has_val else 0, callbacks=callbacks,
                 default_root_dir=tmp)
             trainer.fit(module, datamodule=dm)
-        net = module.net
+        net = module.net.cpu()                   # trained on any device, kept (and saved) on the CPU
         if best.state is not None:
             net.load_state_dict(best.state)      # its batch-norm statistics were recalibrated
         else:
@@ -225,13 +124,13 @@ class NeuralWindowDetector(PicklesNetAsWeights, WindowDetector):
                           "n_train_windows": int(len(dm.train_idx)), "n_val_windows": int(len(dm.val_idx)),
                           "n_val_videos": int(len(np.unique(groups[dm.val_idx]))), "pos_weight": pos_weight}
 
-    def network(self) -> nn.Module:
+    def network(self) -> "nn.Module":
         """The trained network, in eval mode (for attacks and export)."""
         if not self.fitted_:
             raise RuntimeError(f"{self.name}: network() before fit()")
         return self.net_.eval()
 
-    def window_logits(self, X: torch.Tensor, M: torch.Tensor | None = None) -> torch.Tensor:
+    def window_logits(self, X: "torch.Tensor", M: "torch.Tensor | None" = None) -> "torch.Tensor":
         """Fake logits ``(n,)`` of prepared EAR windows ``X`` ``(n, L)`` or ``(n, 1, L)``,
         differentiable with respect to ``X`` (the attacks' entry point). ``M`` is the
         observed-mask, used only with ``mask_channel`` (all observed when omitted)."""
@@ -239,6 +138,8 @@ class NeuralWindowDetector(PicklesNetAsWeights, WindowDetector):
             X = X.unsqueeze(1)
         if X.dim() != 3 or X.shape[1] != 1:
             raise ValueError(f"{self.name}: expected windows (n, L) or (n, 1, L), got {tuple(X.shape)}")
+        import torch
+
         x = X.float()
         if self.hyper["mask_channel"]:
             m = torch.ones_like(x) if M is None else M.reshape(x.shape).to(x.dtype)
@@ -246,15 +147,23 @@ class NeuralWindowDetector(PicklesNetAsWeights, WindowDetector):
         return self.network()(x)
 
     def _predict_windows(self, X, M):
+        import torch
+
+        from blinkbench.core import devices
+        from .neural_fit import to_input
+
         net = self.network()
+        dev = devices.of(net)
         out = []
         with torch.no_grad():
             for s in range(0, len(X), PREDICT_BATCH):
-                x = to_input(X[s:s + PREDICT_BATCH], M[s:s + PREDICT_BATCH], self.hyper["mask_channel"])
-                out.append(torch.sigmoid(net(x)).double().numpy())
+                x = to_input(X[s:s + PREDICT_BATCH], M[s:s + PREDICT_BATCH], self.hyper["mask_channel"]).to(dev)
+                out.append(torch.sigmoid(net(x)).double().cpu().numpy())
         return np.concatenate(out)
 
     def _rebuild_net(self):  # for PicklesNetAsWeights
+        from . import nets
+
         return nets.build(**self.net_spec_)
 
 

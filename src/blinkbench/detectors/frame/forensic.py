@@ -51,7 +51,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import scipy.fft
 
 from .base import CropSet, FrameDetector, register
 
@@ -136,6 +135,8 @@ def zigzag(n: int) -> np.ndarray:
 def block_dct_coeffs(y_blocks: np.ndarray) -> np.ndarray:
     """Orthonormal 2-D DCT-II of level-shifted luma tiles (..., B, B) -> (..., B, B). A
     constant tile of value v has only its DC coefficient, B * (v - 128)."""
+    import scipy.fft  # here, not at import: the registry (workflow parse) imports this module
+
     return scipy.fft.dctn(y_blocks - np.float32(128), type=2, norm="ortho", axes=(-2, -1))
 
 
@@ -143,6 +144,8 @@ def jpeg_dct(y_blocks: np.ndarray) -> np.ndarray:
     """(n, m, B, B) luma tiles -> (n, m, (B/8)**2, 64): the JPEG forward DCT of each tile's
     8x8 sub-blocks (orthonormal DCT-II of the level-shifted pixels, the same scaling as
     libjpeg's F(u, v)), frequencies in row-major order (u * 8 + v)."""
+    import scipy.fft  # here, not at import: the registry (workflow parse) imports this module
+
     n, m, B, _ = y_blocks.shape
     if B % 8:
         raise ValueError(f"block size {B} is not a multiple of 8")
@@ -161,6 +164,8 @@ def dct_histogram_features(coeffs: np.ndarray, hist_freqs: int = 9, hist_range: 
     and the magnitude of the histogram's real FFT kept: a quantisation step q shows up as
     energy at frequency 1/q, a double quantisation as extra periodic peaks and gaps.
     """
+    import scipy.fft  # here, not at import: the registry (workflow parse) imports this module
+
     n, m, k, _ = coeffs.shape
     freqs = zigzag(8)[1:1 + hist_freqs]
     v = np.rint(coeffs[..., freqs]).astype(np.int64) + hist_range                 # (n, m, k, F)

@@ -1,0 +1,83 @@
+#!/usr/bin/env python
+"""Start-up cost (a script, not a test): how long `snakemake -n` takes to parse the workflow
+and build its DAG, and how long a job's Python process takes to import what its step needs.
+
+    python benchmarks/bench_startup.py [--repeats 3] [--skip-snakemake]
+
+Each figure is a fresh process, run ``--repeats`` times: wall seconds (median, min) and CPU
+seconds (user + sys of the child, median), and whether torch ended up imported. CPU seconds
+are the steadier figure on a loaded machine. Run from anywhere; the snakemake run uses this
+checkout's Snakefile and params.yaml (``-n``: nothing is executed or written)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Step -> the modules its `blinkbench <step>` job imports (the CLI imports the step's module lazily).
+STEPS = {
+    "cli only": [],
+    "faces": ["blinkbench.spine.faces"],
+    "landmarks": ["blinkbench.spine.landmarks", "blinkbench.spine.landmarks.mediapipe_mesh"],
+    "ear": ["blinkbench.spine.ear", "blinkbench.spine.landmarks"],
+    "blinks": ["blinkbench.spine.blinks"],
+    "train_blink": ["blinkbench.experiments.protocol", "blinkbench.detectors.blink.neural_fit"],
+    "train_frame": ["blinkbench.experiments.protocol", "blinkbench.detectors.frame.cnn_fit"],
+    "attack": ["blinkbench.experiments.study", "blinkbench.attacks.frame"],
+    "ear_attack": ["blinkbench.experiments.blink_study", "blinkbench.attacks.blink.ear_attack"],
+}
+
+
+def timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out.stdout
+
+
+def row(label: str, runs: list[tuple[float, float, str]], extra: str = "") -> None:
+    walls, cpus = [r[0] for r in runs], [r[1] for r in runs]
+    print(f"{label:14s} wall median {statistics.median(walls):6.2f} s  min {min(walls):6.2f} s   "
+          f"cpu median {statistics.median(cpus):6.2f} s  {extra}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-snakemake", action="store_true")
+    args = ap.parse_args(argv)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH")] if p)}
+    print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, "
+          f"{args.repeats} runs each")
+    if not args.skip_snakemake:
+        exe = shutil.which("snakemake", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+        if exe is None:
+            print("snakemake: not found")
+        else:
+            runs = [timed([exe, "-n", "-q"], env, ROOT) for _ in range(args.repeats)]
+            row("snakemake -n", runs, "(parse + DAG of this checkout's params.yaml, dry run)")
+    print("\nimport time of each step's modules in a fresh `python -c` (the CLI plus what the step imports)")
+    for step, mods in STEPS.items():
+        code = "import sys, blinkbench.cli\n" + "".join(f"import {m}\n" for m in mods) + \
+            "print('torch' in sys.modules)"
+        runs = [timed([sys.executable, "-c", code], env, ROOT) for _ in range(args.repeats)]
+        row(step, runs, f"torch imported: {runs[-1][2].strip()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

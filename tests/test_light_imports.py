@@ -1,0 +1,92 @@
+"""Start-up cost: the workflow's parse step and the per-video jobs that need no torch
+(faces, landmarks, ear, blinks) must not import torch or Lightning (importing them took
+most of `snakemake -n`'s 12 s). Checked in a fresh interpreter through ``sys.modules``, not
+by timing; ``benchmarks/bench_startup.py`` prints the times."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "lightning", "torchvision", "timm", "foolbox")
+
+
+def modules_after(code: str) -> set[str]:
+    """Top-level module names in ``sys.modules`` after running ``code`` in a new interpreter."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    code += "\nimport sys, json; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def workflow_imports() -> list[str]:
+    """Every import statement in the Snakefile and rules/*.smk (top level and inside their
+    functions, which run while the DAG is built)."""
+    stmts = []
+    for f in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]:
+        for line in f.read_text().splitlines():
+            s = line.strip()
+            if s.startswith(("import ", "from ")) and " import " in s or s.startswith("import "):
+                ast.parse(s)                     # a plain Python import line
+                stmts.append(s)
+    return stmts
+
+
+def test_workflow_parse_imports_no_torch():
+    stmts = workflow_imports()
+    assert any("blinkbench" in s for s in stmts)
+    # common.smk checks detector names and hyper-parameters at parse time (detector_plan with
+    # check_registry): the registries import every detector module
+    code = "\n".join(stmts) + """
+from blinkbench.core import config as _cfg
+from blinkbench.experiments.plan import detector_plan as _plan
+_p = _cfg.load("params.yaml")
+_plan(_p, check_registry=True)
+_plan(_p, True, "frame_detectors")
+import blinkbench.experiments.study, blinkbench.experiments.blink_study
+"""
+    loaded = modules_after(code)
+    assert "blinkbench" in loaded and "snakemake" in loaded
+    assert not loaded & set(HEAVY), f"parse-time imports pull in {sorted(loaded & set(HEAVY))}"
+
+
+@pytest.mark.parametrize("step", ["faces", "landmarks", "ear", "blinks"])
+def test_per_video_steps_import_no_torch(step):
+    """What `blinkbench <step>` imports: the CLI, the step functions and, for landmarks,
+    every registered backend."""
+    code = f"""
+import blinkbench.cli
+from blinkbench.spine import steps
+assert {step!r} in steps.STEPS
+import blinkbench.spine.faces, blinkbench.spine.ear, blinkbench.spine.blinks, blinkbench.video.codec
+from blinkbench.spine import landmarks
+landmarks.REGISTRY.available()
+"""
+    loaded = modules_after(code)
+    assert not loaded & set(HEAVY), f"{step}: imports {sorted(loaded & set(HEAVY))}"
+
+
+def test_detector_modules_are_light_until_fit():
+    """The registries' modules import without torch; the Lightning pieces load on use and
+    are still reachable under their old names."""
+    loaded = modules_after("""
+import blinkbench.detectors.blink as b, blinkbench.detectors.frame as f
+b.available(); f.available()
+b.create("fcn"); f.create("meso4")
+""")
+    assert not loaded & set(HEAVY)
+    from blinkbench.detectors.blink import neural, neural_fit
+    from blinkbench.detectors.frame import cnn, cnn_fit
+
+    assert neural.WindowDataModule is neural_fit.WindowDataModule
+    assert cnn.to_tensor is cnn_fit.to_tensor and cnn.PREDICT_BATCH == cnn_fit.PREDICT_BATCH
+    with pytest.raises(AttributeError):
+        cnn.no_such_name  # noqa: B018
