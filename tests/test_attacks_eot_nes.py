@@ -298,3 +298,39 @@ def test_nes_queries_reach_the_video_stats(model, tmp_path):
     assert e["status"] == "ok" and e["verified_lossless"] and e["linf_max"] <= EPS
     assert e["queries_per_frame_mean"] is None and "queries" not in e["frames"][0]
     assert e["p_fake_after_mean"] < e["p_fake_before_mean"]
+
+
+def test_queries_per_frame_reach_the_study_summary():
+    """The re-scoring summary carries the NES videos' queries per frame (the report's cost
+    table and metrics.json read it from there); white-box sets have none."""
+    from blinkbench.experiments.study import summarise
+
+    rows = [{"scores": {"frame/meso4": 0.2, "frame_frac/meso4": 0.0}, "attack_queries_per_frame_mean": 120.0},
+            {"scores": {"frame/meso4": 0.7, "frame_frac/meso4": 1.0}, "attack_queries_per_frame_mean": 300.0}]
+    assert summarise(rows)["queries_per_frame"] == pytest.approx(210.0)
+    assert summarise([{"scores": {"frame/meso4": 0.2, "frame_frac/meso4": 0.0}}])["queries_per_frame"] is None
+
+
+def test_report_rows_and_metrics_carry_the_eot_and_nes_sets(tmp_path, monkeypatch):
+    """Study JSONs of a clean, an EOT-PGD and a NES set -> the report's study section: both
+    methods in the detection-rate metrics, NES's queries per frame in metrics.json."""
+    from blinkbench.core import paths
+    from blinkbench.experiments.study import summarise
+    from blinkbench.report import build
+
+    monkeypatch.chdir(tmp_path)
+    params = config.validate({"datasets": {}, "attacks": {"targets": ["meso4"], "methods": ["eot_pgd", "nes"],
+                                                          "eps": [2], "compressions": ["h264_crf23"]}})
+    ds = params["attacks"]["dataset"]
+    for t, m, e, q, score in [("clean", "none", "0", None, 0.9), ("meso4", "eot_pgd", "2", None, 0.1),
+                              ("meso4", "nes", "2", 150.0, 0.4)]:
+        for v in ("none", "h264_crf23"):
+            row = {"scores": {"frame/meso4": score, "frame_frac/meso4": score}, "attack_queries_per_frame_mean": q}
+            io.write_json({"summary": summarise([row])}, paths.path("study", dataset=ds, target=t, method=m, eps=e,
+                                                                      variant=v))
+    metrics, page = build.study_section(params, tmp_path / "reports")
+    det = metrics["detection_rate"]["meso4"]
+    assert set(det) == {"eot_pgd", "nes"} and det["eot_pgd"]["eps2"]["h264_crf23"]["frame/meso4"] == 0.0
+    assert metrics["attack_success_rate_videos"]["meso4"]["nes"]["eps2"]["h264_crf23"] == 1.0
+    assert metrics["queries_per_frame"] == {"meso4": {"nes": {"eps2": {"none": 150.0, "h264_crf23": 150.0}}}}
+    assert "queries_per_frame" in page
