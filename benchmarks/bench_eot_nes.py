@@ -3,15 +3,15 @@
 whether EOT-PGD survives H.264 CRF 23 better than plain PGD on real FF++ fakes.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_eot_nes.py [--threads 1] [--batch 8] [--eps 4]
-        [--frames 8] [--survival-eps 1 2] [--control] [--skip-crops] [--skip-survival]
+        [--frames 8] [--survival-eps 1 2] [--control] [--with-defaults] [--skip-crops] [--skip-survival]
 
 Target: the MesoNet authors' Meso4 (``../shared/models/Meso4_DF.h5``, 256 px input, as
 ``configs/shared.yaml`` uses it). Needs ``../shared``; prints a message and exits 0 without it.
 
 Part 1, crops: one batch of ``--batch`` face crops (the ``faces`` step's 256 px crops of the
 FF++ fakes Meso4 detects, below), attacked at ``--eps`` with PGD (``steps`` as
-configs/shared.yaml: 5), EOT-PGD and NES at their defaults and at the settings of
-configs/shared.yaml. Columns: seconds per batch, crops/s, share of crops called fake before
+configs/shared.yaml: 5), EOT-PGD and NES at the settings of configs/shared.yaml
+(``--with-defaults``: also at their defaults). Columns: seconds per batch, crops/s, share of crops called fake before
 and after (float result, before 8-bit rounding), NES queries per crop (mean, max).
 
 Part 2, survival of H.264 CRF 23 (acceptance 2 of issue 15): every FF++ fake of
@@ -94,13 +94,13 @@ def prepare(d: Path, frames: int, params: dict, det) -> list[dict]:
     """Cut every FF++ fake, track its face; keep those Meso4 detects clean."""
     kept = []
     for src in fakes():
-        w = d / src.stem
+        name = f"{src.parents[4].name}/{src.parents[2].name}/{src.stem}"    # one stem, several methods
+        w = d / name.replace("/", "__")
         w.mkdir(parents=True, exist_ok=True)
         cut_clip(src, frames, w / "clip.mkv")
         f = frac_fake(det, w / "clip.mkv", w, params)
         (w / "faces.parquet").rename(w / "track.parquet")
         (w / "crops.npz").rename(w / "clean_crops.npz")
-        name = f"{src.parents[4].name}/{src.parents[2].name}/{src.stem}"
         print(f"  {src.relative_to(SHARED / 'samples')}: clean share of crops called fake "
               f"{'n/a' if f is None else f'{f:.2f}'}", flush=True)
         if f is not None and f >= 0.5:
@@ -108,7 +108,7 @@ def prepare(d: Path, frames: int, params: dict, det) -> list[dict]:
     return kept
 
 
-def bench_crops(det, crops: np.ndarray, batch: int, eps: float) -> None:
+def bench_crops(det, crops: np.ndarray, batch: int, eps: float, with_defaults: bool) -> None:
     import torch
 
     from blinkbench.attacks.frame import create
@@ -121,9 +121,10 @@ def bench_crops(det, crops: np.ndarray, batch: int, eps: float) -> None:
     with torch.no_grad():
         before = float((net(x) > 0).float().mean())
     create("fgsm", eps=eps)(net, x[:2])        # warm-up
-    runs = [("pgd", "shared.yaml", SHARED_PARAMS["pgd"]), ("eot_pgd", "defaults", {}),
-            ("eot_pgd", "shared.yaml", SHARED_PARAMS["eot_pgd"]), ("nes", "defaults", {}),
+    runs = [("pgd", "shared.yaml", SHARED_PARAMS["pgd"]), ("eot_pgd", "shared.yaml", SHARED_PARAMS["eot_pgd"]),
             ("nes", "shared.yaml", SHARED_PARAMS["nes"])]
+    if with_defaults:
+        runs += [("eot_pgd", "defaults", {}), ("nes", "defaults", {})]
     for name, label, p in runs:
         atk = create(name, eps=eps, **p)
         t = time.perf_counter()
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-crops", action="store_true")
     ap.add_argument("--skip-survival", action="store_true")
+    ap.add_argument("--with-defaults", action="store_true",
+                    help="part 1 also runs EOT-PGD and NES at their defaults (NES: 1000 queries per crop: slow)")
     ap.add_argument("--control", action="store_true", help="part 2 also runs PGD with EOT-PGD's gradient count")
     args = ap.parse_args(argv)
     if not MESO_H5.is_file() or not fakes():
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.skip_crops:
             crops = np.concatenate([np.load(v["dir"] / "clean_crops.npz")["crops"] for v in kept])
-            bench_crops(det, crops, args.batch, args.eps)
+            bench_crops(det, crops, args.batch, args.eps, args.with_defaults)
         if not args.skip_survival:
             survival(d, kept, det, params, args.survival_eps, args.control)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")

@@ -119,7 +119,7 @@ CASES = [
     Case("fakeretouch", {"steps": 30, "sigma": 1.0}, 0.1),
     Case("eot_pgd", {"steps": 5, "samples": 2}, 0.1),
     # black box: a query budget per crop instead of gradients (tests/test_attacks_eot_nes.py)
-    Case("nes", {"max_queries": 300, "samples": 10, "tile": 4}, 0.5),
+    Case("nes", {"max_queries": 300, "samples": 10}, 0.5),
 ]
 
 
