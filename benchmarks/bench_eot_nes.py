@@ -114,6 +114,8 @@ def bench_crops(det, crops: np.ndarray, batch: int, eps: float, with_defaults: b
     from blinkbench.attacks.frame import create
 
     net = det.network()
+    if len(crops) < batch:                      # few detected crops: repeat them to a full batch
+        crops = np.resize(crops, (batch, *crops.shape[1:]))
     x = torch.from_numpy(crops[:batch]).permute(0, 3, 1, 2).float() / 255
     print(f"\n== crops: Meso4 (authors' weights), batch {len(x)} x 256 px face crops, eps {eps:g}")
     print(f"{'attack':9s} {'settings':28s} {'s/batch':>8s} {'crops/s':>8s} {'fake before':>11s} {'fake after':>10s}"
