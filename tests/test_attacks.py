@@ -119,6 +119,9 @@ CASES = [
     # part of it on this model, hence the looser bound.
     Case("deepfool", {"steps": 10, "project": True}, 0.5),
     Case("fakeretouch", {"steps": 30, "sigma": 1.0}, 0.1),
+    Case("eot_pgd", {"steps": 5, "samples": 2}, 0.1),
+    # black box: a query budget per crop instead of gradients (tests/test_attacks_eot_nes.py)
+    Case("nes", {"max_queries": 300, "samples": 10}, 0.5),
 ]
 
 

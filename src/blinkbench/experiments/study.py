@@ -173,7 +173,7 @@ def rescore_set(params: dict, target: str, method: str, eps, variant: str, out_j
         if rec_p.exists():
             rec = io.read_json(rec_p)
             for k in ("success_rate", "psnr_mean", "ssim_mean", "linf_max", "l2_mean", "l2_float_mean",
-                      "linf_float_max"):
+                      "linf_float_max", "queries_per_frame_mean"):
                 if k in rec:
                     row[f"attack_{k}"] = rec[k]
         scores: dict = {}
@@ -223,6 +223,9 @@ def summarise(rows: list[dict]) -> dict:
               "attack_l2_float_mean", "attack_linf_float_max"):
         v = [r[k] for r in rows if r.get(k) is not None]
         out.setdefault("perceptual", {})[k.replace("attack_", "")] = float(np.mean(v)) if v else None
+    # black-box attacks (NES): model queries per attacked frame, mean over the set's videos
+    q = [r["attack_queries_per_frame_mean"] for r in rows if r.get("attack_queries_per_frame_mean") is not None]
+    out["queries_per_frame"] = float(np.mean(q)) if q else None
     return out
 
 

@@ -278,7 +278,8 @@ def study_results(params: dict) -> pd.DataFrame:
         base = {"target": t, "method": m, "eps": float(e), "variant": v, **{f"{k}": summ.get("perceptual", {}).get(k)
                 for k in ("psnr_mean", "ssim_mean", "linf_max", "l2_mean", "success_rate")},
                 "blink_change": summ.get("blink_path", {}).get("mean_blink_change"),
-                "ear_median_change": summ.get("blink_path", {}).get("mean_ear_median_change")}
+                "ear_median_change": summ.get("blink_path", {}).get("mean_ear_median_change"),
+                "queries_per_frame": summ.get("queries_per_frame")}
         for det, d in summ.items():
             if "/" in det:
                 rows.append({**base, "detector": det, "n": d["n"], "detection_rate": d["detection_rate"],
@@ -317,6 +318,11 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     for r in df[df["detector"] == "frame/" + df["target"]].to_dict("records"):
         fooled.setdefault(r["target"], {}).setdefault(r["method"], {}).setdefault(f"eps{r['eps']:g}", {})[
             r["variant"]] = _num(r["video_fooled_rate"])
+    # black-box attacks (NES): model queries per attacked frame, per set
+    queries: dict = {}
+    for r in df[df["queries_per_frame"].notna()].drop_duplicates(["target", "method", "eps", "variant"]).to_dict("records"):
+        queries.setdefault(r["target"], {}).setdefault(r["method"], {}).setdefault(f"eps{r['eps']:g}", {})[
+            r["variant"]] = _num(r["queries_per_frame"])
     clean = df[df["target"] == "clean"]
     sweep_dir = out_dir / "study_sweep"    # for `dvc plots`: one CSV per (target, method, variant, detector)
     for t in a["targets"]:
@@ -337,12 +343,18 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
                           aggfunc="first")
     cost = df.groupby(["target", "method", "eps", "variant"])[["psnr_mean", "ssim_mean", "linf_max", "l2_mean",
                                                                "success_rate",
-                                                               "blink_change", "ear_median_change"]].first()
+                                                               "blink_change", "ear_median_change",
+                                                               "queries_per_frame"]].first()
     parts += ["<h3>Detection rate of fake videos</h3>",
               wide.to_html(na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="t"),
               "<h3>Perceptual cost and blink-path change</h3>",
+              "<p>queries_per_frame: model queries per attacked frame of the black-box attacks (NES), "
+              "mean over the set's videos; white-box attacks have none.</p>",
               cost.to_html(na_rep="", float_format=lambda x: f"{x:.3g}", border=0, classes="t")]
-    return {"attack_success_rate_videos": fooled, "detection_rate": metrics}, "\n".join(parts)
+    out = {"attack_success_rate_videos": fooled, "detection_rate": metrics}
+    if queries:
+        out["queries_per_frame"] = queries
+    return out, "\n".join(parts)
 
 
 def blink_attack_section(params: dict) -> tuple[dict, str]:

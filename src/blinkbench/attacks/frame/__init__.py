@@ -14,8 +14,11 @@ from __future__ import annotations
 from .base import (REGISTRY, Attack, CarliniWagnerL2, DeepFoolL2, FGSM, FoolboxAttack, MinimalNormAttack, PGD, TwoClassLogits,
                    available, create, defaults, get, project, register)
 from .fakeretouch import FakeRetouch
+from .eot import EOTPGD
+from .nes import NES
 from .video import attack_box, attack_video, stats_path
 
 __all__ = ["REGISTRY", "Attack", "FoolboxAttack", "MinimalNormAttack", "FGSM", "PGD", "CarliniWagnerL2", "DeepFoolL2", "FakeRetouch",
+           "EOTPGD", "NES",
            "TwoClassLogits", "available", "create", "defaults", "get", "project", "register",
            "attack_box", "attack_video", "stats_path"]

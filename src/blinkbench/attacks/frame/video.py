@@ -242,6 +242,7 @@ def _run(video_path, boxes, model, atk: Attack, out_path: Path, fps: float, stat
         model.eval()
         p_before = prob(clean)
         adv = atk(model, x, seed=seed * 1_000_003 + items[0][0])
+        extra = atk.frame_stats() if hasattr(atk, "frame_stats") else {}    # e.g. NES: queries per crop
         with torch.no_grad():
             p_float = torch.sigmoid(model(adv).reshape(-1)).cpu().numpy()
         delta = (adv - x).permute(0, 2, 3, 1).cpu().numpy().astype(np.float64) * 255.0     # in levels
@@ -266,7 +267,7 @@ def _run(video_path, boxes, model, atk: Attack, out_path: Path, fps: float, stat
                             "p_fake_before": float(p_before[k]), "p_fake_float": float(p_float[k]),
                             "p_fake_after": float(p_after[k]), **crop_metrics(clean[k], q[k]),
                             "l2_float": float(l2_float[k]), "linf_float": float(linf_float[k]),
-                            "time_s": dt / len(items)})
+                            "time_s": dt / len(items), **{key: vals[k] for key, vals in extra.items()}})
         return out
 
     def frames() -> Iterator[np.ndarray]:
@@ -364,7 +365,7 @@ def _rescue(clean, delta, q, p_after, scale, levels, prob) -> np.ndarray:
 def summarise(records: list[dict], n_frames: int) -> dict[str, Any]:
     """Per-video figures from the per-frame records (means over attacked frames)."""
     def mean(key):
-        v = [r[key] for r in records if r[key] is not None]
+        v = [r[key] for r in records if r.get(key) is not None]
         return float(np.mean(v)) if v else None
 
     return {
@@ -387,4 +388,6 @@ def summarise(records: list[dict], n_frames: int) -> dict[str, Any]:
         "psnr_mean": mean("psnr"),       # over frames with a change (identical frames have no PSNR)
         "ssim_mean": mean("ssim"),
         "time_per_frame_s": mean("time_s"),
+        "queries_per_frame_mean": mean("queries"),      # black-box attacks (NES): model queries per crop
+        "queries_per_frame_max": max((r["queries"] for r in records if r.get("queries") is not None), default=None),
     }
