@@ -117,12 +117,19 @@ def keep_mask(clean: torch.Tensor, candidates: torch.Tensor, tau: float) -> tupl
 
 
 def anchor_attack(algorithm: str, eps: float, params: dict | None = None):
-    """The anchor attack of an algorithm (PGD or DeepFool from the attacks registry)."""
-    from blinkbench.attacks.frame import create
+    """The anchor attack of an algorithm (PGD or DeepFool from the attacks registry), held to
+    the neighbourhood's L-inf radius ``eps``: DeepFool is a minimal-L2 attack whose default is
+    unprojected (attacks.params.deepfool.project), so the anchor asks for ``project=True``
+    unless ``params`` say otherwise."""
+    import dataclasses
+
+    from blinkbench.attacks.frame import REGISTRY, create
 
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; known: {sorted(ALGORITHMS)}")
-    return create(algorithm, **{**(params or {}), "eps": float(eps)})
+    fields = {f.name for f in dataclasses.fields(REGISTRY.get(algorithm))}
+    defaults = {"project": True} if "project" in fields else {}
+    return create(algorithm, **{**defaults, **(params or {}), "eps": float(eps)})
 
 
 @dataclass
