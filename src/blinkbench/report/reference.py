@@ -151,3 +151,42 @@ def reference_section(params: dict, out_dir: Path) -> tuple[dict, str]:
              f"{e(str(unknown) if unknown else 'none')}. CSV: <code>reference_attack.csv</code>.</p>",
              table.to_html(na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="t")]
     return {"method": method, "variant": VARIANT, "eps": eps, **metrics}, "\n".join(parts)
+
+
+def landmark_section(params: dict, out_dir: Path) -> tuple[dict, str]:
+    """The landmark backends compared (:mod:`blinkbench.experiments.landmark_compare`), for
+    every configured dataset whose ``results.json`` exists: rows detector, columns backend x
+    metric (AUC, acc, acc_fake). Metrics: dataset -> backend -> detector -> metric."""
+    from blinkbench.experiments import landmark_compare as lc
+
+    metrics, parts = {}, []
+    for ds in params["datasets"]:
+        p = lc.out_dir(ds) / "results.json"
+        if not p.exists():
+            continue
+        res = io.read_json(p)
+        df = pd.DataFrame(res["rows"])
+        for r in res["rows"]:
+            metrics.setdefault(ds, {}).setdefault(r["backend"], {})[r["detector"]] = (
+                {k: r.get(k) for k in lc.METRICS} if r["status"] == "ok" else {"error": r["error"]})
+        e = html.escape
+        errors = df[df["status"] != "ok"]
+        parts += [f"<h3>{e(ds)}</h3>",
+                  lc.wide(df).to_html(na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="t"),
+                  f"<p>Videos per backend by status: {e(str(res.get('video_status', {})))}.</p>"]
+        if len(errors):
+            parts.append("<p>Not run: " + e("; ".join(f"{r.backend}/{r.detector}: {r.error}"
+                                                      for r in errors.itertuples())) + "</p>")
+    if not parts:
+        return {}, ""
+    head = ["<h2>Landmark backends compared</h2>",
+            "<p>The same blink detectors trained and tested on the EAR series of each landmark backend "
+            "(<code>python -m blinkbench.experiments.landmark_compare</code>): AUC and accuracy at 0.5 over the test "
+            "videos with a verdict, accuracy on fakes. The reference study compared PFLD with HRNet.</p>"]
+    return metrics, "\n".join(head + parts)
+
+
+def reference_sections(params: dict, out_dir: Path) -> list[tuple[str, dict, str]]:
+    """(metrics.json key, metrics, HTML) of each section beside the reference study."""
+    return [("reference_attack", *reference_section(params, out_dir)),
+            ("landmark_compare", *landmark_section(params, out_dir))]
