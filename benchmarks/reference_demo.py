@@ -128,7 +128,8 @@ def main() -> int:
             study.rescore_set(params, t, m, e, v, out)
         sets[(t, float(e))] = json.loads(out.read_text())
         tick(f"study set {t}/{m}/eps{e}")
-    table, metrics = reference_table(sets, list(args.targets), params["attacks"]["eps"])
+    table, metrics = reference_table(sets, list(args.targets), params["attacks"]["eps"],
+                                     float(params["detectors"]["min_face_s"]))
     print(f"\nreference table: {len(vids)} fake test videos")
     print(md(table))
 

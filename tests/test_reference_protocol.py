@@ -174,6 +174,25 @@ def test_reference_table_rows_columns_and_numbers():
     assert m["sets"]["meso4/eps25.5"]["unknown"]["blink/tsf"] == 0
 
 
+def test_blink_verdict_without_enough_face_is_unknown_counted_as_fake():
+    """A blink detector's 'insufficient' verdict (less than detectors.min_face_s of face) is
+    an unknown verdict, counted as fake as the reference counts it; frame detectors are not
+    affected."""
+    from blinkbench.report.reference import eps_label, reference_table
+
+    sets = synthetic_sets()
+    row = sets[("meso4", 25.5)]["videos"][3]          # fake f2: tsf 0.1 (called real), meso4 frac 0
+    row["face_duration_s"] = 3.0
+    before, _ = reference_table(synthetic_sets(), ["meso4"], [12.75, 25.5], min_face_s=5.0)
+    after, m = reference_table(sets, ["meso4"], [12.75, 25.5], min_face_s=5.0)
+    col = ("blink/tsf", eps_label(25.5))
+    assert before.loc["meso4", col] == 0.5 and after.loc["meso4", col] == 0.75
+    assert after.loc["meso4", ("frame/meso4", eps_label(25.5))] == 0.0
+    assert m["sets"]["meso4/eps25.5"]["unknown"] == {"frame/meso4": 0, "frame/resnet50": 0, "blink/tsf": 1}
+    lenient, _ = reference_table(sets, ["meso4"], [12.75, 25.5], min_face_s=2.0)
+    assert lenient.loc["meso4", col] == 0.5
+
+
 def test_report_section_reads_study_files_and_writes_csv(reference_params, tmp_path):
     from blinkbench.report.reference import reference_section
 

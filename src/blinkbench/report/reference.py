@@ -14,9 +14,10 @@ Counting as the reference counts (so the numbers line up row by row):
   fake (the reference: "real if more than 50 % of frames are classified real"), not by the
   mean probability the study's own detection rate uses;
 - a blink detector calls a video fake when its score is >= 0.5;
-- a video a detector could not score (no face, no EAR series, a failed step) counts as
-  called fake: the reference's "unknown" verdict (no landmarks -> fake). How many there were
-  is reported beside the table (``unknown``).
+- a video a detector could not score (no face, no EAR series, a failed step), and for a
+  blink detector a video with less than ``detectors.min_face_s`` of face (its
+  ``insufficient`` verdict), counts as called fake: the reference's "unknown" verdict (no
+  landmarks -> fake). How many there were is reported beside the table (``unknown``).
 
 Accuracy on fakes is then the share of the set's fake videos called fake. The clean column
 is the study's clean reference (the same videos decoded and written losslessly, eps 0), the
@@ -44,23 +45,28 @@ def eps_label(eps: float) -> str:
     return f"eps {float(eps):g} ({float(eps) / 255:.3g})"
 
 
-def called_fake(row: dict, detector: str) -> bool | None:
+def called_fake(row: dict, detector: str, min_face_s: float = 0.0) -> bool | None:
     """One video's verdict by one detector (``frame/<name>`` or ``blink/<name>``) as the
-    reference counts it; None when the detector has no score for it (unknown)."""
+    reference counts it; None when the detector has no score for it (unknown), or, for a
+    blink detector, when the video shows less than ``min_face_s`` of face (the
+    ``insufficient`` verdict of ``detectors.min_face_s``, where the set records it)."""
     scores = row.get("scores") or {}
     if detector.startswith("frame/"):
         frac = scores.get("frame_frac/" + detector[len("frame/"):])
         return None if frac is None or not np.isfinite(frac) else bool(frac >= 0.5)
     s = scores.get(detector)
+    face = row.get("face_duration_s")
+    if face is not None and np.isfinite(face) and face < min_face_s:
+        return None
     return None if s is None or not np.isfinite(s) else bool(s >= 0.5)
 
 
-def accuracy_on_fakes(result: dict, detector: str) -> tuple[float | None, int, int]:
+def accuracy_on_fakes(result: dict, detector: str, min_face_s: float = 0.0) -> tuple[float | None, int, int]:
     """(accuracy on the set's fake videos with unknown counted as fake, fakes, unknown)."""
     fakes = [r for r in result.get("videos", []) if r.get("label") == "fake"]
     if not fakes:
         return None, 0, 0
-    verdicts = [called_fake(r, detector) for r in fakes]
+    verdicts = [called_fake(r, detector, min_face_s) for r in fakes]
     unknown = sum(v is None for v in verdicts)
     return float(np.mean([v is None or v for v in verdicts])), len(fakes), unknown
 
@@ -72,7 +78,8 @@ def _detectors(results: list[dict]) -> list[str]:
     return sorted(n for n in names if n.startswith("frame/")) + sorted(n for n in names if n.startswith("blink/"))
 
 
-def reference_table(sets: dict[tuple[str, float], dict], targets: list[str], eps: list[float]) -> tuple[pd.DataFrame, dict]:
+def reference_table(sets: dict[tuple[str, float], dict], targets: list[str], eps: list[float],
+                    min_face_s: float = 0.0) -> tuple[pd.DataFrame, dict]:
     """The reference's table from study results.
 
     ``sets``: ``(target, eps) -> re-scoring JSON`` of the lossless sets of one method, with
@@ -91,7 +98,7 @@ def reference_table(sets: dict[tuple[str, float], dict], targets: list[str], eps
         cells = [(CLEAN, clean, CLEAN), *[(eps_label(e), sets.get((t, e)), f"{t}/eps{e:g}") for e in eps]]
         for cond, res, key in cells:
             for d in dets:
-                acc, n, unk = accuracy_on_fakes(res, d) if res is not None else (None, 0, 0)
+                acc, n, unk = accuracy_on_fakes(res, d, min_face_s) if res is not None else (None, 0, 0)
                 row[(d, cond)] = np.nan if acc is None else acc
                 m.setdefault(d, {})[cond] = acc
                 if res is not None:
@@ -130,7 +137,7 @@ def reference_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     sets = load_sets(params, method)
     if not sets:
         return {}, ""
-    table, metrics = reference_table(sets, targets, eps)
+    table, metrics = reference_table(sets, targets, eps, float(params["detectors"]["min_face_s"]))
     csv = Path(out_dir) / "reference_attack.csv"
     flat = table.copy()
     flat.columns = [f"{d} | {c}" for d, c in flat.columns]
