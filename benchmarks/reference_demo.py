@@ -2,7 +2,8 @@
 """The reference study's protocol on a reduced demo (a script that prints figures, not a test).
 
     python benchmarks/reference_demo.py [--work /tmp/reference_demo] [--n 6] [--duration 8]
-        [--size 192] [--targets vgg19 resnet50 xception efficientnet_b4 meso4]
+        [--size 192] [--targets vgg19 resnet50 xception efficientnet_b4 meso4] [--blink ...]
+        [--pfld-model ../shared/models/pfld_68.onnx]
 
 What it runs, with the project's own functions and params.yaml + configs/reference.yaml
 (the ``reference`` preset: FGSM at eps 12.75 and 25.5 levels, 0.05 and 0.1 of the pixel
@@ -55,6 +56,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=8.0)
     ap.add_argument("--size", type=int, default=192)
     ap.add_argument("--targets", nargs="+", default=["vgg19", "resnet50", "xception", "efficientnet_b4", "meso4"])
+    ap.add_argument("--rescore-with", nargs="*", default=[],
+                    help="more CNNs that re-score but are not attacked (a reduced run: then the preset is not claimed)")
+    ap.add_argument("--blink", nargs="+", default=BLINK, help="blink detectors")
     ap.add_argument("--pfld-model", default=None)
     args = ap.parse_args()
 
@@ -74,11 +78,14 @@ def main() -> int:
         p[k] = {**p.get(k, {}), **v}
     p["demo"] = {"n_real": args.n, "n_fake": args.n, "duration_s": args.duration, "fps": [25, 30], "size": args.size}
     p["faces"]["crops"]["n_per_video"] = 8
-    p["detectors"]["enabled"] = BLINK
+    p["detectors"]["enabled"] = list(args.blink)
     p["detectors"]["min_face_s"] = 5.0
-    p["frame_detectors"]["enabled"] = list(args.targets)
-    p["frame_detectors"]["hyper"] = {k: v for k, v in p["frame_detectors"]["hyper"].items() if k in args.targets}
+    frames = list(dict.fromkeys([*args.targets, *args.rescore_with]))
+    p["frame_detectors"]["enabled"] = frames
+    p["frame_detectors"]["hyper"] = {k: v for k, v in p["frame_detectors"]["hyper"].items() if k in frames}
     p["attacks"]["targets"] = list(args.targets)
+    if args.rescore_with:
+        p["attacks"]["preset"] = None       # not each enabled CNN in turn: the same sets, without the claim
     params = config.validate(p)
 
     work = Path(args.work)
@@ -96,14 +103,14 @@ def main() -> int:
     tick("demo and per-video steps")
 
     clean = {}
-    for d in BLINK:
+    for d in args.blink:
         w = {"detector": d, "train": "demo"}
         if not paths.path("blink_model", **w).exists():
             protocol.train_blink(params, d, "demo", paths.path("blink_model", **w), paths.path("blink_model_info", **w))
         clean[f"blink/{d}"] = protocol.evaluate_blink(params, paths.path("blink_model", **w), "demo",
                                                       *(paths.path(k, **w, test="demo") for k in ("blink_scores", "blink_eval", "blink_roc")))
     tick("blink detectors")
-    for d in args.targets:
+    for d in frames:
         w = {"detector": d, "train": "demo"}
         if not paths.path("frame_model", **w).exists():
             protocol.train_frame(params, d, "demo", paths.path("frame_model", **w), paths.path("frame_model_info", **w))
@@ -140,7 +147,7 @@ def main() -> int:
     if args.pfld_model:
         from blinkbench.experiments import landmark_compare as lc
 
-        df = lc.compare(params, "demo", ["mediapipe", "pfld"], BLINK, args.pfld_model)
+        df = lc.compare(params, "demo", ["mediapipe", "pfld"], list(args.blink), args.pfld_model)
         lc.write(df, "demo")
         print("\nlandmark backends compared")
         print(md(lc.wide(df)))
