@@ -113,6 +113,39 @@ def _bad_references(params: dict) -> Iterator[tuple[str, str]]:
                                           f"defence.enabled, {det} in defence.detectors and frame_detectors.enabled, "
                                           f"{alg} and {var} in defence.algorithms/variants, and defence.dataset = "
                                           "attacks.models_trained_on)")
+        yield from preset_problems(atk, list(params["frame_detectors"]["enabled"]))
+
+
+# Named study protocols (``attacks.preset``). A preset names what the ``attacks`` section must
+# contain; it fills nothing in, so DVC (which reads params.yaml literally) and Snakemake run
+# exactly the sets written there. ``reference``: the blink-resiliency reference study
+# (Mole1424/3rd-year-project, main.py): FGSM at eps 0.05 and 0.1 of the [0, 1] pixel range
+# (12.75 and 25.5 in 0-255 levels) against each of its CNNs in turn (and Meso4, this
+# project's own baseline), every other detector re-scoring. ``targets``: every one of these
+# CNNs that frame_detectors.enabled trains, and nothing else. configs/reference.yaml sets it.
+STUDY_PRESETS: dict[str, dict] = {
+    "reference": {"methods": ["fgsm"], "eps": [12.75, 25.5],
+                  "targets": ["vgg19", "resnet50", "xception", "efficientnet_b4", "meso4"]},
+}
+
+
+def preset_problems(attacks: dict, frame_enabled: list[str]) -> Iterator[tuple[str, str]]:
+    """(key, message) for each way ``attacks`` departs from its ``preset`` (none without one)."""
+    name = attacks.get("preset")
+    if not name:
+        return
+    pre = STUDY_PRESETS[name]
+    if missing := [m for m in pre["methods"] if m not in attacks["methods"]]:
+        yield "attacks.methods", f"preset {name!r} needs {missing}"
+    have = [float(e) for e in attacks["eps"]]
+    if missing := [e for e in pre["eps"] if not any(math.isclose(e, h) for h in have)]:
+        yield "attacks.eps", f"preset {name!r} needs {missing} (0-255 levels)"
+    want = [t for t in pre["targets"] if t in frame_enabled]
+    if not want:
+        yield "attacks.targets", f"preset {name!r} attacks {pre['targets']}: enable at least one in frame_detectors.enabled"
+    elif sorted(attacks["targets"]) != sorted(want):
+        yield "attacks.targets", (f"preset {name!r} attacks each of its CNNs that is enabled, in turn: expected "
+                                  f"{want}, got {list(attacks['targets'])}")
 
 
 def defaults(name: str) -> dict:

@@ -168,6 +168,7 @@ def rescore_set(params: dict, target: str, method: str, eps, variant: str, out_j
         clean = io.read_json(paths.path("blink_summary", dataset=ds, video=vid))
         row.update(status=summ.get("status", "error"), error=summ.get("error", ""), n_blinks=summ.get("n_blinks"),
                    blink_rate_per_min=summ.get("blink_rate_per_min"), ear_median=summ.get("ear_median"),
+                   face_duration_s=summ.get("face_duration_s"),   # the blink verdict's evidence (min_face_s)
                    clean_n_blinks=clean.get("n_blinks"), clean_ear_median=clean.get("ear_median"))
         rec_p = src.with_suffix(".json")
         if rec_p.exists():

@@ -152,6 +152,12 @@ def build(params: dict) -> Path:
     if study_metrics:
         metrics["study"] = study_metrics
     sections.append(study_html)
+    from .reference import reference_sections   # beside the reference study (issue 17)
+
+    for key, ref_metrics, ref_html in reference_sections(params, out_dir):
+        if ref_metrics:
+            metrics[key] = ref_metrics
+        sections.append(ref_html)
     ne_metrics, ne_html = noise_effect_section(params, out_dir)
     if ne_metrics:
         metrics["noise_effect"] = ne_metrics
