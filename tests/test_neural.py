@@ -20,11 +20,12 @@ from blinkbench.detectors.blink import Detector, create, get, nets
 from blinkbench.detectors.blink.neural import NeuralWindowDetector, WindowDataModule, split_by_video
 from blinkbench.detectors.blink.series import VideoSeries, window_batch
 
-NEURAL = ["fcn", "resnet1d", "inceptiontime", "lstm_fcn", "bilstm"]
+NEURAL = ["fcn", "resnet1d", "inceptiontime", "lstm_fcn", "bilstm", "mlp", "cnn1d"]
 # Small widths so shape and gradient checks are instant.
 NET_KW = {"fcn": {"filters": (4, 8, 4)}, "resnet1d": {"filters": (4, 8, 8)},
           "inceptiontime": {"filters": 4, "depth": 3, "bottleneck": 4},
-          "lstm_fcn": {"hidden": 4, "filters": (4, 8, 4)}, "bilstm": {"hidden": 4}}
+          "lstm_fcn": {"hidden": 4, "filters": (4, 8, 4)}, "bilstm": {"hidden": 4},
+          "mlp": {"hidden": (8, 8)}, "cnn1d": {"filters": (3, 4)}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -103,6 +104,21 @@ def test_lstm_fcn_dimension_shuffle_is_built_for_one_length():
         net(torch.randn(2, 1, 60))
     plain = nets.build("lstm_fcn", 1, None, hidden=4, filters=(4, 8, 4), shuffle=False)
     assert plain(torch.randn(2, 1, 60)).shape == plain(torch.randn(2, 1, 50)).shape == (2,)
+
+
+def test_reference_networks_are_built_for_one_length():
+    for arch in ("mlp", "cnn1d"):
+        with pytest.raises(ValueError, match="length"):
+            nets.build(arch, 1, None, **NET_KW[arch])
+        net = nets.build(arch, 1, 50, **NET_KW[arch])
+        with pytest.raises(ValueError, match="50 samples"):
+            net(torch.randn(2, 1, 60))
+    with pytest.raises(ValueError, match="dropout"):
+        nets.MLP(hidden=(8, 8), dropout=(0.1,), length=50)
+    # Time-CNN: pooling by 3 twice, a short last block kept: 50 -> 17 -> 6 samples of 4 filters.
+    assert nets.build("cnn1d", 1, 50, filters=(3, 4)).head.in_features == 4 * 6
+    pool = nets.TimeCNN(length=4, filters=(1,), pool=3).pool
+    assert torch.allclose(pool(torch.tensor([[[1.0, 2.0, 3.0, 10.0]]])), torch.tensor([[[2.0, 10.0]]]))
 
 
 def test_unknown_network_is_named():

@@ -1,4 +1,4 @@
-"""The neural blink detectors: five time-series networks trained with Lightning on EAR windows.
+"""The neural blink detectors: time-series networks trained with Lightning on EAR windows.
 
 The pieces, each with one job:
 
@@ -299,3 +299,20 @@ class BiLSTMDetector(NeuralWindowDetector):
     arch = "bilstm"
     net_hyper = {"hidden": 64, "layers": 1, "dropout": 0.0}
     test_params = {"hidden": 8, **_FAST}
+
+
+# The blink-resiliency reference study's two other networks (ear_analysis.py), trained under
+# this project's protocol (BCE, Adam, early stopping on video-held-out windows) rather than
+# the reference's (Adadelta and 5000 epochs for the MLP; MSE loss and 2000 epochs for the CNN).
+@register("mlp")
+class MLPDetector(NeuralWindowDetector):
+    arch = "mlp"
+    net_hyper = {"hidden": [500, 500], "dropout": [0.1, 0.2, 0.3]}
+    test_params = {"hidden": [32, 32], **_FAST}
+
+
+@register("cnn1d")
+class TimeCNNDetector(NeuralWindowDetector):
+    arch = "cnn1d"
+    net_hyper = {"filters": [6, 12], "kernel": 7, "pool": 3}
+    test_params = {**_FAST}
