@@ -301,18 +301,8 @@ class BiLSTMDetector(NeuralWindowDetector):
     test_params = {"hidden": 8, **_FAST}
 
 
-# The blink-resiliency reference study's two other networks (ear_analysis.py), trained under
-# this project's protocol (BCE, Adam, early stopping on video-held-out windows) rather than
-# the reference's (Adadelta and 5000 epochs for the MLP; MSE loss and 2000 epochs for the CNN).
-@register("mlp")
-class MLPDetector(NeuralWindowDetector):
-    arch = "mlp"
-    net_hyper = {"hidden": [500, 500], "dropout": [0.1, 0.2, 0.3]}
-    test_params = {"hidden": [32, 32], **_FAST}
 
-
-@register("cnn1d")
-class TimeCNNDetector(NeuralWindowDetector):
-    arch = "cnn1d"
-    net_hyper = {"filters": [6, 12], "kernel": 7, "pool": 3}
-    test_params = {**_FAST}
+# The blink-resiliency reference study's MLP and 1-D CNN are in .nets (MLP, TimeCNN, built by
+# name "mlp" and "cnn1d") but not registered as detectors yet: under this protocol (BCE, Adam,
+# early stopping) they did not learn the unit tests' synthetic task (AUC 0.78-0.81 for the
+# MLP, 0.33-0.53 for the sigmoid CNN, with 20-100 epochs); see issue 17.
