@@ -47,6 +47,26 @@ rule evaluate_blink:
         " --test {wildcards.test} --model {input.model} > {log} 2>&1"
 
 
+rule select_blink:
+    """Best-of (detectors.best_of): the enabled blink detector with the best validation score."""
+    input:
+        unpack(lambda wc: get_blink_inputs(wc.train)),
+    output:
+        paths.PATTERNS["blink_selection"],
+    params:
+        file=PARAMS_FILE,
+        **step_params("select_blink"),
+    log:
+        "logs/select_blink/{train}.log",
+    benchmark:
+        "logs/select_blink/{train}.tsv"
+    threads: 1
+    conda:
+        "../envs/blinkbench.yaml"
+    shell:
+        "blinkbench select_blink --params {params.file:q} --train {wildcards.train} > {log} 2>&1"
+
+
 # Frame-level detectors on the sampled face crops: the same protocol, one model per
 # (detector, training dataset), evaluated on the test split of every dataset in test_on.
 

@@ -7,6 +7,7 @@ rule report:
         summaries=per_video("blink_summary"),
         evaluations=expand(paths.PATTERNS["blink_eval"], detector=BLINK_DETECTORS, train=TRAIN_ON, test=TEST_ON),
         rocs=expand(paths.PATTERNS["blink_roc"], detector=BLINK_DETECTORS, train=TRAIN_ON, test=TEST_ON),
+        selections=expand(paths.PATTERNS["blink_selection"], train=TRAIN_ON),
         frame_evaluations=expand(
             paths.PATTERNS["frame_eval"], detector=FRAME_DETECTORS, train=FRAME_TRAIN_ON, test=FRAME_TEST_ON
         ),

@@ -21,10 +21,12 @@ from blinkbench.detectors.blink.neural import NeuralWindowDetector, WindowDataMo
 from blinkbench.detectors.blink.series import VideoSeries, window_batch
 
 NEURAL = ["fcn", "resnet1d", "inceptiontime", "lstm_fcn", "bilstm"]
+NETS_ONLY = ["mlp", "cnn1d"]   # the reference study's networks: built, not registered as detectors yet
 # Small widths so shape and gradient checks are instant.
 NET_KW = {"fcn": {"filters": (4, 8, 4)}, "resnet1d": {"filters": (4, 8, 8)},
           "inceptiontime": {"filters": 4, "depth": 3, "bottleneck": 4},
-          "lstm_fcn": {"hidden": 4, "filters": (4, 8, 4)}, "bilstm": {"hidden": 4}}
+          "lstm_fcn": {"hidden": 4, "filters": (4, 8, 4)}, "bilstm": {"hidden": 4},
+          "mlp": {"hidden": (8, 8)}, "cnn1d": {"filters": (3, 4)}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,12 +64,12 @@ def data():
 
 # -- networks ---------------------------------------------------------------------------
 def test_every_network_is_covered():
-    assert set(NET_KW) == set(nets.NETS) == set(NEURAL)
+    assert set(NET_KW) == set(nets.NETS) == set(NEURAL) | set(NETS_ONLY)
 
 
 @pytest.mark.parametrize("in_channels", [1, 2])
 @pytest.mark.parametrize("length", [50, 150])
-@pytest.mark.parametrize("arch", NEURAL)
+@pytest.mark.parametrize("arch", NEURAL + NETS_ONLY)
 def test_one_logit_per_window(arch, length, in_channels):
     torch.manual_seed(0)
     net = nets.build(arch, in_channels, length, **NET_KW[arch])
@@ -78,7 +80,7 @@ def test_one_logit_per_window(arch, length, in_channels):
     assert out.shape == (1,) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("arch", NEURAL)
+@pytest.mark.parametrize("arch", NEURAL + NETS_ONLY)
 def test_gradient_reaches_the_input(arch):
     torch.manual_seed(0)
     net = nets.build(arch, 1, 150, **NET_KW[arch]).eval()
@@ -103,6 +105,23 @@ def test_lstm_fcn_dimension_shuffle_is_built_for_one_length():
         net(torch.randn(2, 1, 60))
     plain = nets.build("lstm_fcn", 1, None, hidden=4, filters=(4, 8, 4), shuffle=False)
     assert plain(torch.randn(2, 1, 60)).shape == plain(torch.randn(2, 1, 50)).shape == (2,)
+
+
+def test_reference_networks_shapes():
+    with pytest.raises(ValueError, match="length"):
+        nets.build("cnn1d", 1, None, **NET_KW["cnn1d"])
+    with pytest.raises(ValueError, match="50 samples"):
+        nets.build("cnn1d", 1, 50, **NET_KW["cnn1d"])(torch.randn(2, 1, 60))
+    with pytest.raises(ValueError, match="dropout"):
+        nets.MLP(hidden=(8, 8), dropout=(0.1,))
+    # The reference's MLP scores the distribution of values over time, not their order.
+    mlp = nets.build("mlp", 1, None, **NET_KW["mlp"]).eval()
+    x = torch.randn(2, 1, 40)
+    assert torch.allclose(mlp(x), mlp(x.flip(-1)), atol=1e-6) and mlp(x[..., :25]).shape == (2,)
+    # Time-CNN: pooling by 3 twice, a short last block kept: 50 -> 17 -> 6 samples of 4 filters.
+    assert nets.build("cnn1d", 1, 50, filters=(3, 4)).head.in_features == 4 * 6
+    pool = nets.TimeCNN(length=4, filters=(1,), pool=3).pool
+    assert torch.allclose(pool(torch.tensor([[[1.0, 2.0, 3.0, 10.0]]])), torch.tensor([[[2.0, 10.0]]]))
 
 
 def test_unknown_network_is_named():

@@ -272,6 +272,11 @@ def _add_blink_parsers(sub) -> None:
         p.add_argument("--test", required=True, help="dataset whose test split is scored")
         p.add_argument("--model", help="default: " + paths.PATTERNS[f"{prefix}_model"])
         p.set_defaults(family=fam)
+    p = sub.add_parser("select_blink", aliases=["select-blink"],
+                       help="best-of: the enabled blink detector with the best validation score (detectors.best_of)")
+    _add_params(p)
+    p.add_argument("--train", required=True, help="training dataset name")
+    p.add_argument("--out", help="selection JSON (default: " + paths.PATTERNS["blink_selection"] + ")")
 
     p = sub.add_parser("detect", help="score one video with a trained detector (blink or frame)")
     p.add_argument("video")
@@ -457,6 +462,16 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_select(args) -> int:
+    from blinkbench.experiments.selection import select_blink
+
+    res = select_blink(_params(args), args.train, args.out or paths.path("blink_selection", train=args.train))
+    print(f"best-of on {args.train} ({res['landmark_backend']}): {res['status']}"
+          + (f", chose {res['chosen']} ({res['metric']} {res['chosen_score']:.3f})" if res["chosen"] else "")
+          + (f" ({res['error']})" if res["error"] else ""))
+    return 0
+
+
 def cmd_detect(args) -> int:
     from blinkbench.experiments.protocol import detect_video
 
@@ -488,6 +503,8 @@ COMMANDS = {
     "detectors": cmd_detectors,
     **{name: cmd_train for _, _, t, _ in FAMILIES.values() for name in (t, t.replace("_", "-"))},
     **{name: cmd_evaluate for _, _, _, e in FAMILIES.values() for name in (e, e.replace("_", "-"))},
+    "select_blink": cmd_select,
+    "select-blink": cmd_select,
     "detect": cmd_detect,
     "attack": cmd_attack,
     "compress": cmd_compress,

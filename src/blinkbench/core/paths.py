@@ -25,6 +25,8 @@ PATTERNS = {
     "blink_scores": DATA + "/evaluations/blink/{detector}/{train}/{test}.parquet",
     "blink_eval": DATA + "/evaluations/blink/{detector}/{train}/{test}.json",
     "blink_roc": DATA + "/evaluations/blink/{detector}/{train}/{test}.roc.csv",
+    # best-of selection per training dataset (detectors.best_of; blinkbench.experiments.selection)
+    "blink_selection": DATA + "/selection/blink/{train}.json",
     # frame detectors: the same layout under models/frame and evaluations/frame
     "frame_model": DATA + "/models/frame/{detector}/{train}.zip",
     "frame_model_info": DATA + "/models/frame/{detector}/{train}.json",

@@ -11,7 +11,7 @@ written with fixed timestamps and member order, so two identical fits give ident
 - ``weights.safetensors`` (neural detectors): the network's state dict as safetensors,
   loaded into a network rebuilt from the spec in ``model.json``;
 - ``estimators.skops`` (classical and forensic detectors): the fitted scikit-learn,
-  sktime and tslearn objects as skops, loaded with an explicit allow-list of types
+  sktime, tslearn and pyts objects as skops, loaded with an explicit allow-list of types
   (:data:`TRUSTED`, on top of skops' own list of scikit-learn and NumPy types); the skops
   archive is made byte-stable (its ``id()``-based object ids and file names renumbered in
   order, fixed timestamps).
@@ -52,6 +52,10 @@ _ATTR = re.compile(r"^[a-z][a-z0-9_]*$")
 # those of the registered detectors (and the forensic classifiers' rf/svm/gb variants).
 # skops rebuilds them from their data (``__new__`` + state); none is a function or callable.
 TRUSTED = [
+    "pyts.classification._learning_shapelets.CrossEntropyLearningShapelets",
+    "pyts.classification._learning_shapelets.LearningShapelets",
+    "pyts.classification._tsbf.IntervalFeatureExtractor",
+    "pyts.classification._tsbf.TSBF",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",

@@ -111,6 +111,7 @@ def _plot_choice(table: pd.DataFrame, n: int) -> list[str]:
 
 
 def build(params: dict) -> Path:
+    from .best_of import best_of_section
     from .plotting import plot_ear
 
     out_dir = Path(paths.PATTERNS["report"]).parent
@@ -148,6 +149,11 @@ def build(params: dict) -> Path:
         if det_metrics:
             metrics[f"{family}_detectors"] = det_metrics
         sections.append(det_html)
+        if family == "blink":  # the best-of selection (detectors.best_of), in its own module
+            bo_metrics, bo_html = best_of_section(params)
+            if bo_metrics:
+                metrics["blink_best_of"] = bo_metrics
+            sections.append(bo_html)
     study_metrics, study_html = study_section(params, out_dir)
     if study_metrics:
         metrics["study"] = study_metrics

@@ -61,6 +61,8 @@ STEPS: dict[str, StepSpec] = {
         StepSpec("train_blink", ("detectors.series", "detectors.hyper", "base"), False,
                  ("blink_model", "blink_model_info")),
         StepSpec("evaluate_blink", (), False, ("blink_scores", "blink_eval", "blink_roc")),
+        StepSpec("select_blink", ("detectors.best_of", "detectors.enabled", "detectors.series", "detectors.hyper",
+                                  "landmarks.backend", "base"), False, ("blink_selection",)),
         StepSpec("train_frame", ("frame_detectors.hyper", "frame_detectors.val_fraction", "base"), False,
                  ("frame_model", "frame_model_info")),
         StepSpec("evaluate_frame", (), False, ("frame_scores", "frame_eval", "frame_roc")),

@@ -7,7 +7,8 @@
     det.save("model.zip"); Detector.load("model.zip")   # data only (blinkbench.detectors.modelfile)
 
 Families: ``rule`` (blink rate against the human range), ``classical`` (tslearn, sktime,
-scikit-learn), ``neural`` (PyTorch networks trained with Lightning).
+scikit-learn; and, in ``reference``, the blink-resiliency reference study's pyts classifiers),
+``neural`` (PyTorch networks trained with Lightning).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .base import REGISTRY, Detector, FeatureDetector, WindowDetector, register
 
 # Modules that register detectors when imported (heavy imports stay inside them).
 _MODULES = ("blinkbench.detectors.blink.rule", "blinkbench.detectors.blink.classical",
-            "blinkbench.detectors.blink.neural")
+            "blinkbench.detectors.blink.neural", "blinkbench.detectors.blink.reference")
 REGISTRY.modules = _MODULES
 available = REGISTRY.available
 get = REGISTRY.get

@@ -1,4 +1,4 @@
-"""The five time-series networks behind the neural blink detectors, as plain ``nn.Module``s.
+"""The time-series networks behind the neural blink detectors, as plain ``nn.Module``s.
 
 Each takes a batch of EAR windows ``(batch, C, L)`` and returns one logit per window,
 shape ``(batch,)`` (positive = fake). ``C`` is 1 (the EAR values) or 2 when the observed-mask
@@ -23,6 +23,8 @@ one, so the attacks can back-propagate to the EAR series and export can trace th
   reads ``L`` steps of ``C`` features (any length).
 - :class:`BiLSTM` - a bidirectional LSTM whose head sees the time-averaged outputs and the
   final hidden states of both directions.
+- :class:`MLP` and :class:`TimeCNN` - the reference study's multilayer perceptron (per time
+  step, averaged) and 1-D CNN (Zhao et al. 2017; built for one window length).
 
 :func:`build` makes any of them by name (``NETS``), passing ``length`` to the ones that use it.
 """
@@ -201,8 +203,65 @@ class BiLSTM(nn.Module):
         return self.head(z).squeeze(-1)
 
 
+class MLP(nn.Module):
+    """The multilayer perceptron of the blink-resiliency reference study (after Wang, Yan &
+    Oates 2017), as its Keras code applies it: the dense layers act on each time step's
+    channels (``dropout[i]`` -> linear ``hidden[i]`` -> ReLU per hidden layer, a last
+    ``dropout[-1]``), the outputs are averaged over time, then a linear head. It scores the
+    distribution of EAR values over the window (e.g. how long the eyes are closed), not
+    their order, and takes any window length. (Wang et al.'s own MLP flattens the window;
+    on the unit tests' synthetic task that variant did not learn: AUC 0.38.)"""
+
+    def __init__(self, in_channels: int = 1, hidden: Sequence[int] = (500, 500),
+                 dropout: Sequence[float] = (0.1, 0.2, 0.3)):
+        super().__init__()
+        if len(dropout) != len(hidden) + 1:
+            raise ValueError("MLP: one dropout rate per hidden layer plus one before the output")
+        layers: list[nn.Module] = []
+        width = in_channels
+        for h, p in zip(hidden, dropout):
+            layers += [nn.Dropout(p), nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Dropout(dropout[-1]))
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x.transpose(1, 2)).mean(dim=1)).squeeze(-1)
+
+
+class TimeCNN(nn.Module):
+    """The 1-D CNN of the reference study (Time-CNN, Zhao et al. 2017, as in Fawaz et al.'s
+    benchmark): per stage a convolution of ``kernel`` keeping the length and a sigmoid, then
+    average pooling by ``pool`` (a short last block averaged over what it has, as Keras'
+    ``padding='same'``); the stages' output flattened into a linear layer. Built for one
+    window length."""
+
+    def __init__(self, in_channels: int = 1, filters: Sequence[int] = (6, 12), kernel: int = 7, pool: int = 3,
+                 length: int | None = None):
+        super().__init__()
+        if not length:
+            raise ValueError("TimeCNN: needs the window length")
+        self.length = length
+        self.pad = ((kernel - 1) // 2, kernel // 2)
+        chans = [in_channels, *filters]
+        self.convs = nn.ModuleList([nn.Conv1d(a, b, kernel) for a, b in zip(chans[:-1], chans[1:])])
+        self.pool = nn.AvgPool1d(pool, ceil_mode=True)
+        n = length
+        for _ in filters:
+            n = -(-n // pool)
+        self.head = nn.Linear(chans[-1] * n, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.length:
+            raise ValueError(f"TimeCNN built for windows of {self.length} samples, got {x.shape[-1]}")
+        for conv in self.convs:
+            x = self.pool(torch.sigmoid(conv(F.pad(x, self.pad))))
+        return self.head(x.flatten(1)).squeeze(-1)
+
+
 NETS: dict[str, type[nn.Module]] = {"fcn": FCN, "resnet1d": ResNet1D, "inceptiontime": InceptionTime,
-                                    "lstm_fcn": LSTMFCN, "bilstm": BiLSTM}
+                                    "lstm_fcn": LSTMFCN, "bilstm": BiLSTM, "mlp": MLP, "cnn1d": TimeCNN}
 
 
 def build(arch: str, in_channels: int = 1, length: int | None = None, **kwargs) -> nn.Module:
