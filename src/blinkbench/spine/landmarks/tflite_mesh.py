@@ -40,9 +40,8 @@ MODEL = "face_landmark/face_landmark_with_attention.tflite"
 OUTPUTS = ("output_mesh_identity", "output_lips", "output_left_eye", "output_right_eye",
            "output_left_iris", "output_right_iris", "conv_faceflag")
 
-# LandmarksRefinementCalculator index tables (tensors_to_face_landmarks_with_attention.pbtxt);
-# the same tables as blinkbench.mesh_torch.facemesh (which imports torch, so they are not
-# imported from there; tests/test_landmarks_tflite.py checks they are equal).
+# LandmarksRefinementCalculator index tables (tensors_to_face_landmarks_with_attention.pbtxt).
+# The one copy: blinkbench.mesh_torch.facemesh (the differentiable port) imports them from here.
 LIPS_INDICES = (
     61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
     78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415,
@@ -63,7 +62,7 @@ RIGHT_EYE_INDICES = (
     265, 353, 276, 283, 282, 295, 372, 340, 346, 347, 348, 349, 350, 357, 465,
     383, 300, 293, 334, 296, 336, 285, 417,
 )
-N_EYE_CONTOUR_FOR_IRIS_Z = 16
+N_EYE_CONTOUR_FOR_IRIS_Z = 16                     # iris z = mean z of the first 16 eye points
 
 
 def model_path() -> Path:
