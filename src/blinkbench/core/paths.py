@@ -42,7 +42,9 @@ PATTERNS = {
     "landmark_breaker": DATA + "/blink_attacks/{dataset}/landmark_breaker.json",
     # post-training defence (blinkbench.defence.posttrain); the defended model itself is a
     # frame_model named <detector>-pt-<algorithm>-<variant>
-    "defence": DATA + "/defence/{dataset}/{detector}/{algorithm}-{variant}.json",
+    # under evaluations: the report depends on data/evaluations, so DVC orders every posttrain
+    # stage before it, and an empty defence matrix leaves no missing dependency behind
+    "defence": DATA + "/evaluations/defence/{dataset}/{detector}/{algorithm}-{variant}.json",
     "report": DATA + "/reports/index.html",
     "metrics": DATA + "/reports/metrics.json",
 }

@@ -38,7 +38,7 @@ its wrong class by the same attack code.
 defended model as an ordinary frame model file (:mod:`blinkbench.detectors.modelfile`) at
 ``data/models/frame/<detector>-pt-<algorithm>-<variant>/<dataset>.zip`` (so the study can
 attack or re-score it like any detector) and the evaluation JSON at
-``data/defence/<dataset>/<detector>/<algorithm>-<variant>.json``.
+``data/evaluations/defence/<dataset>/<detector>/<algorithm>-<variant>.json``.
 """
 
 from __future__ import annotations
