@@ -176,7 +176,7 @@ def test_two_clones_one_result(s3, tmp_path):
     # validate_params, DVC's guard, tracks the whole params.yaml, so any change reruns it; its
     # output does not change, so nothing downstream reruns because of it
     assert ran <= {"validate_params", "blinks@demo", "report", "rescore_clean"} | {
-        s for s in ran if s.startswith(("train_blink@", "evaluate_blink@"))}
+        s for s in ran if s.startswith(("train_blink@", "evaluate_blink@", "select_blink@"))}   # best-of refits on blinks
     assert lm.stat().st_mtime_ns == before
     # dvc exp show: the baseline commit and the experiment, each with its params and metrics
     shown = json.loads(_ok(b, "dvc", "exp", "show", "--json"))
