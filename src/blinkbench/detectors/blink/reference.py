@@ -176,7 +176,7 @@ class KnnDtwFast(_KnnDtwRef):
 
     method = "fast"
     option_keys = ("radius",)
-    test_params = {"n_neighbors": 3, "max_reference": 48}
+    test_params = {"n_neighbors": 3, "max_reference": 24}
 
     @classmethod
     def default_hyper(cls):
