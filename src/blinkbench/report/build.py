@@ -356,7 +356,8 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     cost = df.groupby(["target", "method", "eps", "variant"])[["psnr_mean", "ssim_mean", "linf_max", "l2_mean",
                                                                "success_rate",
                                                                "blink_change", "ear_median_change",
-                                                               "queries_per_frame"]].first()
+                                                               "queries_per_frame"]].first().astype(float)
+    # (float: a column that is None for every white-box row printed "None" instead of a blank)
     parts += ["<h3>Detection rate of fake videos</h3>",
               wide.to_html(na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="t"),
               "<h3>Perceptual cost and blink-path change</h3>",
