@@ -106,7 +106,8 @@ def make(work: Path, mp, params: dict) -> dict:
     for family, det in (("blink", "blink_rate_rule"), ("frame", "meso4")):
         p = paths.path(f"{family}_roc", detector=det, train=DATASET, test=DATASET)
         p.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 1.0, 1.0], "threshold": [1.0, 0.5, 0.0]}).to_csv(p, index=False)
+        roc = pd.DataFrame({"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 1.0, 1.0], "threshold": [1.0, 0.5, 0.0]})
+        roc.to_csv(p, index=False)
 
     # --- best-of selection (real files)
     io.write_json({"train_dataset": DATASET, "landmark_backend": "mediapipe", "enabled": True, "metric": "auc",
@@ -154,8 +155,8 @@ def make(work: Path, mp, params: dict) -> dict:
                         "eye_shape_max_px": 0.9}])
     ne_ref = pd.DataFrame([{"label": "real", "n": 3, "jitter": 0.011}, {"label": "fake", "n": 3, "jitter": 0.012}])
     mp.setattr(noise_effect, "compute", lambda params, models=None: {"summary": ne, "reference": ne_ref})
-    mp.setattr(noise_effect, "write", lambda tables, out_dir: {"summary": Path(out_dir) / "noise_effect.csv",
-                                                               "reference": Path(out_dir) / "noise_effect_reference.csv"})
+    mp.setattr(noise_effect, "write", lambda tables, out_dir: {
+        "summary": Path(out_dir) / "noise_effect.csv", "reference": Path(out_dir) / "noise_effect_reference.csv"})
     mp.setattr(noise_effect, "finding", lambda summary, ref=None: [
         "score rises by 0.3 under noise < the clean jitter & more", "the control moves it as much"])
 

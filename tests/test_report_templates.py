@@ -119,6 +119,7 @@ def test_autoescape_is_on_and_only_pandas_tables_and_partials_are_trusted():
     env = render.environment()
     assert env.undefined is jinja2.StrictUndefined
     assert env.from_string("{{ x }}").render(x="<i>&") == "&lt;i&gt;&amp;"
+    assert "No datasets configured." in render.render("base.html", sections=["", ""])      # every section empty
     for t in TEMPLATES.rglob("*.html"):
         assert "|safe" not in t.read_text().replace(" ", ""), f"{t.name}: mark fragments safe in render.py only"
 
@@ -142,3 +143,31 @@ def test_templates_ship_with_the_package_and_are_the_report_steps_inputs():
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]
     assert "src/blinkbench/report/templates" in stage["deps"]
     assert "template_files" in (ROOT / "rules" / "report.smk").read_text()
+
+
+def test_sparse_run_renders_the_optional_parts_absent(params, tmp_path, monkeypatch):
+    """The other branch of every optional part: no evaluation finished (no matrix, no ROC),
+    nothing post-trained but a skip, no noise reference or finding, no blink-path results."""
+    import shutil
+
+    from blinkbench.experiments import noise_effect
+    from blinkbench.report import build, defence
+
+    p = report_fixture.make(tmp_path, monkeypatch, params)
+    monkeypatch.setattr(build, "detector_results", lambda params, family="blink": pd.DataFrame(
+        [{"detector": "meso4" if family == "frame" else "tsf", "train": "demo", "test": "demo", "status": "missing"}]))
+    monkeypatch.setattr(defence, "defence_results", lambda params: (pd.DataFrame(), None))
+    tables = noise_effect.compute(p)
+    monkeypatch.setattr(noise_effect, "compute", lambda params, models=None: {"summary": tables["summary"]})
+    monkeypatch.setattr(noise_effect, "finding", lambda summary, ref=None: [])
+    shutil.rmtree(Path(paths.PATTERNS["landmark_breaker"].format(dataset="demo")).parent)
+    page = _Page(build.build(p).read_text())
+    heads = page.headings
+    assert heads.count("Metrics") == 2 and not [h for h in heads if h.startswith("Cross-dataset matrix")]
+    assert not [s for s in page.images if s.startswith("roc_")]
+    assert "Adaptive post-training defence" in heads and "Attacks on the blink path" in heads
+    assert "Finding" not in heads and not [h for h in heads if h.startswith("Landmark Breaker")]
+    text = " ".join(" ".join(page.text).split())
+    assert "Not post-trained: meso4/deepfool: no crops & <none>" in text and "Reference (" not in text
+    assert "Jitter of the clean train series by label" not in text
+    assert "missing" in text  # the unfinished evaluations are rows, never dropped

@@ -5,6 +5,10 @@ Outputs (paths in :mod:`blinkbench.core.paths`): ``data/reports/index.html``,
 ``data/reports/metrics.json`` (read by ``dvc metrics show``), and per dataset
 ``data/reports/<dataset>/videos.csv`` (one row per video: manifest fields, pipeline status,
 blink summary) and ``ear_<video>.png``.
+
+The functions here compute each section's tables and figures; the HTML is in the jinja2
+templates under ``report/templates/`` (:mod:`.render`): ``base.html`` and one partial per
+section in ``sections/``.
 """
 
 from __future__ import annotations
@@ -427,6 +431,8 @@ def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
 
 
 def _dataset_section(name, ds, table, stats, truth, plots, csv_rel) -> str:
+    """One dataset's part of the page: status counts, videos not processed and why, warnings,
+    blinks by label, ground-truth recovery, EAR plots and the video table."""
     counts = table.groupby(["status", "label"]).size().unstack(fill_value=0).reset_index()
     bad = table[table["status"] != "ok"][["video_id", "label", "status", "error"]]
     warn = table[table["warnings"].fillna("") != ""][["video_id", "warnings"]]
