@@ -1,3 +1,6 @@
+from blinkbench.report.render import template_files as report_templates
+
+
 rule report:
     """HTML report, per-dataset video tables and DVC metrics over all datasets."""
     input:
@@ -15,6 +18,7 @@ rule report:
         study=lambda wc: study_outputs(),
         blink_attacks=lambda wc: blink_attack_outputs(),
         defence=lambda wc: defence_outputs(),
+        templates=report_templates(),  # the page's jinja2 templates: editing one reruns the report
     output:
         html=report(paths.PATTERNS["report"], category="Report", labels={"figure": "blinkbench report"}),
         metrics=paths.PATTERNS["metrics"],

@@ -1,2 +1,3 @@
-"""The HTML report (:mod:`.build`) and its figures (:mod:`.plotting`).
+"""The HTML report (:mod:`.build`), its jinja2 templates (:mod:`.render`, ``templates/``) and
+its figures (:mod:`.plotting`).
 """

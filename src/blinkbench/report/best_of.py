@@ -5,11 +5,11 @@ test metrics from the ordinary evaluations. Empty when the selection is disabled
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 
 from blinkbench.core import io, paths
+
+from .render import render
 
 TEST_KEYS = ("auc", "acc_0.5", "acc_fake", "acc_real")
 
@@ -57,17 +57,5 @@ def best_of_section(params: dict) -> tuple[dict, str]:
                               "error": c.get("error", "")})
     if not rows:
         return {}, ""
-    e = html.escape
-    table = lambda df: df.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3f}", border=0,  # noqa: E731
-                                  classes="t")
-    parts = ["<h3>Best-of selection (validation data only)</h3>",
-             "<p>As the blink-resiliency reference study does: per (landmark backend, training dataset), every "
-             "enabled detector is fitted on part of the training videos and scored on held-out ones (the val split, "
-             f"or <code>detectors.best_of.val_fraction</code> of the train videos); the one with the best "
-             f"{e(str(rows[0]['metric']))} is chosen (ties: the first in <code>detectors.enabled</code>). Its test "
-             "metrics are those of its ordinary model (trained on train and val) in the table above. The "
-             "selection never sees a test video.</p>",
-             table(pd.DataFrame(rows)),
-             "<details><summary>Every candidate's validation score</summary>",
-             table(pd.DataFrame(cand_rows)), "</details>"]
-    return metrics, "\n".join(parts)
+    return metrics, render("sections/best_of.html", metric=str(rows[0]["metric"]), chosen=pd.DataFrame(rows),
+                           candidates=pd.DataFrame(cand_rows))

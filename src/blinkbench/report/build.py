@@ -5,11 +5,14 @@ Outputs (paths in :mod:`blinkbench.core.paths`): ``data/reports/index.html``,
 ``data/reports/metrics.json`` (read by ``dvc metrics show``), and per dataset
 ``data/reports/<dataset>/videos.csv`` (one row per video: manifest fields, pipeline status,
 blink summary) and ``ear_<video>.png``.
+
+The functions here compute each section's tables and figures; the HTML is in the jinja2
+templates under ``report/templates/`` (:mod:`.render`): ``base.html`` and one partial per
+section in ``sections/``.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
@@ -21,6 +24,8 @@ import pandas as pd
 from blinkbench.core import io, paths
 from blinkbench.core.labels import LABELS
 from blinkbench.spine.blinks import match_events
+
+from .render import render
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +148,7 @@ def build(params: dict) -> Path:
             tr = truth_df[truth_df["video_id"] == vid] if truth_df is not None else None
             plot_ear(ear, ev, png, title=f"{name} / {vid} ({label})", truth=tr)
             plots.append(png.relative_to(out_dir).as_posix())
-        sections.append(_section_html(name, ds, table, stats, truth, plots, csv.relative_to(out_dir).as_posix()))
+        sections.append(_dataset_section(name, ds, table, stats, truth, plots, csv.relative_to(out_dir).as_posix()))
     for family in FAMILY_SECTIONS:
         det_metrics, det_html = detectors_section(params, out_dir, family)
         if det_metrics:
@@ -179,7 +184,7 @@ def build(params: dict) -> Path:
         metrics["defence"] = def_metrics
     sections.append(def_html)
     io.write_json(metrics, paths.PATTERNS["metrics"])
-    page = _PAGE.format(body="\n".join(sections) or "<p>No datasets configured.</p>")
+    page = render("base.html", sections=sections)
     report = Path(paths.PATTERNS["report"])
     with io.atomic_path(report) as tmp:
         tmp.write_text(page)
@@ -228,30 +233,17 @@ def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tup
     df = detector_results(params, family)
     if df.empty:
         return {}, ""
-    e = html.escape
     metrics: dict = {}
     for r in df[df["status"] == "ok"].to_dict("records"):
         metrics.setdefault(r["detector"], {}).setdefault(r["train"], {})[r["test"]] = {
             k: int(r[k]) if k == "n" else _num(r[k]) for k in DETECTOR_METRICS}
-    parts = [f"<h2>{e(title)}</h2>",
-             "<p>Trained on the train and val splits of the row's dataset, evaluated on the test split of the "
-             "column's dataset (video level; fake is the positive class). acc_eer uses the threshold read off the "
-             "evaluated set's own ROC (descriptive, as papers report it); acc_0.5 is the deployable one. Videos "
-             "without a usable EAR series are left out of metrics and counted in <em>skipped</em>. A blink verdict "
-             "needs at least <code>detectors.min_face_s</code> seconds of visible face; shorter videos get the "
-             "verdict <em>insufficient</em> and are left out of the metrics, and <em>coverage</em> is the share "
-             "of the test videos that got a verdict (AUC is over those only). acc_fake and acc_real are the "
-             "accuracies on fakes and on reals at 0.5; acc_unknown_as_fake counts every test video, one "
-             "without a verdict (insufficient or unknown) as called fake, as the blink-resiliency reference "
-             "study does.</p>"]
-    parts += ["<h3>Metrics</h3>", _table_html(df)]
     ok = df[df["status"] == "ok"]
+    matrix = None
     if len(ok):
         mat = ok.pivot_table(index=["detector", "train"], columns="test", values="auc", aggfunc="first")
         order = [d for d in params[section]["enabled"] if d in mat.index.get_level_values(0)]
-        mat = mat.reindex(order, level=0)
-        parts += ["<h3>Cross-dataset matrix (AUC; rows: trained on, columns: tested on)</h3>",
-                  mat.to_html(na_rep="", float_format=lambda x: f"{x:.3f}", border=0, classes="t")]
+        matrix = mat.reindex(order, level=0)
+    plots = []
     roc_dir = out_dir / "roc"
     for (tr, te), grp in df.groupby(["train", "test"], sort=True):
         curves = {}
@@ -269,9 +261,8 @@ def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tup
         if curves:
             png = out_dir / f"roc_{family}__{tr}__{te}.png"
             plot_roc(curves, png, title=f"{family} detectors: trained on {tr}, tested on {te}")
-            rel = png.relative_to(out_dir).as_posix()
-            parts.append(f"<figure><img src='{e(rel)}' alt='ROC'><figcaption>{e(rel)}</figcaption></figure>")
-    return metrics, "\n".join(parts)
+            plots.append(png.relative_to(out_dir).as_posix())
+    return metrics, render("sections/detectors.html", title=title, results=df, matrix=matrix, plots=plots)
 
 
 def study_results(params: dict) -> pd.DataFrame:
@@ -308,18 +299,8 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     df = study_results(params)
     if df.empty:
         return {}, ""
-    e = html.escape
     a = params["attacks"]
-    parts = ["<h2>Resiliency study</h2>",
-             f"<p>Fake test videos of <code>{e(a['dataset'])}</code> attacked against the frame detector(s) "
-             f"{e(', '.join(a['targets']))} (white box, targeted at 'real'; models trained on "
-             f"<code>{e(a['models_trained_on'])}</code>), compressed, then re-scored by every trained detector: "
-             "frame detectors on the adversarial face crops, blink detectors on EAR re-extracted with the real "
-             "MediaPipe Face Mesh. eps 0 is the clean reference under the same compression. Detection rate: share "
-             "of fake videos scored >= 0.5 (robust accuracy; attack success = 1 - detection rate). "
-             "video_fooled_rate (frame detectors): share of videos with fewer than half their crops called fake. "
-             "blink_change: mean change in blink count against the clean source; perceptual cost inside the face "
-             "box before compression.</p>"]
+    plots = []
     metrics: dict = {}
     for r in df.to_dict("records"):
         metrics.setdefault(r["target"], {}).setdefault(r["method"], {}).setdefault(f"eps{r['eps']:g}", {}).setdefault(
@@ -349,8 +330,7 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
             png = out_dir / f"study_{t}__{m}.png"
             plot_eps_sweep(sub[["variant", "eps", "detector", "detection_rate"]], png,
                            title=f"{m} against {t}: fake videos still detected")
-            rel = png.relative_to(out_dir).as_posix()
-            parts.append(f"<figure><img src='{e(rel)}' alt='eps sweep'><figcaption>{e(rel)}</figcaption></figure>")
+            plots.append(png.relative_to(out_dir).as_posix())
     wide = df.pivot_table(index=["target", "method", "eps", "variant"], columns="detector", values="detection_rate",
                           aggfunc="first")
     cost = df.groupby(["target", "method", "eps", "variant"])[["psnr_mean", "ssim_mean", "linf_max", "l2_mean",
@@ -358,16 +338,10 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
                                                                "blink_change", "ear_median_change",
                                                                "queries_per_frame"]].first().astype(float)
     # (float: a column that is None for every white-box row printed "None" instead of a blank)
-    parts += ["<h3>Detection rate of fake videos</h3>",
-              wide.to_html(na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="t"),
-              "<h3>Perceptual cost and blink-path change</h3>",
-              "<p>queries_per_frame: model queries per attacked frame of the black-box attacks (NES), "
-              "mean over the set's videos; white-box attacks have none.</p>",
-              cost.to_html(na_rep="", float_format=lambda x: f"{x:.3g}", border=0, classes="t")]
     out = {"attack_success_rate_videos": fooled, "detection_rate": metrics}
     if queries:
         out["queries_per_frame"] = queries
-    return out, "\n".join(parts)
+    return out, render("sections/study.html", a=a, plots=plots, detection=wide, cost=cost)
 
 
 def blink_attack_section(params: dict) -> tuple[dict, str]:
@@ -398,31 +372,18 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
         if not r.get("conditions"):
             rows.append({"mode": mode, "video_id": vid, "status": r.get("status"), "condition": "",
                          "error": r.get("error", "")})
-    e = html.escape
-    parts = ["<h2>Attacks on the blink path</h2>",
-             "<p>EAR attacks through the differentiable Face Mesh port: <em>suppress</em> keeps a real video's "
-             "open-eye EAR through its blinks, <em>inject</em> gives a fake video a natural blink pattern. Each "
-             "adversarial video is re-scored by the real pipeline (MediaPipe Face Mesh, EAR, blink events) losslessly "
-             "and after compression. inject: injected blinks scheduled and found by the pipeline; dip_reached: mean over "
-             "injected blinks of the lowest EAR / open level inside each, against dip_needed (blinks.close_ratio, "
-             "below which the detector starts an event). focus_mean_ratio: EAR over the targeted frames relative to the open-eye level "
-             "(suppress: towards 1; inject: towards the dip). blink_detectors_mean_p_fake: mean over the trained "
-             "blink detectors.</p>"]
     metrics: dict = {}
+    results = pd.DataFrame(rows) if rows else None
     if rows:
-        df = pd.DataFrame(rows)
-        parts.append(_table_html(df))
         for r in rows:
             if r.get("n_blinks") is not None:
                 metrics.setdefault(r["mode"], {}).setdefault(r["condition"], []).append(r["n_blinks"])
         metrics = {m: {c: float(np.mean(v)) for c, v in d.items()} for m, d in metrics.items()}
         metrics = {"mean_blinks": metrics}
     lb = root / "landmark_breaker.json"
+    lb_tables = None
     if lb.exists():
-        parts.append("<h3>Landmark Breaker (NME by the outer eye corners; SSIM in the face box)</h3>"
-                     "<p>nme68: over the 68 iBUG points (Face Mesh reduced to its 68-point equivalent), as seed "
-                     "001 reports it; nme: over all the extractor's points. ablation: white box over step size "
-                     "alpha x iterations T.</p>")
+        lb_tables = []
         for name in ("white_box", "transfer", "compression", "ablation"):
             csv = root / f"landmark_breaker_{name}.csv"
             if csv.exists() and csv.stat().st_size > 1:
@@ -430,12 +391,12 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
                     t = pd.read_csv(csv)
                 except pd.errors.EmptyDataError:
                     continue
-                parts += [f"<h4>{e(name.replace('_', ' '))}</h4>", _table_html(t)]
+                lb_tables.append({"name": name.replace("_", " "), "table": t})
                 if name == "white_box" and "nme" in t.columns and "attack" in t.columns:
                     metrics["landmark_breaker_white_box_nme"] = {a: _num(v) for a, v in zip(t["attack"], t["nme"])}
                 if name == "white_box" and "nme68" in t.columns and "attack" in t.columns:
                     metrics["landmark_breaker_white_box_nme68"] = {a: _num(v) for a, v in zip(t["attack"], t["nme68"])}
-    return metrics, "\n".join(parts)
+    return metrics, render("sections/blink_attacks.html", results=results, landmark_breaker=lb_tables)
 
 
 def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
@@ -452,84 +413,32 @@ def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     if summary.empty:
         return {}, ""
     files = noise_effect.write(tables, out_dir)
-    e = html.escape
     cols = ["target", "method", "eps", "variant", "detector", "n", "score_clean", "score_attacked", "score_control",
             "score_change",
             "blink_change", "ear_rms", "ear_max", "level_change", "norm_rms", "norm_max", "jitter_clean",
             "jitter_attacked", "noise_clean", "noise_attacked", "eye_disp_median_px", "eye_disp_max_px", "eye_shape_median_px", "eye_shape_max_px"]
-    links = ", ".join(f"<a href='{e(p.name)}'>{e(p.name)}</a>" for p in files.values())
-    parts = ["<h2>What per-frame noise does to the blink path</h2>",
-             "<p>Each study set against the source video's own artifacts (clean rows: decoding and compression "
-             "alone). score: the blink detector's fake probability (mean over videos); score_control: the detector on "
-             "the clean EAR plus the attack's own per-frame EAR residual drawn in random order (the causal check: "
-             "noise of that size alone, with no tie to time or blinks); ear_rms/ear_max: |EAR attacked - "
-             "EAR clean| on frames aligned by index; norm_*: the same after the detector's series preparation "
-             "(resampling, normalisation); level_change: relative change of the median EAR; jitter: RMS of the "
-             "frame-to-frame difference of the normalised series, noise: its median absolute value (the noise floor between blinks); eye_disp: eye-contour landmark displacement in frame "
-             "pixels, eye_shape: the same after removing each eye's mean shift (what EAR sees). Files: "
-             f"{links}.</p>", _table_html(summary[[c for c in cols if c in summary]])]
     ref = tables.get("reference")
-    if ref is not None and len(ref):
-        parts += ["<p>Jitter of the clean train series by label (what the detectors learned from):</p>",
-                  _table_html(ref)]
-    lines = noise_effect.finding(summary, ref)
-    if lines:
-        parts += ["<h3>Finding</h3>", "<ul>" + "".join(f"<li>{e(x)}</li>" for x in lines) + "</ul>"]
+    page = render("sections/noise_effect.html", files=[p.name for p in files.values()],
+                  summary=summary[[c for c in cols if c in summary]],
+                  reference=ref if ref is not None and len(ref) else None, finding=noise_effect.finding(summary, ref))
     metrics: dict = {}
     for r in summary.to_dict("records"):
         metrics.setdefault(f"{r['target']}/{r['method']}/eps{r['eps']:g}/{r['variant']}", {})[r["detector"]] = {
             k: _num(r.get(k)) for k in ("score_change", "score_control", "ear_rms", "norm_rms", "jitter_clean", "jitter_attacked",
                                         "noise_clean", "noise_attacked", "level_change",
                                         "eye_disp_median_px", "eye_shape_median_px")}
-    return metrics, "\n".join(parts)
+    return metrics, page
 
 
-def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3g}", border=0, classes="t", escape=True)
-
-
-def _section_html(name, ds, table, stats, truth, plots, csv_rel) -> str:
-    e = html.escape
-    parts = [f"<h2>{e(name)}</h2>",
-             f"<p>adapter <code>{e(ds['adapter'])}</code>, root <code>{e(str(ds['root']))}</code>; "
-             f"{len(table)} videos; per-video table: <a href='{e(csv_rel)}'>{e(csv_rel)}</a></p>"]
+def _dataset_section(name, ds, table, stats, truth, plots, csv_rel) -> str:
+    """One dataset's part of the page: status counts, videos not processed and why, warnings,
+    blinks by label, ground-truth recovery, EAR plots and the video table."""
     counts = table.groupby(["status", "label"]).size().unstack(fill_value=0).reset_index()
-    parts += ["<h3>Status</h3>", _table_html(counts)]
     bad = table[table["status"] != "ok"][["video_id", "label", "status", "error"]]
-    if len(bad):
-        parts += ["<p>Videos not processed to the end, and why:</p>", _table_html(bad)]
     warn = table[table["warnings"].fillna("") != ""][["video_id", "warnings"]]
-    if len(warn):
-        parts += ["<p>Warnings:</p>", _table_html(warn)]
-    if stats:
-        st = pd.DataFrame(stats).T.reset_index().rename(columns={"index": "label"})
-        parts += ["<h3>Blinks by label</h3>",
-                  "<p>Human range at rest: about 15-20 blinks per minute, 100-400 ms each.</p>", _table_html(st)]
-    if truth:
-        parts += ["<h3>Ground-truth blinks recovered</h3>",
-                  f"<p>Event found when start and end are each within {truth['tolerance_frames']} frames and the kind "
-                  f"(blink/closure) agrees: precision {truth['precision']:.3f}, recall {truth['recall']:.3f} "
-                  f"({truth['true_positives']} of {truth['truth_events']} annotated, {truth['detected_events']} detected).</p>"]
-    for p in plots:
-        parts.append(f"<figure><img src='{e(p)}' alt='EAR plot'><figcaption>{e(p)}</figcaption></figure>")
+    by_label = pd.DataFrame(stats).T.reset_index().rename(columns={"index": "label"}) if stats else None
     cols = ["video_id", "label", "split", "status", "frames", "face_frames", "n_blinks", "n_closures",
             "blink_rate_per_min", "mean_blink_ms", "ear_median"]
-    parts += ["<h3>Videos</h3>", _table_html(table[[c for c in cols if c in table]])]
-    return "\n".join(parts)
-
-
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>blinkbench report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-table.t {{ border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }}
-table.t th, table.t td {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
-table.t th {{ background: #f3f3f3; }}
-img {{ max-width: 100%; }} figure {{ margin: 0.5em 0; }} figcaption {{ font-size: 0.75em; color: #777; }}
-</style></head><body>
-<h1>blinkbench report</h1>
-<p>Face tracks, landmarks, eye aspect ratio (EAR) and blink events for every configured dataset.
-Metrics for <code>dvc metrics show</code>: <a href="metrics.json">metrics.json</a>.</p>
-{body}
-</body></html>
-"""
+    return render("sections/dataset.html", name=name, ds=ds, n_videos=len(table), csv=csv_rel, counts=counts,
+                  bad=bad if len(bad) else None, warnings=warn if len(warn) else None, by_label=by_label,
+                  truth=truth, plots=plots, videos=table[[c for c in cols if c in table]])

@@ -27,7 +27,6 @@ reference classifies the perturbed frames directly, with no compression).
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,8 @@ import pandas as pd
 
 from blinkbench.core import io, paths
 from blinkbench.core.config import STUDY_PRESETS
+
+from .render import render
 
 CLEAN = "clean"
 VARIANT = "none"
@@ -143,21 +144,12 @@ def reference_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     flat.columns = [f"{d} | {c}" for d, c in flat.columns]
     with io.atomic_path(csv) as tmp:
         flat.to_csv(tmp, float_format="%.4f")
-    e = html.escape
     n_fake = sorted({s["n_fake"] for s in metrics["sets"].values()})
     unknown = {k: {d: n for d, n in v["unknown"].items() if n} for k, v in metrics["sets"].items()}
     unknown = {k: v for k, v in unknown.items() if v}
-    parts = ["<h2>The reference study's attack table</h2>",
-             f"<p>As the blink-resiliency reference study reports it: {e(method.upper())} at eps "
-             f"{', '.join(e(eps_label(x)) for x in eps)} (0-255 levels, and in the reference's [0, 1] units) against "
-             "each CNN in turn (rows), every detector re-scoring the same adversarial videos, lossless. Cells: accuracy "
-             f"on the fake test videos of <code>{e(a['dataset'])}</code> ({e(', '.join(map(str, n_fake)))} per set); "
-             "a frame detector calls a video fake when at least half its crops are called fake, a blink detector "
-             "when its score is >= 0.5, and a video a detector could not score counts as called fake (the "
-             "reference's 'unknown'). The clean column is the same clean reference for every row. Unknown verdicts: "
-             f"{e(str(unknown) if unknown else 'none')}. CSV: <code>reference_attack.csv</code>.</p>",
-             table.to_html(na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="t")]
-    return {"method": method, "variant": VARIANT, "eps": eps, **metrics}, "\n".join(parts)
+    page = render("sections/reference_attack.html", method=method, eps_labels=[eps_label(x) for x in eps],
+                  dataset=a["dataset"], n_fake=n_fake, unknown=unknown, table=table)
+    return {"method": method, "variant": VARIANT, "eps": eps, **metrics}, page
 
 
 def landmark_section(params: dict, out_dir: Path) -> tuple[dict, str]:
@@ -166,7 +158,7 @@ def landmark_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     metric (AUC, acc, acc_fake). Metrics: dataset -> backend -> detector -> metric."""
     from blinkbench.experiments import landmark_compare as lc
 
-    metrics, parts = {}, []
+    metrics, shown = {}, []
     for ds in params["datasets"]:
         p = lc.out_dir(ds) / "results.json"
         if not p.exists():
@@ -176,21 +168,12 @@ def landmark_section(params: dict, out_dir: Path) -> tuple[dict, str]:
         for r in res["rows"]:
             metrics.setdefault(ds, {}).setdefault(r["backend"], {})[r["detector"]] = (
                 {k: r.get(k) for k in lc.METRICS} if r["status"] == "ok" else {"error": r["error"]})
-        e = html.escape
         errors = df[df["status"] != "ok"]
-        parts += [f"<h3>{e(ds)}</h3>",
-                  lc.wide(df).to_html(na_rep="", float_format=lambda x: f"{x:.2f}", border=0, classes="t"),
-                  f"<p>Videos per backend by status: {e(str(res.get('video_status', {})))}.</p>"]
-        if len(errors):
-            parts.append("<p>Not run: " + e("; ".join(f"{r.backend}/{r.detector}: {r.error}"
-                                                      for r in errors.itertuples())) + "</p>")
-    if not parts:
+        shown.append({"name": ds, "table": lc.wide(df), "video_status": res.get("video_status", {}),
+                      "errors": errors[["backend", "detector", "error"]].to_dict("records") if len(errors) else []})
+    if not shown:
         return {}, ""
-    head = ["<h2>Landmark backends compared</h2>",
-            "<p>The same blink detectors trained and tested on the EAR series of each landmark backend "
-            "(<code>python -m blinkbench.experiments.landmark_compare</code>): AUC and accuracy at 0.5 over the test "
-            "videos with a verdict, accuracy on fakes. The reference study compared PFLD with HRNet.</p>"]
-    return metrics, "\n".join(head + parts)
+    return metrics, render("sections/landmark_compare.html", datasets=shown)
 
 
 def reference_sections(params: dict, out_dir: Path) -> list[tuple[str, dict, str]]:
