@@ -47,3 +47,46 @@ def test_two_class_logits_gives_zero_and_z_with_sigmoid_probabilities(shape):
     assert two.shape == (5, 2)
     assert torch.equal(two[:, 0], torch.zeros(5)) and torch.equal(two[:, 1], z)
     assert torch.allclose(torch.softmax(two, 1)[:, 1], torch.sigmoid(z), atol=1e-6)
+
+
+# ---------------------------------------------------------------------- labels
+
+# Literals that hold both labels but are not a label mapping: the quick-trial cell order of
+# datasets/base.select_trial ("ties: fake before real").
+_NOT_A_LABEL_MAPPING = {("datasets/base.py", "_CELL_ORDER")}
+
+
+def _label_literals() -> list[tuple[str, int, str]]:
+    """Tuples/lists/sets holding both "real" and "fake", and dicts keyed by both, in src/."""
+    out = []
+    for p in sorted(SRC.rglob("*.py")):
+        rel = str(p.relative_to(SRC))
+        tree = ast.parse(p.read_text(), str(p))
+        named = {id(n.value): t.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                 for t in n.targets if isinstance(t, ast.Name)}
+        for n in ast.walk(tree):
+            if isinstance(n, (ast.Tuple, ast.List, ast.Set)):
+                elts = n.elts
+            elif isinstance(n, ast.Dict):
+                elts = [k for k in n.keys if k is not None]
+            else:
+                continue
+            if {e.value for e in elts if isinstance(e, ast.Constant)} >= {"real", "fake"}:
+                if (rel, named.get(id(n))) not in _NOT_A_LABEL_MAPPING:
+                    out.append((rel, n.lineno, ast.unparse(n)[:60]))
+    return out
+
+
+def test_the_label_pair_is_spelled_out_only_in_core_labels():
+    found = _label_literals()
+    assert [f[0] for f in found] == ["core/labels.py"], found
+
+
+def test_label_of_inverts_labels():
+    from blinkbench.core.labels import LABELS, label_of
+    assert list(LABELS) == ["real", "fake"] and LABELS["fake"] == 1
+    assert [label_of(i) for i in (0, 1)] == ["real", "fake"]
+    for bad in (-1, 2, None):
+        with pytest.raises(ValueError):
+            label_of(bad)
+
