@@ -90,3 +90,50 @@ def test_label_of_inverts_labels():
         with pytest.raises(ValueError):
             label_of(bad)
 
+
+
+# ---------------------------------------------------------------------- PSNR / SSIM
+
+def _modules_that(pred) -> list[str]:
+    out = []
+    for p in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(p.read_text(), str(p))
+        if any(pred(n) for n in ast.walk(tree)):
+            out.append(str(p.relative_to(SRC)))
+    return out
+
+
+def test_psnr_and_ssim_are_computed_only_in_attacks_perceptual():
+    """skimage.metrics is imported in one module, and no other module has a PSNR of its own
+    (a ``log10`` of a mean squared error) or its own psnr/ssim function."""
+    def imports_skimage_metrics(n):
+        return ((isinstance(n, ast.ImportFrom) and (n.module or "").startswith("skimage.metrics"))
+                or (isinstance(n, ast.Import) and any(a.name.startswith("skimage.metrics") for a in n.names)))
+
+    def log10(n):
+        return isinstance(n, ast.Attribute) and n.attr == "log10" or isinstance(n, ast.Name) and n.id == "log10"
+
+    def own_metric(n):
+        return isinstance(n, ast.FunctionDef) and n.name.lower().lstrip("_") in ("psnr", "ssim", "ssim_in_box")
+
+    assert _modules_that(imports_skimage_metrics) == ["attacks/perceptual.py"]
+    assert _modules_that(log10) == []
+    assert _modules_that(own_metric) == ["attacks/perceptual.py"]
+
+
+def test_metric_rules_keep_json_valid_for_identical_images_and_tiny_boxes():
+    """Identical images: PSNR None (JSON null), not inf (invalid JSON, and an infinite mean);
+    a box under the 7 px SSIM window: SSIM None, not a value from a shrunk window."""
+    import json
+
+    import numpy as np
+
+    from blinkbench.attacks import perceptual as pc
+
+    a = np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    same = pc.crop_metrics(a, a.copy())
+    assert same["psnr"] is None and same["linf"] == 0 and same["ssim"] == pytest.approx(1.0)
+    tiny = pc.crop_metrics(a[:6, :30], (a[:6, :30] ^ 1))
+    assert tiny["ssim"] is None and tiny["psnr"] is not None
+    assert pc.ssim_in_box(a, a ^ 1, (0, 0, 6, 20)) is None
+    json.dumps([same, tiny], allow_nan=False)   # strict JSON: no inf, no NaN
