@@ -188,7 +188,7 @@ def landmark_section(params: dict, out_dir: Path) -> tuple[dict, str]:
         return {}, ""
     head = ["<h2>Landmark backends compared</h2>",
             "<p>The same blink detectors trained and tested on the EAR series of each landmark backend "
-            "(<code>python -m blinkbench.experiments.landmark_compare</code>): AUC and accuracy at 0.5 over the test "
+            "(<code>blinkbench landmark_compare</code>): AUC and accuracy at 0.5 over the test "
             "videos with a verdict, accuracy on fakes. The reference study compared PFLD with HRNet.</p>"]
     return metrics, "\n".join(head + parts)
 
