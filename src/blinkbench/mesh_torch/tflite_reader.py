@@ -187,7 +187,9 @@ def flexbuffer_loads(data: bytes):
     bad bytes surface as ``struct.error``/``IndexError``/``UnicodeDecodeError``/... Here the
     bytes sit behind :class:`_StrictBytes` (every index and slice must lie inside the buffer),
     maps and vectors are walked by :func:`_flex_value` with nesting capped at
-    :data:`MAX_FLEX_DEPTH`, and any failure is a :class:`TFLiteFormatError`."""
+    :data:`MAX_FLEX_DEPTH` and about one decoded value per byte of the buffer (vectors whose
+    elements all point at one shared vector would otherwise expand to 2^depth values), and
+    any failure is a :class:`TFLiteFormatError`."""
     from flatbuffers import flexbuffers
 
     data = bytes(data)
@@ -197,7 +199,7 @@ def flexbuffer_loads(data: bytes):
     try:
         root = flexbuffers.Ref.PackedType(
             flexbuffers.Buf(_StrictBytes(data), len(data) - 2 - root_width), root_width, packed)
-        return _flex_value(root, 0)
+        return _flex_value(root, 0, [len(data) + MAX_FLEX_DEPTH + 1])  # a cycle meets the depth cap first
     except TFLiteFormatError:
         raise
     except (struct.error, IndexError, KeyError, ValueError, TypeError, AssertionError,
@@ -230,16 +232,20 @@ class _StrictBytes:
         return self._b[key]
 
 
-def _flex_value(ref, depth: int):
-    """``ref.Value``, but maps and untyped vectors are walked here so nesting is bounded
-    (typed vectors hold only scalars or keys and cannot nest)."""
+def _flex_value(ref, depth: int, budget: list[int]):
+    """``ref.Value``, but maps and untyped vectors are walked here so nesting and the number
+    of values are bounded (typed vectors hold only scalars or keys and cannot nest);
+    ``budget[0]``: values still allowed."""
     if depth > MAX_FLEX_DEPTH:
         raise TFLiteFormatError(f"flexbuffer nested deeper than {MAX_FLEX_DEPTH} (a cycle?)")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TFLiteFormatError("flexbuffer decodes to more values than it has bytes (shared sub-vectors?)")
     if ref.IsMap:
         m = ref.AsMap
-        return {k.AsKey: _flex_value(v, depth + 1) for k, v in zip(m.Keys, m.Values)}
+        return {k.AsKey: _flex_value(v, depth + 1, budget) for k, v in zip(m.Keys, m.Values)}
     if ref.IsVector:
-        return [_flex_value(v, depth + 1) for v in ref.AsVector]
+        return [_flex_value(v, depth + 1, budget) for v in ref.AsVector]
     return ref.Value
 
 
