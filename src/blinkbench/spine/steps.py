@@ -200,7 +200,7 @@ _TRACK_DTYPES = {"frame": "int32", "timestamp_s": "float64", "face_present": "bo
 # ---------------------------------------------------------------------------- landmarks
 
 def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, params: dict, progress=None) -> dict:
-    from .landmarks import extract, make_backend
+    from .landmarks import backend_class, extract, make_backend
     from .landmarks.extract import landmark_schema
 
     cfg = params["landmarks"]
@@ -217,8 +217,7 @@ def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, pa
         except Exception as exc:
             log.error("landmarks failed on %s: %s\n%s", video, exc, traceback.format_exc())
             meta.update(status="error", error=_error_text(exc))
-    n_points = {"mediapipe": 478, "mediapipe_tflite": 478, "pfld": 68}[cfg["backend"]]
-    with io.ParquetStream(out, landmark_schema(n_points), meta):
+    with io.ParquetStream(out, landmark_schema(backend_class(cfg["backend"]).n_points), meta):
         pass
     return meta
 

@@ -921,24 +921,3 @@ def _run(video: Path, out: Path, mode: str, p: EarAttackParams, models: dict, pp
 
 def _public(res: dict) -> dict:
     return {k: v for k, v in res.items() if k != "blink_cfg"}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m blinkbench.attacks.blink.ear_attack VIDEO OUT_DIR MODE [--params JSON]``."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description="EAR attack on one video, scored by the real pipeline")
-    ap.add_argument("video")
-    ap.add_argument("out_dir")
-    ap.add_argument("mode", choices=MODES)
-    ap.add_argument("--params", default="{}", help="EarAttackParams fields as JSON")
-    ap.add_argument("--model", action="append", default=[], help="name=path of a fitted blink detector")
-    args = ap.parse_args(argv)
-    models = dict(m.split("=", 1) for m in args.model)
-    res = run_ear_attack(args.video, args.out_dir, args.mode, json.loads(args.params), models)
-    print(json.dumps({k: res.get(k) for k in ("status", "error")}))
-    return 0 if res.get("status") == "ok" else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -45,6 +45,7 @@ from torch import nn
 
 from blinkbench.core import devices
 from blinkbench.core.registry import Registry
+from blinkbench.detectors.frame.nets import TwoClassLogits  # re-exported: the attacks' foolbox view
 
 REGISTRY: Registry = Registry("attack")   # every attack module is imported by the package __init__
 
@@ -65,19 +66,6 @@ def create(name: str, **params: Any) -> "Attack":
 def defaults(name: str) -> dict[str, Any]:
     """Parameter names and default values of an attack (what a params section may set)."""
     return {f.name: f.default for f in dataclasses.fields(get(name))}
-
-
-class TwoClassLogits(nn.Module):
-    """``(B,)`` fake logit ``z`` -> ``(B, 2)`` logits ``[0, z]``: class 1 = fake, the same
-    probabilities under softmax as ``sigmoid(z)``, in the shape foolbox expects."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.net(x).reshape(-1)
-        return torch.stack([torch.zeros_like(z), z], dim=1)
 
 
 @dataclass(frozen=True, kw_only=True)
