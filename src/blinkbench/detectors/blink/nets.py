@@ -315,7 +315,7 @@ class TimeCNN(nn.Module):
     weights, zero biases); ``input_norm`` (default) batch-normalises each input channel
     first (see :class:`MLP`). Even so the two sigmoid stages sit on a plateau (loss of a
     constant guess) for the first ~15-20 epochs on the synthetic task before they learn;
-    its detector trains with small batches and a patience that outlasts that plateau."""
+    its detector (``cnn1d``) trains a fixed number of epochs, as the reference does."""
 
     def __init__(self, in_channels: int = 1, filters: Sequence[int] = (6, 12), kernel: int = 7, pool: int = 3,
                  input_norm: bool = True, keras_init: bool = True, length: int | None = None):

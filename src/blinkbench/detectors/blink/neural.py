@@ -211,8 +211,6 @@ class BiLSTMDetector(NeuralWindowDetector):
     test_params = {"hidden": 8, **_FAST}
 
 
-
-
 # The blink-resiliency reference study's two networks (issue 17). Both batch-normalise their
 # input: fed the median-normalised EAR un-centred (near 1, dips of a few samples) they stayed
 # at the loss of a constant guess (nets.MLP, nets.TimeCNN). Both train as the reference trains
