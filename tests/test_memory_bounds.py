@@ -136,6 +136,10 @@ def test_lazy_cropset_is_the_eager_one(crop_project):
     assert np.array_equal(np.asarray(lazy.crops), eager.crops)
     assert np.array_equal(lazy.crops[7], eager.crops[7]) and np.array_equal(lazy.crops[-1], eager.crops[-1])
     assert np.array_equal(lazy.crops[5:40:3], eager.crops[5:40:3])
+    assert np.array_equal(lazy.crops[np.int64(3)], eager.crops[3]) and np.array_equal(lazy.crops[np.array(3)], eager.crops[3])
+    assert np.array_equal(lazy.crops[2, ..., 1], eager.crops[2, ..., 1])
+    with pytest.raises(IndexError):
+        lazy.crops[len(lazy)]
     # subsets stay lazy and select the same rows
     ids = ["v004", "v009", "v013"]
     sl, se = lazy.subset(ids), eager.subset(ids)

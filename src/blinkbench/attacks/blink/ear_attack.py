@@ -360,7 +360,8 @@ class ClipGeometry:
     clean landmarks.
 
     The clean region is stored as a ``192 + 2 pad`` square crop at the model crop's pixel
-    density (float16), so the unjittered model crop is an exact integer-offset slice of it
+    density (float16; in a :class:`ContextStore`, a temporary file, so memory does not grow
+    with the video's length), so the unjittered model crop is an exact integer-offset slice of it
     and a jittered one (EOT over MediaPipe's own ROI placement, which follows the attacked
     landmarks by a few pixels) is resampled from it. The perturbation's crop is always
     computed exactly from its frame-level definition (:func:`perturbation_crop`)."""

@@ -115,6 +115,8 @@ class CropStore:
                 return head[key[1:]]
             return np.asarray(head)[(slice(None),) + key[1:]]
         k = np.asarray(key)
+        if k.ndim == 0 and np.issubdtype(k.dtype, np.integer):
+            return self[int(k)]
         if k.dtype == bool:
             if k.shape != (len(self),):
                 raise IndexError(f"boolean index of shape {k.shape} for a store of {len(self)}")
