@@ -89,6 +89,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from blinkbench.attacks.linf import sign_step
 from blinkbench.attacks.perceptual import face_box, linf, psnr, ssim_in_box
 from blinkbench.mesh_torch import surrogate
 from blinkbench.mesh_torch.facemesh import LEFT_EYE_INDICES, MESH_SIZE, RIGHT_EYE_INDICES
@@ -266,8 +267,7 @@ class HeatmapAttack:
             self.loss(x, refs, gen).sum().backward()
             direction, g = self.direction(step, x.grad.detach(), g)
             with torch.no_grad():
-                x = x - self.alpha() * direction.sign()
-                x = torch.min(torch.max(x, x0 - eps), x0 + eps).clamp(0, 1)
+                x = sign_step(x, direction, self.alpha(), x0 - eps, x0 + eps).clamp(0, 1)
         return _to_uint8(x.detach())
 
 
