@@ -752,14 +752,10 @@ def run_pipeline(video: str | Path, work: Path, params: dict) -> dict:
     (with status) plus the artifacts' paths."""
     from blinkbench.spine import steps
 
-    work.mkdir(parents=True, exist_ok=True)
-    p = {"track": work / "track.parquet", "crops": work / "crops.npz", "landmarks": work / "landmarks.parquet",
-         "ear": work / "ear.parquet", "blinks": work / "blinks.parquet", "summary": work / "blink_summary.json"}
-    steps.faces_one(video, p["track"], p["crops"], params)
-    steps.landmarks_one(video, p["track"], p["landmarks"], params)
-    steps.ear_one(p["landmarks"], p["ear"])
-    summary = steps.blinks_one(p["ear"], p["blinks"], p["summary"], params)
-    return {**summary, "paths": {k: str(v) for k, v in p.items()}}
+    run = steps.run_chain(video, params, work, crops=True, steps_meta=True,
+                          files={"faces": "track.parquet", "blink_summary": "blink_summary.json"})
+    keys = {"faces": "track", "blink_summary": "summary"}   # the names its results have always used
+    return {**run["blinks"], "paths": {keys.get(k, k): str(v) for k, v in run["paths"].items()}}
 
 
 def _ear_table(res: dict) -> pd.DataFrame:

@@ -89,6 +89,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from blinkbench.attacks.linf import sign_step
 from blinkbench.attacks.perceptual import face_box, linf, psnr, ssim_in_box
 from blinkbench.core.registry import Registry
 from blinkbench.mesh_torch import surrogate
@@ -267,8 +268,7 @@ class HeatmapAttack:
             self.loss(x, refs, gen).sum().backward()
             direction, g = self.direction(step, x.grad.detach(), g)
             with torch.no_grad():
-                x = x - self.alpha() * direction.sign()
-                x = torch.min(torch.max(x, x0 - eps), x0 + eps).clamp(0, 1)
+                x = sign_step(x, direction, self.alpha(), x0 - eps, x0 + eps).clamp(0, 1)
         return _to_uint8(x.detach())
 
 

@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from blinkbench.attacks.linf import project  # noqa: F401  (also re-exported: base.project)
 from blinkbench.core import devices
 from blinkbench.core.registry import Registry
 from blinkbench.detectors.frame.nets import TwoClassLogits  # re-exported: the attacks' foolbox view
@@ -160,11 +161,6 @@ def attack_mode(model: nn.Module):
             t.data = data
         for p in params:
             p.requires_grad_(True)
-
-
-def project(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Project ``adv`` onto the L-inf ball of radius ``eps`` around ``x``, then clip to [0, 1]."""
-    return torch.clamp(x + torch.clamp(adv - x, -eps, eps), 0.0, 1.0)
 
 
 def _check_type(attack: str, key: str, value: Any, hint: Any) -> Any:
