@@ -61,6 +61,20 @@ def test_dvc_yaml_is_generated_from_the_step_table():
     assert r.returncode == 0, r.stderr
 
 
+def test_every_dvc_param_key_is_in_params_yaml():
+    """DVC reads params.yaml literally (no schema defaults): a key a stage tracks must be
+    written there, or DVC cannot record the stage."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, stage in _dvc_stages().items():
+        for key in stage.get("do", stage).get("params", []):
+            if isinstance(key, dict) or "${" in key:
+                continue
+            cur = raw
+            for part in key.split("."):
+                assert isinstance(cur, dict) and part in cur, f"stage {name} tracks {key}, absent from params.yaml"
+                cur = cur[part]
+
+
 def test_dvc_yaml_names_the_model_files_params_name(tmp_path):
     """Model files named in params (PFLD, frame checkpoints) are deps of the stages that read
     them; a stale dvc.yaml (params changed, not regenerated) stops the validation stage."""

@@ -133,11 +133,12 @@ def cmd_dvc_yaml(args) -> int:
 def cmd_demo(args) -> int:
     from blinkbench.datasets import demo
 
-    params = _params(args, "demo")
-    root = args.root or params["datasets"].get("demo", {}).get("root")
+    params = _params(args)
+    root = args.root or params["datasets"].get("demo", {}).get("root")  # the default output, not a demo param
     if not root:
         print("blinkbench: no --root and no datasets.demo.root in params", file=sys.stderr)
         return 2
+    params = steps_table.step_view(params, "demo")
     demo.generate(root, params["demo"], params["base"]["seed"])
     print(root)
     return 0
