@@ -220,7 +220,8 @@ STEPS: dict[str, StepSpec] = {
                      DvcStage("blinkbench report --params params.yaml",
                               ("data/manifests", "data/landmarks", "data/ear", "data/blinks", "data/evaluations",
                                "data/selection", "data/study", "data/blink_attacks"),
-                              ("data/reports",)),)),
+                              ("data/reports",),
+                              comment="data/reports is cached, so `dvc push`/`dvc pull` carry the report and metrics too."),)),
     ]
 }
 
