@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from blinkbench import cli
-from blinkbench.core import paths
+from blinkbench.core import io, paths
 from blinkbench.core.steps_table import (STEPS, ParamsView, UndeclaredParams, section_values, sections,
                                          step_view)
 from blinkbench.spine import steps
@@ -94,8 +94,12 @@ def study_repo(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     man = paths.path("manifest", dataset="demo")
     man.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"video_id": pd.Series(dtype=str), "path": pd.Series(dtype=str), "label": pd.Series(dtype=str),
-                  "split": pd.Series(dtype=str), "status": pd.Series(dtype=str)}).to_parquet(man)
+    # one selected video that is not there: the commands go through their loops, which write
+    # status records for it (the DVC failure this table once had: `attack --all` reads
+    # attacks.compressions, which only the DVC form's entry declared)
+    pd.DataFrame({"video_id": ["fake_gone"], "path": [str(tmp_path / "gone.mp4")], "label": ["fake"],
+                  "split": ["test"], "status": ["ok"]}).to_parquet(man)
+    io.write_json({"n_blinks": 0, "ear_median": 0.3}, paths.path("blink_summary", dataset="demo", video="fake_gone"))
     return config.load(tmp_path / "params.yaml")
 
 
@@ -129,7 +133,9 @@ def test_rescore_reads_the_plan_sections(study_repo):
 
     v = step_view(study_repo, "rescore")
     out = study.rescore_set(v, "clean", "none", 0, "none", "out.json")
-    assert out["videos"] == [] and out["trained_on"] == study_repo["attacks"]["models_trained_on"]
+    assert [r["video_id"] for r in out["videos"]] == ["fake_gone"] and out["videos"][0]["status"] != "ok"
+    assert "UndeclaredParams" not in out["videos"][0]["error"], out["videos"][0]["error"]
+    assert out["trained_on"] == study_repo["attacks"]["models_trained_on"]
     assert isinstance(study.defended_models(v), list)
 
 

@@ -22,7 +22,7 @@ from blinkbench.spine import steps
 log = logging.getLogger("blinkbench")
 
 
-def _params(args, step: str | None = None, dataset: str | None = None) -> dict:
+def _params(args, step: str | None = None, dataset: str | None = None, dvc_form: bool = False) -> dict:
     """The validated params file; for a pipeline ``step``, only the sections its table entry
     declares (:func:`blinkbench.core.steps_table.step_view`: reading another raises)."""
     path = Path(args.params)
@@ -30,7 +30,7 @@ def _params(args, step: str | None = None, dataset: str | None = None) -> dict:
         params = config.validate({"datasets": {}}, source="built-in defaults")
     else:
         params = config.load(path)
-    return steps_table.step_view(params, step, dataset) if step else params
+    return steps_table.step_view(params, step, dataset, dvc_form) if step else params
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
@@ -412,7 +412,7 @@ def cmd_landmark_breaker(args) -> int:
 def cmd_attack(args) -> int:
     from blinkbench.experiments import study
 
-    params = _params(args, "attack")
+    params = _params(args, "attack", dvc_form=args.all and not args.video)  # --all also compresses
     if args.video:
         res = study.attack_one(params, args.target, args.method, args.eps, args.video, args.out)
         print(f"{args.video}: {res['status']}" + (f" ({res['error']})" if res.get("error") else ""))
@@ -439,7 +439,7 @@ def cmd_compress(args) -> int:
 def cmd_rescore(args) -> int:
     from blinkbench.experiments import study
 
-    params = _params(args, "rescore")
+    params = _params(args, "rescore", dvc_form=not args.variant)  # every variant: the DVC form
     variants = [args.variant] if args.variant else ["none", *params["attacks"]["compressions"]]
     for v in variants:
         out = args.out if args.out and args.variant else paths.path(

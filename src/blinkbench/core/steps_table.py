@@ -171,12 +171,13 @@ STEPS: dict[str, StepSpec] = {
         )),
         StepSpec("compress", (), False, ("adversarial",), _code("video/compress.py", "experiments/study.py"),
                  doc="Snakemake only: DVC's attack stage writes the compressions itself."),
-        StepSpec("rescore", ("attacks.dataset", "attacks.labels", "attacks.models_trained_on", "attacks.compressions",
+        StepSpec("rescore", ("attacks.dataset", "attacks.labels", "attacks.models_trained_on",
                              *_BLINK_PLAN, *_FRAME_PLAN, *_DEFENCE_PLAN, *_PIPELINE), False, ("study",),
                  _code("experiments/study.py", "spine/steps.py", "core/steps_table.py"), tuple(
                      DvcStage(f"blinkbench rescore --params params.yaml {args}",
                               (src, "data/blinks/${attacks.dataset}", "data/models"),
-                              (src.replace("data/adversarial/", "data/study/"),), matrix=matrix, name=name)
+                              (src.replace("data/adversarial/", "data/study/"),), matrix=matrix, name=name,
+                              extra_params=("attacks.compressions",))  # the DVC form scores every variant
                      for name, args, src, matrix in (
                          ("rescore", "--target ${item.target} --method ${item.method} --eps ${item.eps}", _STUDY_SET,
                           _SET_MATRIX),
@@ -334,12 +335,18 @@ def _tree(keys: tuple[str, ...]) -> dict:
     return tree
 
 
-def step_view(params: Mapping, step: str, dataset: str | None = None) -> ParamsView:
+def dvc_extra(step: str) -> tuple[str, ...]:
+    """Sections only the step's DVC form reads (its batch over a whole set: the attack stage
+    also compresses, the rescore stage scores every compression variant)."""
+    return tuple(dict.fromkeys(k for st in STEPS[step].dvc for k in st.extra_params))
+
+
+def step_view(params: Mapping, step: str, dataset: str | None = None, dvc_form: bool = False) -> ParamsView:
     """``params`` restricted to the sections ``step`` declares (``{dataset}`` bound to
-    ``dataset``): what the step's entry point receives."""
-    if isinstance(params, ParamsView) and params._step == step:
+    ``dataset``; with ``dvc_form``, plus :func:`dvc_extra`): what the step's entry point receives."""
+    if isinstance(params, ParamsView) and params._step == step and not dvc_form:
         return params
-    return ParamsView(params, _tree(sections(step, dataset)), step)
+    return ParamsView(params, _tree(sections(step, dataset) + (dvc_extra(step) if dvc_form else ())), step)
 
 
 # ---------------------------------------------------------------------------- model files
