@@ -8,7 +8,7 @@ from blinkbench import datasets as bb_datasets
 from blinkbench.datasets import demo as bb_demo
 from blinkbench.core import paths
 from blinkbench.experiments.plan import detector_plan
-from blinkbench.spine.steps import STEPS, model_files
+from blinkbench.core.steps_table import model_files, section_values
 
 min_version("9.0")
 
@@ -58,15 +58,10 @@ FRAME_DETECTORS, FRAME_TRAIN_ON, FRAME_TEST_ON = detector_plan(config, True, "fr
 
 
 def step_params(step):
-    """The params sections a step reads (rerun trigger when any of them changes)."""
-    return {key.replace(".{dataset}", ""): _section(key) for key in STEPS[step].params if "{dataset}" not in key}
-
-
-def _section(key):
-    out = config
-    for k in key.split("."):
-        out = out[k]
-    return out
+    """The params sections a step reads, from the step table (rerun trigger when any of them
+    changes; landmarks: only the active backend's options). Its {dataset} entry is the
+    rule's own concern (a wildcard)."""
+    return section_values(config, step)
 
 
 def get_video(wildcards):

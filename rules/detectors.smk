@@ -35,6 +35,7 @@ rule evaluate_blink:
         roc=paths.PATTERNS["blink_roc"],
     params:
         file=PARAMS_FILE,
+        **step_params("evaluate_blink"),
     log:
         "logs/evaluate_blink/{detector}/{train}/{test}.log",
     benchmark:

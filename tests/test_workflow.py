@@ -49,52 +49,95 @@ def _snakemake_rules() -> dict[str, dict]:
     return rules
 
 
+def test_dvc_yaml_is_generated_from_the_step_table():
+    """dvc.yaml is `blinkbench dvc-yaml`'s output for the project's params.yaml: it cannot
+    drift from the table (nor from the model files params names)."""
+    from blinkbench.core import config, dvcgen
+
+    params = config.load(ROOT / "params.yaml")
+    assert dvcgen.check(params, ROOT / "dvc.yaml") is None, "dvc.yaml is stale: run `blinkbench dvc-yaml`"
+    r = subprocess.run([str(BIN / "blinkbench"), "validate-params", "params.yaml", "--dvc-yaml", "dvc.yaml"], cwd=ROOT,
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+
+
+def test_every_dvc_param_key_is_in_params_yaml():
+    """DVC reads params.yaml literally (no schema defaults): a key a stage tracks must be
+    written there, or DVC cannot record the stage."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, stage in _dvc_stages().items():
+        for key in stage.get("do", stage).get("params", []):
+            if isinstance(key, dict) or "${" in key:
+                continue
+            cur = raw
+            for part in key.split("."):
+                assert isinstance(cur, dict) and part in cur, f"stage {name} tracks {key}, absent from params.yaml"
+                cur = cur[part]
+
+
+def test_dvc_yaml_names_the_model_files_params_name(tmp_path):
+    """Model files named in params (PFLD, frame checkpoints) are deps of the stages that read
+    them; a stale dvc.yaml (params changed, not regenerated) stops the validation stage."""
+    from blinkbench.core import config, dvcgen
+
+    params = config.load(ROOT / "params.yaml")
+    params["landmarks"].update(backend="pfld", pfld_model="models/pfld.onnx")
+    fd = params["frame_detectors"]
+    fd["hyper"][fd["enabled"][0]] = {**fd["hyper"].get(fd["enabled"][0], {}), "checkpoint": "models/ckpt.pt"}
+    stages = yaml.safe_load(dvcgen.render(params))["stages"]
+    deps = {n: s.get("do", s)["deps"] for n, s in stages.items()}
+    for name in ("landmarks", "rescore", "rescore_clean", "ear_attack", "landmark_breaker"):
+        assert "models/pfld.onnx" in deps[name], name
+    assert "models/ckpt.pt" in deps["train_frame"]
+    assert not any("models/pfld.onnx" in d or "models/ckpt.pt" in d for n, d in deps.items()
+                   if n not in ("landmarks", "rescore", "rescore_clean", "ear_attack", "landmark_breaker", "train_frame"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    check = [str(BIN / "blinkbench"), "validate-params", "params.yaml", "--dvc-yaml", "dvc.yaml"]
+    r = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, env=ENV)
+    assert r.returncode == 1 and "blinkbench dvc-yaml" in r.stderr, r.stdout + r.stderr
+    r = subprocess.run([str(BIN / "blinkbench"), "dvc-yaml"], cwd=tmp_path, capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, env=ENV).returncode == 0
+
+
 def test_dvc_and_snakemake_describe_the_same_steps():
     dvc = _dvc_stages()
     dvc.pop(GUARD)  # DVC only: checks params.yaml before any command is built from it
     smk = _snakemake_rules()
-    # The study differs in granularity only: Snakemake attacks and compresses per video, DVC
-    # per set (its attack stage writes the compressions too), and DVC needs separate stages
-    # for the clean reference because a matrix cannot add it.
-    dvc_only, smk_only = {"attack_clean", "rescore_clean"}, {"compress"}
-    assert set(dvc) == set(STEPS) - smk_only | dvc_only, "dvc.yaml stages differ from blinkbench.spine.steps.STEPS"
-    assert set(smk) == set(STEPS), "rules/*.smk rules differ from blinkbench.spine.steps.STEPS"
-    for clean in dvc_only:
-        assert "--target clean --method none --eps 0" in dvc[clean]["cmd"]
+    dvc_names = {st.name or name for name, spec in STEPS.items() for st in spec.dvc}
+    assert set(dvc) == dvc_names, "dvc.yaml stages differ from the step table"
+    assert set(smk) == set(STEPS), "rules/*.smk rules differ from the step table"
     for name, spec in STEPS.items():
-        if name in smk_only:
-            assert smk[name]["shell"].startswith(f"blinkbench {name} ")
-            continue
-        stage = dvc[name].get("do", dvc[name])
-        assert stage["cmd"].startswith(f"blinkbench {name} "), stage["cmd"]
+        # every rule runs its step's command; rules that read params take them from the table
         assert smk[name]["shell"].startswith(f"blinkbench {name} "), smk[name]["shell"]
-        # Same params keys: the spec's, with {dataset} spelled ${key} in DVC's foreach.
-        want = {p.replace("{dataset}", "${key}") for p in spec.params}
-        got = set(stage.get("params", []))
-        if name == "report":
-            got.discard("datasets")  # the report also reads which datasets exist
-        if name == "attack":
-            got.discard("attacks.compressions")  # DVC's attack stage also compresses
-        assert got == want, f"dvc stage {name} params {got} != {want}"
-        if spec.params:
-            assert smk[name]["step_params"] == name, f"rule {name} must declare params via step_params('{name}')"
-        # Per-video steps run per dataset in DVC (foreach) and per video in Snakemake; model
-        # steps run per (detector, dataset...) in both: DVC's matrix, Snakemake's wildcards.
-        assert ("foreach" in dvc[name]) == (spec.per_video or name == "manifest")
-        if name.startswith(("train_", "evaluate_")):
-            axes = {"detector", "train"} | ({"test"} if name.startswith("evaluate_") else set())
-            assert set(dvc[name]["matrix"]) == axes
-            for ax in axes:
-                assert f"--{ax} ${{item.{ax}}}" in stage["cmd"] and f"--{ax} {{wildcards.{ax}}}" in smk[name]["shell"]
-            outs = {o if isinstance(o, str) else next(iter(o)) for o in stage["outs"]}
-            want_outs = {paths.PATTERNS[k].replace("{", "${item.") for k in spec.outputs}
-            assert outs == want_outs, f"dvc stage {name} outs {outs} != {want_outs}"
-        if spec.per_video:
-            assert "--dataset ${key}" in stage["cmd"]
-            outs = {next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]}
-            for kind in spec.outputs:
-                folder = Path(paths.PATTERNS[kind]).parent.as_posix().replace("{dataset}", "${key}")
-                assert folder in outs, f"dvc stage {name} lacks out {folder}"
+        assert smk[name]["step_params"] == (name if spec.params else None), (
+            f"rule {name} must declare its params via step_params('{name}') (and only then)")
+        for st in spec.dvc:
+            stage = dvc[st.name or name]
+            body = stage.get("do", stage)
+            assert body["cmd"].startswith(f"blinkbench {name} "), body["cmd"]
+            want = {p.replace("{dataset}", "${key}") for p in (spec.params if st.params is None else st.params)}
+            assert set(body.get("params", [])) == want | set(st.extra_params)
+            assert ("foreach" in stage) == (spec.per_video or name == "manifest")
+            if spec.per_video:
+                assert "--dataset ${key}" in body["cmd"]
+                outs = {next(iter(o)) if isinstance(o, dict) else o for o in body["outs"]}
+                for kind in spec.outputs:
+                    folder = Path(paths.PATTERNS[kind]).parent.as_posix().replace("{dataset}", "${key}")
+                    assert folder in outs, f"dvc stage {name} lacks out {folder}"
+            if name.startswith(("train_", "evaluate_")):
+                axes = {"detector", "train"} | ({"test"} if name.startswith("evaluate_") else set())
+                assert set(stage["matrix"]) == axes
+                for ax in axes:
+                    assert f"--{ax} ${{item.{ax}}}" in body["cmd"] and f"--{ax} {{wildcards.{ax}}}" in smk[name]["shell"]
+                outs = {o if isinstance(o, str) else next(iter(o)) for o in body["outs"]}
+                assert outs == {paths.PATTERNS[k].replace("{", "${item.") for k in spec.outputs}
+    # The study differs in granularity only: Snakemake compresses per video, DVC's attack
+    # stage writes the compressions, and DVC has separate stages for the clean reference.
+    assert {n for n, s in STEPS.items() if not s.dvc} == {"compress"}
+    for clean in ("attack_clean", "rescore_clean"):
+        assert "--target clean --method none --eps 0" in dvc[clean]["cmd"]
 
 
 def test_snakemake_lists_the_same_rules():

@@ -22,17 +22,21 @@ import tempfile
 from pathlib import Path
 
 from blinkbench import __version__
-from blinkbench.core import config, io, lineage, paths
+from blinkbench.core import config, io, lineage, paths, steps_table
 from blinkbench.spine import steps
 
 log = logging.getLogger("blinkbench")
 
 
-def _params(args) -> dict:
+def _params(args, step: str | None = None, dataset: str | None = None, dvc_form: bool = False) -> dict:
+    """The validated params file; for a pipeline ``step``, only the sections its table entry
+    declares (:func:`blinkbench.core.steps_table.step_view`: reading another raises)."""
     path = Path(args.params)
     if not path.exists() and args.params == "params.yaml" and getattr(args, "allow_default_params", False):
-        return config.validate({"datasets": {}}, source="built-in defaults")
-    return config.load(path)
+        params = config.validate({"datasets": {}}, source="built-in defaults")
+    else:
+        params = config.load(path)
+    return steps_table.step_view(params, step, dataset, dvc_form) if step else params
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
@@ -54,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate-params", help="check a params file against the schema")
     p.add_argument("file", nargs="?", default="params.yaml")
+    p.add_argument("--dvc-yaml", metavar="PATH", help="also check PATH is the dvc.yaml generated from this file")
+
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the step table and a params file (or --check it)")
+    _add_params(p)
+    p.add_argument("--out", default="dvc.yaml", help="default: %(default)s")
+    p.add_argument("--check", action="store_true", help="exit 1 unless --out is what would be written")
 
     p = sub.add_parser("demo", help="generate the embedded demo dataset")
     _add_params(p)
@@ -103,8 +113,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_validate(args) -> int:
-    config.load(args.file)
+    params = config.load(args.file)
+    if args.dvc_yaml:
+        from blinkbench.core import dvcgen
+
+        stale = dvcgen.check(params, args.dvc_yaml)
+        if stale:
+            print(f"blinkbench: {stale}", file=sys.stderr)
+            return 1
     print(f"{args.file}: valid")
+    return 0
+
+
+def cmd_dvc_yaml(args) -> int:
+    from blinkbench.core import dvcgen
+
+    params = _params(args)
+    if args.check:
+        stale = dvcgen.check(params, args.out)
+        print(f"blinkbench: {stale}" if stale else f"{args.out}: current", file=sys.stderr if stale else sys.stdout)
+        return 1 if stale else 0
+    print(dvcgen.write(params, args.out))
     return 0
 
 
@@ -112,10 +141,11 @@ def cmd_demo(args) -> int:
     from blinkbench.datasets import demo
 
     params = _params(args)
-    root = args.root or params["datasets"].get("demo", {}).get("root")
+    root = args.root or params["datasets"].get("demo", {}).get("root")  # the default output, not a demo param
     if not root:
         print("blinkbench: no --root and no datasets.demo.root in params", file=sys.stderr)
         return 2
+    params = steps_table.step_view(params, "demo")
     demo.generate(root, params["demo"], params["base"]["seed"])
     print(root)
     return 0
@@ -128,6 +158,7 @@ def cmd_manifest(args) -> int:
     if args.dataset not in params["datasets"]:
         print(f"blinkbench: dataset {args.dataset!r} is not in params datasets: {sorted(params['datasets'])}", file=sys.stderr)
         return 2
+    params = steps_table.step_view(params, "manifest", args.dataset)
     try:
         df = datasets.build_manifest(args.dataset, params["datasets"][args.dataset], params, progress=sys.stderr.isatty())
     except ValueError as exc:  # a layout or metadata file the adapter refuses: a message, not a traceback
@@ -149,7 +180,7 @@ def _need(args, *names: str) -> None:
 
 def _step_command(step: str, one) -> callable:
     def run(args) -> int:
-        params = _params(args)
+        params = _params(args, step)
         if args.dataset:
             counts = steps.run_batch(step, args.dataset, params, progress=sys.stderr.isatty())
             log.info("%s %s: %s", step, args.dataset, counts)
@@ -185,7 +216,7 @@ def _blinks(args, params):
 def cmd_report(args) -> int:
     from blinkbench.report import build as report
 
-    params = _params(args)
+    params = _params(args, "report")
     out = report.build(params)
     print(Path(out).resolve())
     return 0
@@ -332,7 +363,7 @@ def _add_defence_parsers(sub) -> None:
 def cmd_posttrain(args) -> int:
     from blinkbench.defence import posttrain
 
-    params = _params(args)
+    params = _params(args, "posttrain")
     res = posttrain.run_one(params, args.detector, args.algorithm, args.variant, args.out_model, args.out_json)
     if res["status"] != "ok":
         print(f"{res['defended']}: error ({res['error']})")
@@ -360,7 +391,7 @@ def _add_blink_attack_parsers(sub) -> None:
 def cmd_ear_attack(args) -> int:
     from blinkbench.experiments import blink_study
 
-    params = _params(args)
+    params = _params(args, "ear_attack")
     ds = params["blink_attacks"]["dataset"]
     if args.video:
         todo = [(args.video, args.out or paths.path("ear_attack", dataset=ds, mode=args.mode, video=args.video))]
@@ -378,7 +409,7 @@ def cmd_ear_attack(args) -> int:
 def cmd_landmark_breaker(args) -> int:
     from blinkbench.experiments import blink_study
 
-    params = _params(args)
+    params = _params(args, "landmark_breaker")
     out = args.out or paths.path("landmark_breaker", dataset=params["blink_attacks"]["dataset"])
     res = blink_study.landmark_breaker(params, out)
     print(f"landmark breaker on {res['n_crops']} crops: {res['status']}")
@@ -388,7 +419,7 @@ def cmd_landmark_breaker(args) -> int:
 def cmd_attack(args) -> int:
     from blinkbench.experiments import study
 
-    params = _params(args)
+    params = _params(args, "attack", dvc_form=args.all and not args.video)  # --all also compresses
     if args.video:
         res = study.attack_one(params, args.target, args.method, args.eps, args.video, args.out)
         print(f"{args.video}: {res['status']}" + (f" ({res['error']})" if res.get("error") else ""))
@@ -415,7 +446,7 @@ def cmd_compress(args) -> int:
 def cmd_rescore(args) -> int:
     from blinkbench.experiments import study
 
-    params = _params(args)
+    params = _params(args, "rescore", dvc_form=not args.variant)  # every variant: the DVC form
     variants = [args.variant] if args.variant else ["none", *params["attacks"]["compressions"]]
     for v in variants:
         out = args.out if args.out and args.variant else paths.path(
@@ -445,8 +476,8 @@ def cmd_detectors(args) -> int:
 def cmd_train(args) -> int:
     from blinkbench.experiments import protocol
 
-    params = _params(args)
     _, prefix, train, _ = FAMILIES[args.family]
+    params = _params(args, train)
     w = {"detector": args.detector, "train": args.train}
     info = getattr(protocol, train)(params, args.detector, args.train, args.out or paths.path(f"{prefix}_model", **w),
                                     args.info or paths.path(f"{prefix}_model_info", **w))
@@ -457,8 +488,8 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from blinkbench.experiments import protocol
 
-    params = _params(args)
     _, prefix, _, evaluate = FAMILIES[args.family]
+    params = _params(args, evaluate)
     w = {"detector": args.detector, "train": args.train, "test": args.test}
     res = getattr(protocol, evaluate)(params, args.model or paths.path(f"{prefix}_model", **w), args.test,
                                       paths.path(f"{prefix}_scores", **w), paths.path(f"{prefix}_eval", **w),
@@ -472,7 +503,7 @@ def cmd_evaluate(args) -> int:
 def cmd_select(args) -> int:
     from blinkbench.experiments.selection import select_blink
 
-    res = select_blink(_params(args), args.train, args.out or paths.path("blink_selection", train=args.train))
+    res = select_blink(_params(args, "select_blink"), args.train, args.out or paths.path("blink_selection", train=args.train))
     print(f"best-of on {args.train} ({res['landmark_backend']}): {res['status']}"
           + (f", chose {res['chosen']} ({res['metric']} {res['chosen_score']:.3f})" if res["chosen"] else "")
           + (f" ({res['error']})" if res["error"] else ""))
@@ -596,6 +627,7 @@ def cmd_audit(args) -> int:
 
 COMMANDS = {
     "validate-params": cmd_validate,
+    "dvc-yaml": cmd_dvc_yaml,
     "demo": cmd_demo,
     "manifest": cmd_manifest,
     "faces": _step_command("faces", _faces),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,73 +28,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import blinks as blinks_mod
-from blinkbench.core import io, paths
+from blinkbench.core import io, paths, steps_table
 from .ear import ear_from_landmarks
 from blinkbench.video.codec import OK, UNREADABLE, VideoInfo, probe
 
 log = logging.getLogger(__name__)
 
 # Bump a step's version when its output for the same inputs and params changes.
-VERSION = {"faces": 1, "landmarks": 2, "ear": 1, "blinks": 1}  # landmarks 2: OpenCV yuv444p conversion
+# landmarks 2: OpenCV yuv444p conversion. Stamps hash exactly the step's table sections
+# (steps_table.section_values; landmarks: the active backend's options only).
+VERSION = {"faces": 1, "landmarks": 2, "ear": 1, "blinks": 1}
 
 
-@dataclass(frozen=True)
-class StepSpec:
-    """What a step reads from params and writes: the contract Snakemake and DVC share."""
-
-    name: str
-    params: tuple[str, ...]        # params.yaml keys (``{dataset}`` = this dataset's entry)
-    per_video: bool
-    outputs: tuple[str, ...]       # keys of paths.PATTERNS (per video) or paths of outputs
-
-
-STEPS: dict[str, StepSpec] = {
-    s.name: s
-    for s in [
-        StepSpec("demo", ("demo", "base"), False, ()),
-        StepSpec("manifest", ("datasets.{dataset}", "splits", "base"), False, ("manifest",)),
-        StepSpec("faces", ("faces",), True, ("faces", "crops")),
-        StepSpec("landmarks", ("landmarks",), True, ("landmarks",)),
-        StepSpec("ear", (), True, ("ear",)),
-        StepSpec("blinks", ("blinks",), True, ("blinks", "blink_summary")),
-        StepSpec("train_blink", ("detectors.series", "detectors.hyper", "base"), False,
-                 ("blink_model", "blink_model_info")),
-        StepSpec("evaluate_blink", (), False, ("blink_scores", "blink_eval", "blink_roc")),
-        StepSpec("select_blink", ("detectors.best_of", "detectors.enabled", "detectors.series", "detectors.hyper",
-                                  "landmarks.backend", "base"), False, ("blink_selection",)),
-        StepSpec("train_frame", ("frame_detectors.hyper", "frame_detectors.val_fraction", "base"), False,
-                 ("frame_model", "frame_model_info")),
-        StepSpec("evaluate_frame", (), False, ("frame_scores", "frame_eval", "frame_roc")),
-        StepSpec("attack", ("attacks.params", "attacks.batch_size", "base"), False, ("adversarial",)),
-        StepSpec("compress", (), False, ("adversarial",)),
-        StepSpec("rescore", ("landmarks", "blinks", "faces"), False, ("study",)),
-        StepSpec("ear_attack", ("blink_attacks.ear", "blink_attacks.max_videos", "faces", "landmarks", "blinks", "base"),
-                 False, ("ear_attack",)),
-        StepSpec("landmark_breaker", ("blink_attacks.landmark_breaker", "base"), False, ("landmark_breaker",)),
-        StepSpec("posttrain", ("defence.tau", "defence.neighbourhood", "defence.sgd", "defence.evaluate", "base"),
-                 False, ("frame_model", "defence")),
-        StepSpec("report", ("report", "detectors", "frame_detectors", "attacks", "blink_attacks", "defence"), False,
-                 ("report", "metrics")),
-    ]
-}
-
-
-def model_files(params: dict, step: str, detector: str | None = None) -> list[str]:
-    """Model files a step reads that params name by path: the PFLD model (``landmarks``
-    with the pfld backend, and the steps that re-extract landmarks; the Landmark Breaker's
-    transfer target) and a frame detector's ``checkpoint``. Snakemake rules declare them as
-    inputs, so replacing one reruns the step (the per-video stamps hash the PFLD model too)."""
-    lm = params["landmarks"]
-    pfld = lm.get("pfld_model") if lm.get("backend") == "pfld" else None
-    if step in ("landmarks", "ear_attack", "rescore"):
-        files = [pfld]
-    elif step == "landmark_breaker":
-        files = [(params["blink_attacks"].get("landmark_breaker") or {}).get("pfld_model") or lm.get("pfld_model")]
-    elif step == "train_frame" and detector:
-        files = [((params["frame_detectors"].get("hyper") or {}).get(detector) or {}).get("checkpoint")]
-    else:
-        files = []
-    return [str(f) for f in files if f]
+# The step table (what each step reads and writes; Snakemake, DVC and the stamps derive from
+# it) lives in blinkbench.core.steps_table; re-exported here for the rules and the tests.
+STEPS, StepSpec, model_files, step_view = steps_table.STEPS, steps_table.StepSpec, steps_table.model_files, steps_table.step_view
 
 
 def _error_text(exc: BaseException) -> str:
@@ -138,12 +85,12 @@ def _video_sha(video: str | Path) -> tuple[str, str]:
 
 
 def faces_stamp(video_sha: str, params: dict) -> str:
-    return io.stamp("faces", VERSION["faces"], video_sha, params["faces"])
+    return io.stamp("faces", VERSION["faces"], video_sha, steps_table.section_values(params, "faces"))
 
 
 def landmarks_stamp(track_stamp: str | None, params: dict) -> str:
-    cfg = params["landmarks"]
-    return io.stamp("landmarks", VERSION["landmarks"], track_stamp, cfg, _model_sha(cfg))
+    return io.stamp("landmarks", VERSION["landmarks"], track_stamp, steps_table.section_values(params, "landmarks"),
+                    _model_sha(params["landmarks"]))
 
 
 def ear_stamp(landmarks_stamp_: str | None) -> str:
@@ -151,7 +98,7 @@ def ear_stamp(landmarks_stamp_: str | None) -> str:
 
 
 def blinks_stamp(ear_stamp_: str | None, params: dict) -> str:
-    return io.stamp("blinks", VERSION["blinks"], ear_stamp_, params["blinks"])
+    return io.stamp("blinks", VERSION["blinks"], ear_stamp_, steps_table.section_values(params, "blinks"))
 
 
 # ---------------------------------------------------------------------------- faces
@@ -160,6 +107,7 @@ def faces_one(video: str | Path, out_track: str | Path, out_crops: str | Path, p
               video_sha: str | None = None, progress=None) -> dict:
     from .faces import track_video
 
+    params = step_view(params, "faces")
     cfg = params["faces"]
     sha, read_error = (video_sha, "") if video_sha else _video_sha(video)
     st = faces_stamp(sha, params)
@@ -203,6 +151,7 @@ def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, pa
     from .landmarks import backend_class, extract, make_backend
     from .landmarks.extract import landmark_schema
 
+    params = step_view(params, "landmarks")
     cfg = params["landmarks"]
     tmeta = _meta_of(track_path)
     st = landmarks_stamp(tmeta.get("stamp"), params)
@@ -259,6 +208,7 @@ def ear_one(landmarks_path: str | Path, out: str | Path) -> dict:
 # ---------------------------------------------------------------------------- blinks
 
 def blinks_one(ear_path: str | Path, out_events: str | Path, out_summary: str | Path, params: dict) -> dict:
+    params = step_view(params, "blinks")
     cfg = params["blinks"]
     emeta = _meta_of(ear_path)
     st = blinks_stamp(emeta.get("stamp"), params)
