@@ -217,7 +217,8 @@ STEPS: dict[str, StepSpec] = {
         StepSpec("report", ("report", "detectors", "frame_detectors", "attacks", "blink_attacks", "defence", "datasets",
                             "base"), False, ("report", "metrics"),
                  _code("report/build.py", "report/defence.py", "report/reference.py", "report/best_of.py",
-                       "experiments/noise_effect.py", "report/plotting.py"), (
+                       "experiments/noise_effect.py", "report/plotting.py",
+                       "report/render.py", "report/templates"), (
                      DvcStage("blinkbench report --params params.yaml",
                               ("data/manifests", "data/landmarks", "data/ear", "data/blinks", "data/evaluations",
                                "data/selection", "data/study", "data/blink_attacks"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
