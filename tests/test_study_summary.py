@@ -116,3 +116,54 @@ def test_a_study_json_without_rows_keeps_its_stored_summary(tmp_path, monkeypatc
                                                                   eps="0", variant="none"))
     df = build.study_results(params).set_index("detector")
     assert df.loc["blink/tsf", "detection_rate"] == pytest.approx(2 / 3)
+
+
+FRAME = [f"frame/f{i:02d}" for i in range(13)]
+BLINK = [f"blink/b{i}" for i in range(8)]
+
+
+def test_sweep_styles_tell_21_detectors_apart_and_emphasise_the_target():
+    from blinkbench.report.plotting import detector_styles
+
+    st = detector_styles(FRAME + BLINK, target="frame/f03")
+    assert set(st) == set(FRAME + BLINK)
+    others = [d for d in st if d != "frame/f03"]
+    looks = {(st[d]["color"], st[d]["marker"], st[d]["ls"]) for d in others}
+    assert len(looks) == len(others)                      # no two lines look alike (families: separate panels too)
+    for fam in (FRAME, BLINK):                            # within a family: distinct colours outright
+        colours = [st[d]["color"] for d in fam if d != "frame/f03"]
+        assert len(set(colours)) == len(colours)
+    assert {st[d]["ls"] for d in FRAME if d != "frame/f03"} == {"-"} and {st[d]["ls"] for d in BLINK} == {"--"}
+    t = st["frame/f03"]
+    assert t["lw"] > 2 * max(st[d]["lw"] for d in others) and t["label"] == "f03 (attacked)"
+    assert t["zorder"] > max(st[d]["zorder"] for d in others)
+
+
+def test_sweep_plot_has_a_row_per_family_and_a_legend_outside(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from blinkbench.report import plotting
+
+    rows = [{"variant": v, "eps": e, "detector": d, "detection_rate": 1 - e / 10}
+            for v in ("none", "h264_crf23") for d in FRAME + BLINK for e in (0, 2, 4)]
+    seen = {}
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, *a, **kw):
+        seen["axes"] = [ax for ax in fig.axes if ax.lines]
+        seen["legends"] = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        return real_savefig(fig, *a, **kw)
+
+    monkeypatch.setattr(plt.Figure, "savefig", spy)
+    out = tmp_path / "sweep.png"
+    plotting.plot_eps_sweep(pd.DataFrame(rows), out, title="t", target="frame/f00")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(seen["axes"]) == 4                          # 2 families x 2 variants
+    top = [ax for ax in seen["axes"] if any(ln.get_label().startswith("f0") for ln in ax.lines)]
+    assert len(top) == 2 and all(len(ax.lines) == len(FRAME) for ax in top)
+    assert len(seen["legends"]) == 2                       # one per family, anchored right of the plot
+    labels = [t.get_text() for t in seen["legends"][0].get_texts()]
+    assert labels[0] == "f00 (attacked)" and len(labels) == len(FRAME)
+    assert all(lg.get_bbox_to_anchor().x0 > lg.axes.bbox.x1 - 1 for lg in seen["legends"])
+    thick = [ln for ax in top for ln in ax.lines if ln.get_linewidth() >= 3]
+    assert [ln.get_label() for ln in thick] == ["f00 (attacked)"] * 2

@@ -299,7 +299,8 @@ def study_results(params: dict) -> pd.DataFrame:
 def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     """The resiliency study: detection rate of attacked fake videos per detector, eps and
     compression (the clean reference is eps 0), perceptual cost, blink-path change; eps-sweep
-    plots with frame and blink detectors together."""
+    plots (frame detectors in one row of panels, blink detectors in another, the attacked one
+    emphasised); blink detection rates carry their coverage (``detectors.min_face_s``)."""
     from .plotting import plot_eps_sweep
 
     df = study_results(params)

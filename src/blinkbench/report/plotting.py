@@ -106,8 +106,9 @@ def plot_eps_sweep(df: pd.DataFrame, out_png, title: str = "", target: str | Non
         fam = df[rest] if prefix == "" else df[df["detector"].str.startswith(prefix)]
         for col, v in enumerate(variants):
             ax = axes[row][col]
-            for det, g in fam[fam["variant"] == v].groupby("detector", sort=True):
-                g = g.sort_values("eps")
+            sub = fam[fam["variant"] == v]
+            for det in sorted(set(sub["detector"]), key=lambda d: (d != target, d)):    # the target first
+                g = sub[sub["detector"] == det].sort_values("eps")
                 st = styles[det]
                 ax.plot(g["eps"], g["detection_rate"], ls=st["ls"], marker=st["marker"], ms=st["ms"], lw=st["lw"],
                         color=st["color"], zorder=st["zorder"], label=st["label"])
