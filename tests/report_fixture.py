@@ -159,8 +159,10 @@ def make(work: Path, mp, params: dict) -> dict:
     mp.setattr(noise_effect, "compute", lambda params, models=None: {"summary": ne, "reference": ne_ref})
     mp.setattr(noise_effect, "write", lambda tables, out_dir: {
         "summary": Path(out_dir) / "noise_effect.csv", "reference": Path(out_dir) / "noise_effect_reference.csv"})
-    mp.setattr(noise_effect, "finding", lambda summary, ref=None: [
-        "score rises by 0.3 under noise < the clean jitter & more", "the control moves it as much"])
+    mp.setattr(noise_effect, "finding", lambda summary, ref=None: {
+        "table": pd.DataFrame([{"set": "fgsm eps 12.75 on meso4", "compression": "none <lossless>",
+                                "detector": "blink_rate_rule", "score change": 0.3, "EAR RMS diff": 0.02}]),
+        "conclusion": ["score rises by 0.3 under noise < the clean jitter & more", "the control moves it as much"]})
 
     # --- blink-path attacks (real files)
     bdir = Path(paths.PATTERNS["landmark_breaker"].format(dataset=DATASET)).parent
