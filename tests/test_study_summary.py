@@ -167,3 +167,37 @@ def test_sweep_plot_has_a_row_per_family_and_a_legend_outside(tmp_path, monkeypa
     assert all(lg.get_bbox_to_anchor().x0 > lg.axes.bbox.x1 - 1 for lg in seen["legends"])
     thick = [ln for ax in top for ln in ax.lines if ln.get_linewidth() >= 3]
     assert [ln.get_label() for ln in thick] == ["f00 (attacked)"] * 2
+
+
+# ------------------------------------------------------------- unprojected attacks need one eps
+
+def _with_datasets(attacks: dict | None) -> dict:
+    """A params mapping with one dataset (so the attack section's references are checked)."""
+    p = {"datasets": {"demo": {"adapter": "folder", "root": "raw"}},
+         "frame_detectors": {"enabled": ["meso4"]}}
+    if attacks is not None:
+        p["attacks"] = {"dataset": "demo", "models_trained_on": "demo", "targets": ["meso4"], **attacks}
+    return p
+
+
+def test_the_default_study_projects_the_minimal_l2_attacks_so_its_eps_sweep_is_one():
+    from blinkbench.attacks.frame import create
+
+    p = config.validate(_with_datasets(None))
+    a = p["attacks"]
+    assert {"cw_l2", "deepfool"} <= set(a["methods"]) and len(a["eps"]) > 1
+    assert config.unprojected_methods(a) == []
+    for m in ("cw_l2", "deepfool"):      # what study.attack_one hands the attack
+        assert create(m, **{**a["params"].get(m, {}), "eps": 4.0}).bounded()
+
+
+@pytest.mark.parametrize("method,params", [("cw_l2", {"cw_l2": {"steps": 5}}), ("deepfool", {}),
+                                           ("fakeretouch", {"fakeretouch": {"project": False}})])
+def test_an_unprojected_attack_with_several_eps_is_refused(method, params):
+    with pytest.raises(config.ParamsError, match=rf"attacks\.params\.{method}\.project.*ignores eps.*2 identical sets"):
+        config.validate(_with_datasets({"methods": ["fgsm", method], "eps": [2, 8], "params": params}))
+    ok = config.validate(_with_datasets({"methods": ["fgsm", method], "eps": [8], "params": params}))
+    assert config.unprojected_methods(ok["attacks"]) == [method]          # one eps: allowed, and reported
+    proj = {**params, method: {**params.get(method, {}), "project": True}}
+    ok = config.validate(_with_datasets({"methods": ["fgsm", method], "eps": [2, 8], "params": proj}))
+    assert config.unprojected_methods(ok["attacks"]) == []
