@@ -266,7 +266,7 @@ def test_finding_is_a_table_with_a_conclusion_computed_from_it():
     assert t.loc["d1", "EAR RMS diff, compression alone"] == pytest.approx(0.005)
     first, second = found["conclusion"]
     assert "moved by 0.200 (median absolute change), most for d0 under pgd eps 4 on meso4, h264_crf23 (+0.300)" in first
-    assert "4.0 times what compression alone does (0.0050)" in first
+    assert "4.0 times what compression alone does (median over 2 rows" in first
     assert "in 1 of 2 rows: per-frame noise of that size alone explains part of it" in second
     assert "noise floor (median 0.0300) against the clean train videos' (real 0.0110, fake 0.0130)" in second
     # the verdict follows the data, not a fixed claim
@@ -277,3 +277,19 @@ def test_finding_is_a_table_with_a_conclusion_computed_from_it():
 def test_finding_is_empty_without_attacked_sets():
     s = _ne_summary([0.3], [0.3])
     assert ne.finding(s[s["target"] == "clean"]) == {} and ne.finding(pd.DataFrame()) == {}
+
+
+def test_finding_compares_the_ear_change_with_compression_alone_row_by_row():
+    """Lossless rows (compression alone changes nothing: EAR RMS 0) do not enter the ratio;
+    the table is ordered detector x compression with eps rising."""
+    lossy = _ne_summary([0.3], [0.3], ear_rms=0.02, clean_rms=0.005)
+    lossless = _ne_summary([0.3], [0.3], ear_rms=0.01, clean_rms=0.0).assign(variant="none")
+    eps16 = lossy[lossy["target"] != "clean"].assign(eps=16.0, ear_rms=0.04)
+    found = ne.finding(pd.concat([eps16, lossy, lossless], ignore_index=True))
+    t = found["table"]
+    assert list(zip(t["compression"], t["set"])) == [("h264_crf23", "pgd eps 4 on meso4"),
+                                                     ("h264_crf23", "pgd eps 16 on meso4"),
+                                                     ("none", "pgd eps 4 on meso4")]
+    assert "6.0 times what compression alone does (median over 2 rows" in found["conclusion"][0]   # 4 and 8
+    only_lossless = ne.finding(lossless)["conclusion"][0]
+    assert "compression alone leaves it unchanged" in only_lossless

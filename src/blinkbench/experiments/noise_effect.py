@@ -387,6 +387,8 @@ def finding(summary: pd.DataFrame, reference: pd.DataFrame | None = None) -> dic
     if attacked.empty:
         return {}
     rows = []
+    attacked = attacked.assign(_eps=pd.to_numeric(attacked["eps"], errors="coerce")).sort_values(
+        ["detector", "variant", "target", "method", "_eps"], kind="stable")    # detector x compression, eps rising
     for r in attacked.to_dict("records"):
         c = clean.loc[(r["variant"], r["detector"])] if (r["variant"], r["detector"]) in clean.index else None
         sc, sa, ctl = (_num(r.get(k)) for k in ("score_clean", "score_attacked", "score_control"))
@@ -417,10 +419,12 @@ def _conclusion(t: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
         comp = t["compression_ear_rms"].astype(float)
         ear = (f"; the attacked EAR differs from the source by an RMS of {_f(rms.median(), '.4f')} (median over rows)"
                if rms.notna().any() else "")
-        if rms.notna().any() and comp.notna().any():
-            ratio = rms.median() / comp.median() if comp.median() > 0 else None
-            ear += (f", {_f(ratio, '.1f')} times what compression alone does ({_f(comp.median(), '.4f')})"
-                    if ratio is not None else f", where compression alone leaves it unchanged ({_f(comp.median(), '.4f')})")
+        lossy = rms.notna() & (comp > 0)
+        if lossy.any():      # against the clean set of the same compression, row by row
+            ear += (f", {_f((rms[lossy] / comp[lossy]).median(), '.1f')} times what compression alone does "
+                    f"(median over {int(lossy.sum())} rows with a compression that changes the EAR)")
+        elif rms.notna().any() and (comp == 0).any():
+            ear += ", where compression alone leaves it unchanged (EAR RMS 0 in the clean set)"
         out.append(f"Across {int(ok.sum())} attacked set and blink detector rows the blink detectors' mean score moved by "
                    f"{_f(change[ok].abs().median(), '.3f')} (median absolute change), most for {big['detector']} under "
                    f"{big['set']}, {big['compression']} ({_f(big['score_change'], '+.3f')}){ear}.")
