@@ -67,18 +67,6 @@ def params_for(frames: int) -> dict:
     return p
 
 
-def cut_clip(src: Path, n: int, out: Path) -> None:
-    from blinkbench.video.codec import FrameReader, probe, write_video
-
-    def frames():
-        for fr in FrameReader(src):
-            if fr.index >= n:
-                break
-            yield fr.rgb()
-
-    write_video(out, frames(), probe(src).fps, codec="ffv1", pix_fmt="bgr0")
-
-
 def frac_fake(det, video: Path, work: Path, params: dict) -> float | None:
     """The study's re-scoring of one video: faces step, Meso4 on every crop, share >= 0.5."""
     from blinkbench.spine import steps
@@ -92,6 +80,8 @@ def frac_fake(det, video: Path, work: Path, params: dict) -> float | None:
 
 def prepare(d: Path, frames: int, params: dict, det) -> list[dict]:
     """Cut every FF++ fake, track its face; keep those Meso4 detects clean."""
+    from bench_attacks import cut_clip        # the same lossless cut as the attack benchmark's
+
     kept = []
     for src in fakes():
         name = f"{src.parents[4].name}/{src.parents[2].name}/{src.stem}"    # one stem, several methods

@@ -182,3 +182,55 @@ def test_nothing_in_the_package_imports_the_cli_or_the_test_helpers(g):
                  if t.startswith(NOT_IMPORTED) and not m.startswith(NOT_IMPORTED)
                  and not (m == "blinkbench.__main__" and t == "blinkbench.cli"))
     assert not bad, "\n".join(bad)
+
+
+# One command-line entry point (issue 11 point 1). The ops tools (``python -m
+# blinkbench.ops.sync`` / ``ops.s3_server``) are separate programs for the DVC remote, run
+# without the pipeline, so they keep their own parsers; every pipeline and experiment
+# command is a ``blinkbench`` subcommand defined in cli.py.
+ENTRY_POINTS = ("blinkbench.cli", "blinkbench.__main__")
+SEPARATE_TOOLS = ("blinkbench.ops",)
+
+
+def _module_level_facts(path: Path) -> tuple[bool, bool]:
+    """(imports argparse anywhere, has an ``if __name__ == "__main__"`` block)."""
+    tree = ast.parse(path.read_text(), str(path))
+    argp = any((isinstance(n, ast.Import) and any(a.name.split(".")[0] == "argparse" for a in n.names))
+               or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "argparse")
+               for n in ast.walk(tree))
+    main = any(isinstance(n, ast.If) and "__name__" in ast.unparse(n.test) and "__main__" in ast.unparse(n.test)
+               for n in tree.body)
+    return argp, main
+
+
+def _outside(prefixes: tuple[str, ...], name: str) -> bool:
+    return not any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_argparse_and_main_blocks_only_in_the_cli_and_the_ops_tools():
+    bad = []
+    for name, path in modules().items():
+        argp, main = _module_level_facts(path)
+        allowed = not _outside(ENTRY_POINTS + SEPARATE_TOOLS, name)
+        if argp and not allowed:
+            bad.append(f"{name} imports argparse (give it a subcommand in blinkbench.cli)")
+        if main and not allowed:
+            bad.append(f"{name} has an `if __name__ == '__main__'` entry point")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_module_imports_the_cli(g):
+    """Stricter than the layer rule: only ``__main__`` may import blinkbench.cli (the ops
+    tools and test helpers included)."""
+    bad = sorted(f"{m} imports blinkbench.cli" for m, targets in g.items()
+                 if "blinkbench.cli" in targets and m != "blinkbench.__main__")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_fact_finder_sees_argparse_and_main_blocks(tmp_path):
+    (tmp_path / "a.py").write_text("def f():\n    import argparse\n")
+    (tmp_path / "b.py").write_text("from argparse import ArgumentParser\nif __name__ == '__main__':\n    pass\n")
+    (tmp_path / "c.py").write_text('"""argparse"""\nX = "__main__"\n')
+    assert _module_level_facts(tmp_path / "a.py") == (True, False)
+    assert _module_level_facts(tmp_path / "b.py") == (True, True)
+    assert _module_level_facts(tmp_path / "c.py") == (False, False)

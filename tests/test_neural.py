@@ -1,4 +1,4 @@
-"""The neural blink detectors: the five networks, the by-video split, and the Lightning fit
+"""The neural blink detectors: the seven networks, the by-video split, and the Lightning fit
 (seeded, quiet, no files, exact save/load, a differentiable network for the attacks).
 
 Learning itself (AUC on a separable task) is checked for every detector by
@@ -20,8 +20,7 @@ from blinkbench.detectors.blink import Detector, create, get, nets
 from blinkbench.detectors.blink.neural import NeuralWindowDetector, WindowDataModule, split_by_video
 from blinkbench.detectors.blink.series import VideoSeries, window_batch
 
-NEURAL = ["fcn", "resnet1d", "inceptiontime", "lstm_fcn", "bilstm"]
-NETS_ONLY = ["mlp", "cnn1d"]   # the reference study's networks: built, not registered as detectors yet
+NEURAL = ["fcn", "resnet1d", "inceptiontime", "lstm_fcn", "bilstm", "mlp", "cnn1d"]
 # Small widths so shape and gradient checks are instant.
 NET_KW = {"fcn": {"filters": (4, 8, 4)}, "resnet1d": {"filters": (4, 8, 8)},
           "inceptiontime": {"filters": 4, "depth": 3, "bottleneck": 4},
@@ -64,12 +63,12 @@ def data():
 
 # -- networks ---------------------------------------------------------------------------
 def test_every_network_is_covered():
-    assert set(NET_KW) == set(nets.NETS) == set(NEURAL) | set(NETS_ONLY)
+    assert set(NET_KW) == set(nets.NETS) == set(NEURAL)
 
 
 @pytest.mark.parametrize("in_channels", [1, 2])
 @pytest.mark.parametrize("length", [50, 150])
-@pytest.mark.parametrize("arch", NEURAL + NETS_ONLY)
+@pytest.mark.parametrize("arch", NEURAL)
 def test_one_logit_per_window(arch, length, in_channels):
     torch.manual_seed(0)
     net = nets.build(arch, in_channels, length, **NET_KW[arch])
@@ -80,7 +79,7 @@ def test_one_logit_per_window(arch, length, in_channels):
     assert out.shape == (1,) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("arch", NEURAL + NETS_ONLY)
+@pytest.mark.parametrize("arch", NEURAL)
 def test_gradient_reaches_the_input(arch):
     torch.manual_seed(0)
     net = nets.build(arch, 1, 150, **NET_KW[arch]).eval()
@@ -113,15 +112,48 @@ def test_reference_networks_shapes():
     with pytest.raises(ValueError, match="50 samples"):
         nets.build("cnn1d", 1, 50, **NET_KW["cnn1d"])(torch.randn(2, 1, 60))
     with pytest.raises(ValueError, match="dropout"):
-        nets.MLP(hidden=(8, 8), dropout=(0.1,))
-    # The reference's MLP scores the distribution of values over time, not their order.
-    mlp = nets.build("mlp", 1, None, **NET_KW["mlp"]).eval()
+        nets.MLP(hidden=(8, 8), dropout=(0.1,), length=50)
+    # Wang et al.'s MLP (the registered one) sees the flattened window of one length.
+    with pytest.raises(ValueError, match="length"):
+        nets.build("mlp", 1, None, **NET_KW["mlp"])
+    flat = nets.build("mlp", 2, 50, **NET_KW["mlp"])
+    assert flat.body[1].in_features == 2 * 50
+    with pytest.raises(ValueError, match="50 samples"):
+        flat(torch.randn(2, 2, 60))
+    # The reference code's per-time-step MLP scores the distribution of values over time,
+    # not their order, and takes any length.
+    mlp = nets.build("mlp", 1, None, flatten=False, **NET_KW["mlp"]).eval()
     x = torch.randn(2, 1, 40)
     assert torch.allclose(mlp(x), mlp(x.flip(-1)), atol=1e-6) and mlp(x[..., :25]).shape == (2,)
     # Time-CNN: pooling by 3 twice, a short last block kept: 50 -> 17 -> 6 samples of 4 filters.
     assert nets.build("cnn1d", 1, 50, filters=(3, 4)).head.in_features == 4 * 6
     pool = nets.TimeCNN(length=4, filters=(1,), pool=3).pool
     assert torch.allclose(pool(torch.tensor([[[1.0, 2.0, 3.0, 10.0]]])), torch.tensor([[[2.0, 10.0]]]))
+    # Keras' initialisation (Glorot-uniform weights, zero biases) unless asked otherwise.
+    cnn = nets.build("cnn1d", 1, 50, filters=(3, 4))
+    assert all(float(c.bias.abs().max()) == 0 for c in cnn.convs) and float(cnn.head.bias.abs().max()) == 0
+    assert float(nets.build("cnn1d", 1, 50, filters=(3, 4), keras_init=False).head.bias.abs().max()) > 0
+
+
+def test_reference_networks_centre_their_input():
+    """The cure for the reference networks not learning: each input channel is batch-normalised
+    first, so a median-normalised EAR window (near 1, dips of a few samples) reaches the layers
+    centred and scaled; an offset added to every window changes nothing in training mode."""
+    torch.manual_seed(0)
+    x = 1 + 0.1 * torch.randn(8, 1, 50)
+    for arch in ("mlp", "cnn1d"):
+        net = nets.build(arch, 1, 50, **NET_KW[arch])
+        net.train()
+        torch.manual_seed(1)
+        a = net(x)
+        torch.manual_seed(1)
+        b = net(x + 5.0)
+        assert torch.allclose(a, b, atol=1e-4), arch
+        raw = nets.build(arch, 1, 50, input_norm=False, **NET_KW[arch]).train()
+        torch.manual_seed(1)
+        c = raw(x)
+        torch.manual_seed(1)
+        assert not torch.allclose(c, raw(x + 5.0), atol=1e-4), arch
 
 
 def test_unknown_network_is_named():
@@ -215,8 +247,12 @@ def test_fit_is_seeded_quiet_and_round_trips_exactly(name, data, tmp_path, monke
     assert torch.are_deterministic_algorithms_enabled() == det_flag
     assert a.family == "neural" and isinstance(a, NeuralWindowDetector)
     info = a.fit_info_
-    assert info["n_val_videos"] >= 2 and info["best_epoch"] is not None
-    assert {"train_loss", "val_loss", "val_acc"} <= set(a.history_[info["best_epoch"]])
+    if a.hyper["val_fraction"] > 0:
+        assert info["n_val_videos"] >= 2 and info["best_epoch"] is not None
+        assert {"train_loss", "val_loss", "val_acc"} <= set(a.history_[info["best_epoch"]])
+    else:                                                # trained as the reference: fixed epochs
+        assert info["n_val_videos"] == 0 and info["best_epoch"] is None
+        assert len(a.history_) == a.hyper["epochs"] and "train_loss" in a.history_[-1]
 
     path = tmp_path / "det.zip"
     a.save(path)

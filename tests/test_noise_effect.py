@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -293,3 +294,16 @@ def test_finding_compares_the_ear_change_with_compression_alone_row_by_row():
     assert "6.0 times what compression alone does (median over 2 rows" in found["conclusion"][0]   # 4 and 8
     only_lossless = ne.finding(lossless)["conclusion"][0]
     assert "compression alone leaves it unchanged" in only_lossless
+
+
+def test_cli_prints_the_finding_table_and_conclusion(tmp_path, monkeypatch, capsys):
+    from blinkbench import cli
+
+    monkeypatch.chdir(tmp_path)
+    summary = _ne_summary([0.3, -0.1], [0.25, 0.0])
+    monkeypatch.setattr(ne, "compute", lambda params, models=None: {"summary": summary, "reference": pd.DataFrame()})
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    assert cli.main(["noise_effect", "--params", str(params), "--out", "rep"]) == 0
+    out = capsys.readouterr().out
+    assert "pgd eps 4 on meso4" in out and "EAR RMS diff, compression alone" in out
+    assert "in 1 of 2 rows: per-frame noise of that size alone explains part of it" in out

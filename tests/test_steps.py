@@ -16,11 +16,10 @@ from conftest import make_video
 
 
 def run_chain(video, out, params):
-    out.mkdir(parents=True, exist_ok=True)
-    steps.faces_one(video, out / "f.parquet", out / "c.npz", params)
-    steps.landmarks_one(video, out / "f.parquet", out / "l.parquet", params)
-    steps.ear_one(out / "l.parquet", out / "e.parquet")
-    return steps.blinks_one(out / "e.parquet", out / "b.parquet", out / "b.json", params)
+    """The chain on one video (the blink step's metadata), as the study and the EAR attack run it."""
+    files = {"faces": "f.parquet", "crops": "c.npz", "landmarks": "l.parquet", "ear": "e.parquet",
+             "blinks": "b.parquet", "blink_summary": "b.json"}
+    return steps.run_chain(video, params, out, crops=True, files=files, steps_meta=True)["blinks"]
 
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,78 @@ def test_flexbuffer_key_without_terminator_and_bad_utf8_are_refused():
         R.flexbuffer_loads(good[1:])  # the key's NUL is gone, offsets shift
 
 
+def test_flexbuffer_offset_before_the_start_is_refused_not_wrapped_to_the_end():
+    """flexbuffers.Buf turns a negative offset into one counted from the end; the strict
+    view refuses it. A map whose value offset points 200 bytes before the buffer."""
+    good = bytearray(_flex_map_a_1())
+    assert R.flexbuffer_loads(bytes(good)) == {"a": 1}
+    root_width = good[-1]
+    good[-2 - root_width] = 200  # root offset (width 1): the map would start before byte 0
+    with pytest.raises(R.TFLiteFormatError, match="outside"):
+        R.flexbuffer_loads(bytes(good))
+
+
+def _shared_vector_chain(levels: int) -> bytes:
+    """Untyped vectors (width 1) whose two elements both point at the previous one: 2^levels
+    leaves from 5 bytes per level. A DAG, not a cycle, so only the nesting cap stops it."""
+    b = bytearray([2, 1, 2, 4, 4])   # size 2, ints 1 and 2, type bytes INT/width 1
+    start = 1
+    for _ in range(levels):
+        b.append(2)
+        here = len(b)
+        b += bytes([here - start, here + 1 - start, 40, 40])   # both -> previous; type vector
+        start = here
+    return bytes(b + bytes([len(b) - start, 40, 1]))
+
+
+def test_flexbuffer_of_shared_sub_vectors_is_refused_fast():
+    """The old hand-written decoder and an uncapped walk over flexbuffers both expanded this
+    exponentially (measured under load: 18 levels, 98 bytes, 7 s in the old decoder; 20
+    levels, 123 bytes, 114 s in the uncapped walk; 30 levels would take hours)."""
+    assert R.flexbuffer_loads(_shared_vector_chain(2)) == [[[1, 2], [1, 2]], [[1, 2], [1, 2]]]
+    t0 = time.perf_counter()
+    with pytest.raises(R.TFLiteFormatError, match="more values than it has bytes"):
+        R.flexbuffer_loads(_shared_vector_chain(30))
+    assert time.perf_counter() - t0 < 1
+
+
+def test_flexbuffer_decoder_agrees_with_the_library_on_many_values():
+    """The hardened walk is flexbuffers' own decoding: same values for nested maps, vectors,
+    typed vectors, floats, strings, bools and nulls."""
+    flex = pytest.importorskip("flatbuffers.flexbuffers")
+    values = [
+        {"a": 1, "b": [1, 2, 3], "c": {"d": 1.5, "e": "x\u00e9"}, "f": [True, False], "g": None},
+        [1, "two", 3.0, [4, [5, {"six": 6}]]],
+        {"big": 1 << 40, "neg": -7, "floats": [0.25, 0.1]},
+        "just a string", 42, -1.5,
+    ]
+    for v in values:
+        raw = bytes(flex.Dumps(v))
+        assert R.flexbuffer_loads(raw) == flex.Loads(raw) == v
+
+
+def test_face_mesh_custom_options_match_the_flexbuffers_library():
+    """Every custom operator of the real models decodes to exactly what flexbuffers.Loads
+    gives (the attention Face Mesh's custom ops; the other models have none)."""
+    flex = pytest.importorskip("flatbuffers.flexbuffers")
+    from blinkbench.mesh_torch.facemesh import FACE_MESH_MODEL, IRIS_MODEL
+    n_custom = 0
+    for rel in (FACE_MESH_ATTENTION_MODEL, FACE_MESH_MODEL, IRIS_MODEL, BLAZEFACE_MODEL):
+        buf = model_file(rel).read_bytes()
+        m = R.parse_model(buf)
+        g = R._Table(buf, struct.unpack_from("<I", buf, 0)[0]).tables(2)[0]
+        for o, t in zip(m.operators, g.tables(3)):
+            if o.op.startswith("CUSTOM:") and t.has(5):
+                raw = t.vector(5, np.uint8).tobytes()
+                assert o.options == flex.Loads(raw), (rel, o.index, o.op)
+                n_custom += 1
+    assert n_custom == 6  # of its 11 custom ops, 6 carry options
+    lm = next(o for o in R.read_model(model_file(FACE_MESH_ATTENTION_MODEL)).operators
+              if o.op == "CUSTOM:Landmarks2TransformMatrix")
+    assert (lm.options["left_rotation_idx"], lm.options["right_rotation_idx"]) == (61, 291)
+    assert lm.options["scale_x"] == 1.5 and len(lm.options["subset_idxs"]) == 80
+
+
 def _flex_map_a_1() -> bytes:
     flex = pytest.importorskip("flatbuffers.flexbuffers")
     return bytes(flex.Dumps({"a": 1}))

@@ -3,6 +3,12 @@
 Snakemake rules call the one-video form (explicit input and output paths); DVC stages call
 the ``--dataset`` form, which walks the manifest and skips videos already up to date. Both
 run the same functions in :mod:`blinkbench.spine.steps`.
+
+This is the package's one command-line entry point: every subcommand's arguments are
+defined here and nothing in the package imports this module (``python -m blinkbench`` runs
+it through ``__main__``). The only other argument parsers are the DVC-remote tools
+``python -m blinkbench.ops.sync`` / ``ops.s3_server``, separate tools that run without
+the pipeline (``tests/test_architecture.py`` checks both rules).
 """
 
 from __future__ import annotations
@@ -80,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_parsers(sub)
     _add_blink_attack_parsers(sub)
     _add_defence_parsers(sub)
-    lineage.add_parsers(sub)  # lineage, audit
+    _add_experiment_parsers(sub)
+    _add_lineage_parsers(sub)
     return ap
 
 
@@ -490,6 +497,106 @@ def cmd_detect(args) -> int:
     return 0 if res["status"] == "ok" else 1
 
 
+def _add_experiment_parsers(sub) -> None:
+    p = sub.add_parser("ear_attack_video", aliases=["ear-attack-video"],
+                       help="EAR attack on any video file, scored by the real pipeline (no dataset needed)")
+    p.add_argument("video")
+    p.add_argument("out_dir")
+    p.add_argument("mode", choices=["suppress", "inject"])
+    p.add_argument("--attack-params", default="{}", help="EarAttackParams fields as JSON")
+    p.add_argument("--model", action="append", default=[], help="NAME=PATH of a fitted blink detector (repeatable)")
+
+    p = sub.add_parser("noise_effect", aliases=["noise-effect"],
+                       help="what per-frame noise does to the blink detectors, per study set (also in the report)")
+    _add_params(p)
+    p.add_argument("--out", default=str(Path(paths.PATTERNS["report"]).parent), help="default: %(default)s")
+
+    p = sub.add_parser("landmark_compare", aliases=["landmark-compare"],
+                       help="the same blink detectors trained and tested on each landmark backend's EAR")
+    _add_params(p)
+    p.add_argument("--dataset", required=True, help="a configured dataset whose manifest and faces exist")
+    p.add_argument("--backends", nargs="+", default=["mediapipe", "pfld"], help="registered landmark backends")
+    p.add_argument("--detectors", nargs="+", default=None, help="blink detectors (default: detectors.enabled)")
+    p.add_argument("--pfld-model", default=None, help="PFLD ONNX file (default: landmarks.pfld_model)")
+
+
+def cmd_ear_attack_video(args) -> int:
+    from blinkbench.attacks.blink.ear_attack import run_ear_attack
+
+    try:
+        attack_params = json.loads(args.attack_params)
+        models = dict(m.split("=", 1) for m in args.model)
+    except ValueError as exc:   # bad JSON, or a --model without '='
+        print(f"blinkbench ear_attack_video: {exc}", file=sys.stderr)
+        return 2
+    res = run_ear_attack(args.video, args.out_dir, args.mode, attack_params, models)
+    print(json.dumps({k: res.get(k) for k in ("status", "error")}))
+    return 0 if res.get("status") == "ok" else 1
+
+
+def cmd_noise_effect(args) -> int:
+    from blinkbench.experiments import noise_effect
+
+    tables = noise_effect.compute(_params(args))
+    noise_effect.write(tables, args.out)
+    found = noise_effect.finding(tables["summary"], tables["reference"])    # {} without attacked sets
+    if found:
+        print(found["table"].to_string(index=False, float_format=lambda x: format(x, ".4g")))
+        for line in found["conclusion"]:
+            print(line)
+    return 0
+
+
+def cmd_landmark_compare(args) -> int:
+    from blinkbench.experiments import landmark_compare as lc
+
+    params = _params(args)
+    if args.dataset not in params["datasets"]:
+        print(f"blinkbench landmark_compare: dataset {args.dataset!r} not in params datasets "
+              f"{sorted(params['datasets'])}", file=sys.stderr)
+        return 2
+    df = lc.compare(params, args.dataset, args.backends, args.detectors, args.pfld_model)
+    out = lc.write(df, args.dataset)
+    print(lc.wide(df).to_string(float_format=lambda x: f"{x:.3f}"))
+    print(f"written {out}")
+    return 0 if (df["status"] == "ok").any() else 1
+
+
+def _add_lineage_parsers(sub) -> None:
+    p = sub.add_parser("lineage", help="the chain of steps, params, code and data that produced an artifact")
+    p.add_argument("target", help="a path (parquet, model, report) or FILE.json:dotted.key for one metric")
+    p.add_argument("--root", default=".", help="project root holding dvc.lock (default: %(default)s)")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("audit", help="list artifacts that are stale, edited by hand or missing (exit 1 if any)")
+    p.add_argument("--root", default=".")
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_lineage(args) -> int:
+    try:
+        info = lineage.lineage(args.target, Path(args.root))
+    except (FileNotFoundError, LookupError, KeyError, ValueError) as e:
+        print(f"blinkbench lineage: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(info, indent=1, default=str) if args.json else lineage.render_tree(info))
+    return 0
+
+
+def cmd_audit(args) -> int:
+    try:
+        problems = lineage.audit(Path(args.root))
+    except FileNotFoundError as e:
+        print(f"blinkbench audit: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(problems, indent=1))
+    else:
+        for p in problems:
+            print(f"{p['problem']:8} {p['path']}  [{p['stage']}] {p['why']}")
+        print(f"{len(problems)} problems" if problems else "every recorded artifact matches dvc.lock")
+    return 1 if problems else 0
+
+
 COMMANDS = {
     "validate-params": cmd_validate,
     "demo": cmd_demo,
@@ -514,7 +621,14 @@ COMMANDS = {
     "landmark_breaker": cmd_landmark_breaker,
     "landmark-breaker": cmd_landmark_breaker,
     "posttrain": cmd_posttrain,
-    **lineage.COMMANDS,
+    "ear_attack_video": cmd_ear_attack_video,
+    "ear-attack-video": cmd_ear_attack_video,
+    "noise_effect": cmd_noise_effect,
+    "noise-effect": cmd_noise_effect,
+    "landmark_compare": cmd_landmark_compare,
+    "landmark-compare": cmd_landmark_compare,
+    "lineage": cmd_lineage,
+    "audit": cmd_audit,
 }
 
 if __name__ == "__main__":

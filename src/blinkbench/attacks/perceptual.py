@@ -2,13 +2,16 @@
 
 Used by the frame-detector attacks (:mod:`blinkbench.attacks.frame.video`, hence the resiliency
 study's tables) and by the blink-path attacks (:mod:`blinkbench.attacks.blink`: EAR attack and
-Landmark Breaker), so their figures compare. All inputs are uint8 RGB images (h, w, 3), 0-255.
+Landmark Breaker), so their figures compare; nothing else in the package computes a PSNR or
+an SSIM (``tests/test_conventions.py``). All inputs are uint8 RGB images (h, w, 3), 0-255.
 
 The conventions:
 
 - **PSNR** is :func:`skimage.metrics.peak_signal_noise_ratio` with ``data_range=255``. Two
   identical images have no PSNR (infinite): the value is ``None`` (written as ``null`` in JSON,
-  an empty cell in CSV), and means are taken over the images that changed.
+  an empty cell in CSV), and means are taken over the images that changed. Not ``inf``:
+  that is not valid JSON and would make every mean it enters infinite, so tables of attacks
+  that leave some frames untouched would not compare.
 - **SSIM** is :func:`skimage.metrics.structural_similarity` on the colour image
   (``channel_axis=2``, ``data_range=255``) with its default 7 x 7 window. An image or box with a
   side under :data:`MIN_SSIM_SIDE` (7 px) has no SSIM: ``None``, never a value from a shrunk

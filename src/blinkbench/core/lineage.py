@@ -17,13 +17,11 @@ is gone is missing.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.metadata
 import json
 import platform
 import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -234,50 +232,3 @@ def _changed_files(root: Path, md5: str | None, out: str) -> list[tuple[str, str
         if hashlib.md5(now[rel].read_bytes()).hexdigest() != recorded[rel]:
             changed.append((f"{out}/{rel}", "modified"))
     return changed or [(out, "modified")]
-
-
-def _cmd_lineage(args) -> int:
-    try:
-        info = lineage(args.target, Path(args.root))
-    except (FileNotFoundError, LookupError, KeyError, ValueError) as e:
-        print(f"blinkbench lineage: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(info, indent=1, default=str) if args.json else render_tree(info))
-    return 0
-
-
-def _cmd_audit(args) -> int:
-    try:
-        problems = audit(Path(args.root))
-    except FileNotFoundError as e:
-        print(f"blinkbench audit: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(problems, indent=1))
-    else:
-        for p in problems:
-            print(f"{p['problem']:8} {p['path']}  [{p['stage']}] {p['why']}")
-        print(f"{len(problems)} problems" if problems else "every recorded artifact matches dvc.lock")
-    return 1 if problems else 0
-
-
-COMMANDS = {"lineage": _cmd_lineage, "audit": _cmd_audit}
-
-
-def add_parsers(sub) -> None:
-    """Register ``lineage`` and ``audit`` on the blinkbench CLI."""
-    p = sub.add_parser("lineage", help="the chain of steps, params, code and data that produced an artifact")
-    p.add_argument("target", help="a path (parquet, model, report) or FILE.json:dotted.key for one metric")
-    p.add_argument("--root", default=".", help="project root holding dvc.lock (default: %(default)s)")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("audit", help="list artifacts that are stale, edited by hand or missing (exit 1 if any)")
-    p.add_argument("--root", default=".")
-    p.add_argument("--json", action="store_true")
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="blinkbench")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    add_parsers(sub)
-    args = ap.parse_args(argv)
-    return COMMANDS[args.cmd](args)

@@ -14,6 +14,9 @@ PATTERNS = {
     "manifest": DATA + "/manifests/{dataset}.parquet",
     "faces": DATA + "/faces/{dataset}/{video}.parquet",
     "crops": DATA + "/crops/{dataset}/{video}.npz",
+    # uncompressed copy of a crop file, read lazily by the frame detectors (detectors/frame/cropstore.py);
+    # a cache, not an artifact: outside the DVC-tracked crops folder, rewritten when the crop file is newer
+    "crop_cache": DATA + "/cache/crops/{dataset}/{video}.npy",
     "landmarks": DATA + "/landmarks/{dataset}/{video}.parquet",
     "ear": DATA + "/ear/{dataset}/{video}.parquet",
     "blinks": DATA + "/blinks/{dataset}/{video}.parquet",

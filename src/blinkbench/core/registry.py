@@ -1,6 +1,8 @@
-"""The one registrar for every plug-in kind (blink detectors, frame detectors, attacks, landmark
-backends): registration by name, lookup that imports plug-in modules only as far as needed, and
-hyper-parameters checked against declared defaults."""
+"""The one registrar for every plug-in kind (blink detectors, frame detectors, frame attacks,
+landmark attacks, landmark backends): registration of classes by name (a class, not a factory,
+so what it declares, e.g. a landmark backend's ``n_points``, is known without building it),
+lookup that imports plug-in modules only as far as needed, and hyper-parameters checked
+against declared defaults."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ class Registry(dict):
     """Name -> class of one plug-in kind (``what``: "detector", "attack"...), a plain dict plus:
 
     - ``register(name)``: class decorator (sets ``cls.name``; a second class under one name fails);
+      ``alias(name, target)``: a second name for a registered class;
     - ``modules``: the modules that register plug-ins when imported, set by the kind's package
       ``__init__`` (the registry itself sits in a base module those modules import);
     - ``get(name)`` imports ``modules`` in order only until ``name`` appears (a cheap detector
@@ -32,6 +35,13 @@ class Registry(dict):
             return cls
 
         return deco
+
+    def alias(self, name: str, target: str) -> None:
+        """Make ``name`` a second name of the class registered as ``target`` (its ``name``
+        stays ``target``)."""
+        if name in self and self[name] is not self[target]:
+            raise ValueError(f"{self.what} name {name!r} registered twice")
+        self[name] = self[target]
 
     def available(self) -> list[str]:
         """Names of every plug-in, in registration order."""

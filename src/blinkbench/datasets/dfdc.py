@@ -41,6 +41,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from blinkbench.core.labels import LABELS, label_of
+
 from .base import ORIGINAL, Entry, SplitConfig, assign_splits, name_under, rejected_id, resolve_under, safe_id
 
 log = logging.getLogger(__name__)
@@ -140,7 +142,7 @@ def _part_entries(part: Path, test: bool = False) -> list[Entry]:
     for filename, info in sorted(meta.items()):
         info = info if isinstance(info, dict) else {}
         label = str(info.get("label", "")).lower()
-        if label not in ("real", "fake"):
+        if label not in LABELS:
             raise ValueError(
                 f"{meta_path}: {filename}: label must be REAL or FAKE, got {info.get('label')!r}"
             )
@@ -177,13 +179,13 @@ def _test_entries(labels: Path, test_dir: Path) -> list[Entry]:
             flag = int(float(row["label"]))
         except (TypeError, ValueError, OverflowError):  # empty, text, inf
             flag = -1
-        if flag not in (0, 1):
+        if flag not in LABELS.values():
             raise ValueError(
                 f"{labels}:{line}: label must be 1 (fake) or 0 (real), got {row['label']!r}"
             )
         filename = (row["filename"] or "").strip()
         path, error = name_under(test_dir, filename)
-        stem, label = safe_id(Path(filename).stem), "fake" if flag else "real"
+        stem, label = safe_id(Path(filename).stem), label_of(flag)
         vid = rejected_id("test", stem, raw=filename) if error else safe_id("test", stem)
         out.append(_entry(vid, path, label, "" if flag else stem, "test", vid, error))
     return out

@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from blinkbench.core.labels import LABELS
+
 
 def _check(y: Sequence[int], s: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y, dtype=int)
@@ -96,7 +98,7 @@ def unknown_as_fake(labels: Sequence[int], verdicts: Sequence[str]) -> dict:
     y = np.asarray(labels, dtype=int)
     v = np.asarray(verdicts, dtype=object)
     pred = (v != "real").astype(int)
-    return {"n": int(len(y)), "n_unknown": int(np.isin(v, ["real", "fake"], invert=True).sum()),
+    return {"n": int(len(y)), "n_unknown": int(np.isin(v, list(LABELS), invert=True).sum()),
             "acc": float((pred == y).mean()) if len(y) else None,
             "acc_fake": float(pred[y == 1].mean()) if (y == 1).any() else None,
             "acc_real": float(1 - pred[y == 0].mean()) if (y == 0).any() else None}

@@ -1,7 +1,7 @@
 """Landmark backends compared: the same blink detectors trained and tested on the EAR series
 of each backend (issue 17; the reference study compared PFLD with HRNet and kept PFLD).
 
-    python -m blinkbench.experiments.landmark_compare --params params.yaml --dataset demo \\
+    blinkbench landmark_compare --params params.yaml --dataset demo \\
         --backends mediapipe pfld --pfld-model ../shared/models/pfld_68.onnx
 
 What it runs. The dataset's manifest and face tracks (``data/manifests``, ``data/faces``:
@@ -27,10 +27,8 @@ report shows the table (rows: detector; columns: backend x metric) when the JSON
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -197,28 +195,3 @@ def write(df: pd.DataFrame, dataset: str) -> Path:
     io.write_json({"dataset": dataset, "backends": list(dict.fromkeys(df["backend"])), "rows": rows,
                    "video_status": df.attrs.get("video_status", {})}, d / "results.json")
     return d / "results.json"
-
-
-def main(argv: list[str] | None = None) -> int:
-    from blinkbench.core import config
-
-    ap = argparse.ArgumentParser(prog="python -m blinkbench.experiments.landmark_compare", description=__doc__.split("\n")[0])
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--dataset", required=True, help="a configured dataset whose manifest and faces exist")
-    ap.add_argument("--backends", nargs="+", default=["mediapipe", "pfld"], help="registered landmark backends")
-    ap.add_argument("--detectors", nargs="+", default=None, help="blink detectors (default: detectors.enabled)")
-    ap.add_argument("--pfld-model", default=None, help="PFLD ONNX file (default: landmarks.pfld_model)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = config.load(args.params)
-    if args.dataset not in params["datasets"]:
-        ap.error(f"dataset {args.dataset!r} not in params datasets {sorted(params['datasets'])}")
-    df = compare(params, args.dataset, args.backends, args.detectors, args.pfld_model)
-    out = write(df, args.dataset)
-    print(wide(df).to_string(float_format=lambda x: f"{x:.3f}"))
-    print(f"written {out}")
-    return 0 if (df["status"] == "ok").any() else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -468,28 +468,3 @@ def _f(x, fmt: str = ".2f") -> str:
         return format(float(x), fmt) if x is not None and np.isfinite(float(x)) else "n/a"
     except (TypeError, ValueError):
         return "n/a"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m blinkbench.experiments.noise_effect --params PARAMS --out DIR``."""
-    import argparse
-
-    from blinkbench.core import config
-
-    ap = argparse.ArgumentParser(description="per-frame-noise effect on the blink detectors, per study set")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default=str(Path(paths.PATTERNS["report"]).parent))
-    args = ap.parse_args(argv)
-    params = config.load(args.params)
-    tables = compute(params)
-    write(tables, args.out)
-    found = finding(tables["summary"], tables["reference"])
-    if found:
-        print(found["table"].to_string(index=False, float_format=lambda x: format(x, ".4g")))
-        for line in found["conclusion"]:
-            print(line)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

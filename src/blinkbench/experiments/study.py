@@ -163,12 +163,9 @@ def rescore_set(params: dict, target: str, method: str, eps, variant: str, out_j
         vid = r.video_id
         src = adv_path(params, target, method, eps, variant, vid)
         w = work / vid
-        w.mkdir(parents=True, exist_ok=True)
         row: dict = {"video_id": vid, "label": r.label}
-        meta = steps.faces_one(src, w / "faces.parquet", w / "crops.npz", params)
-        steps.landmarks_one(src, w / "faces.parquet", w / "landmarks.parquet", params)
-        steps.ear_one(w / "landmarks.parquet", w / "ear.parquet")
-        summ = steps.blinks_one(w / "ear.parquet", w / "blinks.parquet", w / "summary.json", params)
+        run = steps.run_chain(src, params, w, crops=True, steps_meta=True)   # crops: the frame detectors'
+        meta, summ = run["faces"], run["blinks"]
         clean = io.read_json(paths.path("blink_summary", dataset=ds, video=vid))
         row.update(status=summ.get("status", "error"), error=summ.get("error", ""), n_blinks=summ.get("n_blinks"),
                    blink_rate_per_min=summ.get("blink_rate_per_min"), ear_median=summ.get("ear_median"),

@@ -1,10 +1,11 @@
 """Read a ``.tflite`` flatbuffer into plain Python: operators, tensors, constant weights.
 
 A small hand-written reader of the parts of the TFLite schema (``schema.fbs``) that the
-MediaPipe face models use, so the PyTorch port needs only numpy at run time (no TFLite
-runtime, no generated schema code). Field ids follow ``schema.fbs``; a field id ``i`` sits
+MediaPipe face models use, so the PyTorch port needs only numpy and the ``flatbuffers``
+package (its FlexBuffers decoder) at run time: no TFLite runtime, no generated schema code. Field ids follow ``schema.fbs``; a field id ``i`` sits
 at vtable slot ``4 + 2 i``. Constant fp16 weights (the ``DEQUANTIZE`` inputs) are returned
-as float32 arrays; custom-op options (FlexBuffers maps) are decoded by :func:`flexbuffer_loads`.
+as float32 arrays; custom-op options (FlexBuffers maps) are decoded by :func:`flexbuffer_loads`
+(``flatbuffers.flexbuffers`` behind bounds checks and a nesting cap).
 
 Only what the face models need is decoded; an operator whose options are not decoded keeps
 ``options == {}``, and :mod:`.graph` refuses operators it cannot execute, naming them.
@@ -179,88 +180,73 @@ class _Table:
 # ------------------------------------------------------------------ flexbuffers
 
 def flexbuffer_loads(data: bytes):
-    """Decode a FlexBuffers value (custom-op options): maps, vectors, ints, floats, strings."""
+    """Decode a FlexBuffers value (custom-op options) with ``flatbuffers.flexbuffers``.
+
+    The library's own ``Loads`` trusts its input: an offset before the buffer's start wraps
+    round to its end (Python indexing), a cyclic vector recurses until ``RecursionError``, and
+    bad bytes surface as ``struct.error``/``IndexError``/``UnicodeDecodeError``/... Here the
+    bytes sit behind :class:`_StrictBytes` (every index and slice must lie inside the buffer),
+    maps and vectors are walked by :func:`_flex_value` with nesting capped at
+    :data:`MAX_FLEX_DEPTH` and about one decoded value per byte of the buffer (vectors whose
+    elements all point at one shared vector would otherwise expand to 2^depth values), and
+    any failure is a :class:`TFLiteFormatError`."""
+    from flatbuffers import flexbuffers
+
+    data = bytes(data)
     if len(data) < 3:
         raise TFLiteFormatError("flexbuffer too short")
-    root_width = data[-1]
-    packed = data[-2]
+    root_width, packed = data[-1], data[-2]
     try:
-        return _flex_value(data, len(data) - 2 - root_width, root_width, packed)
-    except UnicodeDecodeError as exc:
-        raise TFLiteFormatError(f"flexbuffer string is not UTF-8: {exc}") from exc
+        root = flexbuffers.Ref.PackedType(
+            flexbuffers.Buf(_StrictBytes(data), len(data) - 2 - root_width), root_width, packed)
+        return _flex_value(root, 0, [len(data) + MAX_FLEX_DEPTH + 1])  # a cycle meets the depth cap first
+    except TFLiteFormatError:
+        raise
+    except (struct.error, IndexError, KeyError, ValueError, TypeError, AssertionError,
+            OverflowError, RecursionError) as exc:
+        raise TFLiteFormatError(f"malformed flexbuffer: {type(exc).__name__}: {exc}") from exc
 
 
-_FLEX_FMT = {("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
-             ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q",
-             ("f", 4): "f", ("f", 8): "d"}
+class _StrictBytes:
+    """The bytes of a flexbuffer as ``flexbuffers.Buf`` reads them, refusing any index or
+    slice outside ``[0, len)`` instead of letting a negative one wrap round to the end."""
+
+    __slots__ = ("_b",)
+
+    def __init__(self, b: bytes):
+        self._b = b
+
+    def __len__(self) -> int:
+        return len(self._b)
+
+    def __getitem__(self, key):
+        n = len(self._b)
+        if isinstance(key, slice):
+            start = 0 if key.start is None else key.start
+            stop = n if key.stop is None else key.stop
+            if not 0 <= start <= stop <= n or key.step not in (None, 1):
+                raise TFLiteFormatError(f"flexbuffer bytes [{start}:{stop}] are outside the {n}-byte buffer")
+            return self._b[start:stop]
+        if not 0 <= key < n:
+            raise TFLiteFormatError(f"flexbuffer offset {key} is outside the {n}-byte buffer")
+        return self._b[key]
 
 
-def _flex_read(data: bytes, pos: int, width: int, kind: str):
-    fmt = _FLEX_FMT.get((kind, width))
-    if fmt is None:
-        raise TFLiteFormatError(f"flexbuffer value of kind {kind!r} and width {width}")
-    return _unpack("<" + fmt, data, pos)
-
-
-def _flex_key(data: bytes, start: int) -> str:
-    end = data.find(b"\0", max(start, 0)) if 0 <= start < len(data) else -1
-    if end < 0:
-        raise TFLiteFormatError(f"flexbuffer key at {start}: no terminating NUL inside the buffer")
-    return data[start:end].decode()
-
-
-def _flex_value(data: bytes, pos: int, parent_width: int, packed: int, depth: int = 0):
+def _flex_value(ref, depth: int, budget: list[int]):
+    """``ref.Value``, but maps and untyped vectors are walked here so nesting and the number
+    of values are bounded (typed vectors hold only scalars or keys and cannot nest);
+    ``budget[0]``: values still allowed."""
     if depth > MAX_FLEX_DEPTH:
         raise TFLiteFormatError(f"flexbuffer nested deeper than {MAX_FLEX_DEPTH} (a cycle?)")
-    t, child_width = packed >> 2, 1 << (packed & 3)
-    if t == 0:
-        return None
-    if t == 1:
-        return _flex_read(data, pos, parent_width, "i")
-    if t == 2:
-        return _flex_read(data, pos, parent_width, "u")
-    if t == 3:
-        return _flex_read(data, pos, parent_width, "f")
-    if t == 26:
-        return bool(_flex_read(data, pos, parent_width, "u"))
-    target = pos - _flex_read(data, pos, parent_width, "u")
-    if t in (6, 7, 8):  # indirect int / uint / float
-        return _flex_read(data, target, child_width, "iuf"[t - 6])
-    if t == 4:  # key: NUL-terminated
-        return _flex_key(data, target)
-    if t == 5:  # string: size-prefixed
-        n = _flex_read(data, target - child_width, child_width, "u")
-        _span(data, target, n)
-        return data[target : target + n].decode()
-    if t == 9:  # map
-        n = _flex_read(data, target - child_width, child_width, "u")
-        _span(data, target, n, child_width + 1)  # n values, then n type bytes
-        keys_pos = target - 3 * child_width
-        kvec = keys_pos - _flex_read(data, keys_pos, child_width, "u")
-        kw = _flex_read(data, keys_pos + child_width, child_width, "u")
-        types = data[target + n * child_width : target + n * child_width + n]
-        out = {}
-        for k in range(n):
-            kp = kvec + k * kw
-            key = _flex_key(data, kp - _flex_read(data, kp, kw, "u"))
-            out[key] = _flex_value(data, target + k * child_width, child_width, types[k], depth + 1)
-        return out
-    if t == 10:  # untyped vector
-        n = _flex_read(data, target - child_width, child_width, "u")
-        _span(data, target, n, child_width + 1)
-        types = data[target + n * child_width : target + n * child_width + n]
-        return [_flex_value(data, target + k * child_width, child_width, types[k], depth + 1) for k in range(n)]
-    if t in (11, 12, 13, 36):  # typed vector of int / uint / float / bool
-        n = _flex_read(data, target - child_width, child_width, "u")
-        _span(data, target, n, child_width)
-        kind = {11: "i", 12: "u", 13: "f", 36: "u"}[t]
-        vals = [_flex_read(data, target + k * child_width, child_width, kind) for k in range(n)]
-        return [bool(v) for v in vals] if t == 36 else vals
-    if 16 <= t <= 24:  # fixed-length typed vectors (2, 3, 4 of int/uint/float)
-        length = (t - 16) // 3 + 2
-        kind = "iuf"[(t - 16) % 3]
-        return [_flex_read(data, target + k * child_width, child_width, kind) for k in range(length)]
-    raise TFLiteFormatError(f"unsupported flexbuffer type {t}")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TFLiteFormatError("flexbuffer decodes to more values than it has bytes (shared sub-vectors?)")
+    if ref.IsMap:
+        m = ref.AsMap
+        return {k.AsKey: _flex_value(v, depth + 1, budget) for k, v in zip(m.Keys, m.Values)}
+    if ref.IsVector:
+        return [_flex_value(v, depth + 1, budget) for v in ref.AsVector]
+    return ref.Value
 
 
 # ------------------------------------------------------------------ options per operator

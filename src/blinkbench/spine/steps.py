@@ -200,7 +200,7 @@ _TRACK_DTYPES = {"frame": "int32", "timestamp_s": "float64", "face_present": "bo
 # ---------------------------------------------------------------------------- landmarks
 
 def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, params: dict, progress=None) -> dict:
-    from .landmarks import extract, make_backend
+    from .landmarks import backend_class, extract, make_backend
     from .landmarks.extract import landmark_schema
 
     cfg = params["landmarks"]
@@ -217,8 +217,7 @@ def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, pa
         except Exception as exc:
             log.error("landmarks failed on %s: %s\n%s", video, exc, traceback.format_exc())
             meta.update(status="error", error=_error_text(exc))
-    n_points = {"mediapipe": 478, "mediapipe_tflite": 478, "pfld": 68}[cfg["backend"]]
-    with io.ParquetStream(out, landmark_schema(n_points), meta):
+    with io.ParquetStream(out, landmark_schema(backend_class(cfg["backend"]).n_points), meta):
         pass
     return meta
 
@@ -299,28 +298,89 @@ def _summary_stamp(path: Path) -> str | None:
 
 # ---------------------------------------------------------------------------- batch (DVC)
 
-def run_chain(video: str | Path, params: dict, workdir: str | Path, progress: bool = False) -> dict:
-    """faces -> landmarks -> EAR -> blinks for one video into ``workdir`` (``faces.parquet``,
-    ``landmarks.parquet``, ``ear.parquet``, ``blinks.parquet``, ``summary.json``); returns the
-    summary plus the event lists. Used by ``blinkbench analyze`` and ``blinkbench detect``."""
-    import pandas as pd
+# The per-video chain, written once: each step's expected stamp (from the outputs of the steps
+# before it) and how it runs. run_batch runs one of them over a dataset, skipping videos whose
+# outputs carry that stamp; run_chain runs all of them, in order, on one video.
+
+@dataclass(frozen=True)
+class Runner:
+    """One per-video step: ``stamp(outs, params, video_sha)`` is the stamp its outputs must
+    carry to be up to date; ``run(video, outs, params, video_sha, progress)`` makes them and
+    returns their metadata. ``outs`` maps output keys (:func:`video_outputs`) to paths."""
+
+    stamp: Callable[[dict, dict, str | None], str]
+    run: Callable[..., dict]
+
+
+def _stamp_of(path) -> str | None:
+    return io.read_meta(path).get("stamp")
+
+
+RUNNERS: dict[str, Runner] = {
+    "faces": Runner(lambda o, p, sha: faces_stamp(sha, p),
+                    lambda v, o, p, sha, bar: faces_one(v, o["faces"], o["crops"], p, video_sha=sha, progress=bar)),
+    "landmarks": Runner(lambda o, p, sha: landmarks_stamp(_stamp_of(o["faces"]), p),
+                        lambda v, o, p, sha, bar: landmarks_one(v, o["faces"], o["landmarks"], p, progress=bar)),
+    "ear": Runner(lambda o, p, sha: ear_stamp(_stamp_of(o["landmarks"])),
+                  lambda v, o, p, sha, bar: ear_one(o["landmarks"], o["ear"])),
+    "blinks": Runner(lambda o, p, sha: blinks_stamp(_stamp_of(o["ear"]), p),
+                     lambda v, o, p, sha, bar: blinks_one(o["ear"], o["blinks"], o["blink_summary"], p)),
+}
+
+# Output keys of each per-video step (STEPS is their one definition).
+_KINDS = {name: STEPS[name].outputs for name in RUNNERS}
+
+# File names of run_chain's outputs in its work folder, by output key.
+CHAIN_FILES = {"faces": "faces.parquet", "crops": "crops.npz", "landmarks": "landmarks.parquet",
+               "ear": "ear.parquet", "blinks": "blinks.parquet", "blink_summary": "summary.json"}
+
+
+def _up_to_date(step: str, outs: dict, stamp: str) -> bool:
+    """Every output of ``step`` exists and carries ``stamp`` (parquet metadata, the JSON
+    summary's ``stamp``; the crops file has none and only has to exist)."""
+    def current(f: Path) -> bool:
+        if f.suffix == ".parquet":
+            return io.is_current(f, stamp)
+        return _summary_stamp(f) == stamp if f.suffix == ".json" else f.exists()
+
+    return all(current(Path(outs[kind])) for kind in _KINDS[step])
+
+
+def run_steps(video: str | Path, outs: dict, params: dict, progress=None) -> dict[str, dict]:
+    """Every step of :data:`RUNNERS` in order on one video (no skipping), into the paths
+    ``outs`` names by output key; returns each step's metadata by step name. ``progress``, a
+    tqdm bar or None, counts decoded frames."""
+    return {name: r.run(video, outs, params, None, progress) for name, r in RUNNERS.items()}
+
+
+def run_chain(video: str | Path, params: dict, workdir: str | Path, progress: bool = False, crops: bool = False,
+              files: dict | None = None, steps_meta: bool = False) -> dict:
+    """faces -> landmarks -> EAR -> blinks for one video into ``workdir`` (file names
+    :data:`CHAIN_FILES`, or ``files`` by output key); returns the summary plus the event lists.
+    Used by ``blinkbench analyze`` and ``detect``, the study's re-scoring and the EAR attack.
+
+    No face crops are kept unless ``crops`` (then ``faces.crops`` of params decides). With
+    ``steps_meta`` it returns :func:`run_steps`' per-step metadata instead (the blink step's
+    with its stamp, as it wrote it), plus ``paths``."""
     from tqdm import tqdm
 
     w = Path(workdir)
-    params = {**params, "faces": {**params["faces"], "crops": {**params["faces"]["crops"], "n_per_video": 0}}}
-    n_hint = probe(video).n_frames
+    w.mkdir(parents=True, exist_ok=True)
+    outs = {k: w / name for k, name in {**CHAIN_FILES, **(files or {})}.items()}
+    if not crops:
+        params = {**params, "faces": {**params["faces"], "crops": {**params["faces"]["crops"], "n_per_video": 0}}}
+    n_hint = probe(video).n_frames if progress else 0
     with tqdm(total=2 * n_hint or None, desc="analyze", unit="frame", disable=not progress, leave=False) as bar:
-        faces_one(video, w / "faces.parquet", w / "crops.npz", params, progress=bar)
-        landmarks_one(video, w / "faces.parquet", w / "landmarks.parquet", params, progress=bar)
-    ear_one(w / "landmarks.parquet", w / "ear.parquet")
-    summary = blinks_one(w / "ear.parquet", w / "blinks.parquet", w / "summary.json", params)
-    events = pd.read_parquet(w / "blinks.parquet")
+        metas = run_steps(video, outs, params, progress=bar if progress else None)
+    if steps_meta:
+        return {**metas, "paths": outs}
+    events = pd.read_parquet(outs["blinks"])
     ev = lambda kind: [  # noqa: E731
         {"start_frame": int(r.start_frame), "end_frame": int(r.end_frame), "start_s": round(float(r.start_s), 4),
          "end_s": round(float(r.end_s), 4), "duration_ms": round(float(r.duration_ms), 1), "min_ear": round(float(r.min_ear), 4)}
         for r in events[events["kind"] == kind].itertuples()
     ]
-    out = {"video": str(video), **summary, "blinks": ev("blink"), "closures": ev("closure")}
+    out = {"video": str(video), **metas["blinks"], "blinks": ev("blink"), "closures": ev("closure")}
     out.pop("stamp", None)
     return out
 
@@ -366,32 +426,16 @@ def run_batch(step: str, dataset: str, params: dict, progress: bool = False) -> 
     return counts
 
 
-_KINDS = {"faces": ("faces", "crops"), "landmarks": ("landmarks",), "ear": ("ear",), "blinks": ("blinks", "blink_summary")}
-
-
 def _folder(kind: str, step: str, dataset: str) -> Path:
     return Path(paths.STEP_DIRS["crops" if kind == "crops" else step].format(dataset=dataset))
 
 
 def _batch_one(step: str, dataset: str, row, params: dict) -> dict | None:
     """One video of :func:`run_batch`: its outputs' metadata, or None when up to date."""
-    outs = video_outputs(dataset, row.video_id)
-    if step == "faces":
-        if io.is_current(outs["faces"], faces_stamp(row.sha256, params)) and outs["crops"].exists():
-            return None
-        return faces_one(row.path, outs["faces"], outs["crops"], params, video_sha=row.sha256)
-    if step == "landmarks":
-        if io.is_current(outs["landmarks"], landmarks_stamp(io.read_meta(outs["faces"]).get("stamp"), params)):
-            return None
-        return landmarks_one(row.path, outs["faces"], outs["landmarks"], params)
-    if step == "ear":
-        if io.is_current(outs["ear"], ear_stamp(io.read_meta(outs["landmarks"]).get("stamp"))):
-            return None
-        return ear_one(outs["landmarks"], outs["ear"])
-    st = blinks_stamp(io.read_meta(outs["ear"]).get("stamp"), params)
-    if io.is_current(outs["blinks"], st) and _summary_stamp(outs["blink_summary"]) == st:
+    runner, outs = RUNNERS[step], video_outputs(dataset, row.video_id)
+    if _up_to_date(step, outs, runner.stamp(outs, params, row.sha256)):
         return None
-    return blinks_one(outs["ear"], outs["blinks"], outs["blink_summary"], params)
+    return runner.run(row.path, outs, params, row.sha256, None)
 
 
 def _parked(folder: Path) -> Path:
@@ -433,5 +477,3 @@ def _unpark(step: str, dataset: str, video_ids: set[str]) -> None:
                     folder.mkdir(parents=True, exist_ok=True)
                     os.replace(f, folder / f.name)
 
-
-RUNNERS: dict[str, Callable] = {"faces": faces_one, "landmarks": landmarks_one, "ear": ear_one, "blinks": blinks_one}

@@ -85,6 +85,8 @@ import dataclasses
 import json
 import logging
 import math
+import os
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -285,6 +287,72 @@ def jitter_affines(n: int, rng: np.random.Generator, shift: float, scale: float,
     return np.concatenate([a, t[..., None]], -1)
 
 
+class ContextStore:
+    """The clean context crops of a whole video, ``(T, 3, S, S)`` float16, indexed like that
+    tensor (``store[idx]`` -> float16 tensor, ``store[i] = crop``).
+
+    ``where="file"`` (the default) keeps them in an unnamed temporary file (deleted when
+    closed or collected) written and read with ``pwrite`` / ``pread``: each optimisation step
+    gathers only its sampled frames, so resident memory stays flat in the video's length
+    (~260 KB per frame otherwise: 1 GB for a 2-minute 30 fps clip). Not a memory map on
+    purpose: mapped pages, once touched, stay in the process's resident set until unmapped.
+    The bytes are the tensor's own, so every gather is bit for bit what the in-memory tensor
+    (``where="memory"``, the former behaviour, kept for comparison) gives. Rows never written
+    read as zeros (the file is sparse), as the zero-initialised tensor did."""
+
+    def __init__(self, n: int, size: int, where: str = "file"):
+        if where not in ("file", "memory"):
+            raise ValueError(f"where must be 'file' or 'memory', not {where!r}")
+        self.shape = (int(n), 3, int(size), int(size))
+        self._row = 3 * int(size) * int(size) * 2            # bytes of one float16 frame
+        self._mem: torch.Tensor | None = None
+        self._file = None
+        if where == "memory":
+            self._mem = torch.zeros(self.shape, dtype=torch.float16)
+        else:
+            self._file = tempfile.TemporaryFile(prefix="blinkbench-ear-context-")
+            os.ftruncate(self._file.fileno(), self.shape[0] * self._row)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _check(self, i: int) -> int:
+        i = int(i)
+        if not 0 <= i < self.shape[0]:
+            raise IndexError(f"frame {i} outside 0..{self.shape[0] - 1}")
+        return i
+
+    def __setitem__(self, i: int, value: torch.Tensor) -> None:
+        i = self._check(i)
+        v = value.detach().to(torch.float16).reshape(self.shape[1:])
+        if self._mem is not None:
+            self._mem[i] = v
+            return
+        buf = v.contiguous().numpy().tobytes()
+        if os.pwrite(self._file.fileno(), buf, i * self._row) != self._row:
+            raise OSError(f"short write of context frame {i}")
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        scalar = np.ndim(idx) == 0
+        rows = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+        if self._mem is not None:
+            got = self._mem[torch.as_tensor(rows)]
+            return got[0] if scalar else got
+        out = np.empty((len(rows),) + self.shape[1:], np.float16)
+        fd = self._file.fileno()
+        for k, i in enumerate(rows):
+            i = self._check(i)
+            if os.preadv(fd, [memoryview(out[k]).cast("B")], i * self._row) != self._row:
+                raise OSError(f"short read of context frame {i}")
+        t = torch.from_numpy(out)
+        return t[0] if scalar else t
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._mem = None
+
+
 @dataclass
 class ClipGeometry:
     """What the optimisation needs from a video, precomputed once: per frame the ROI maps,
@@ -292,7 +360,8 @@ class ClipGeometry:
     clean landmarks.
 
     The clean region is stored as a ``192 + 2 pad`` square crop at the model crop's pixel
-    density (float16), so the unjittered model crop is an exact integer-offset slice of it
+    density (float16; in a :class:`ContextStore`, a temporary file, so memory does not grow
+    with the video's length), so the unjittered model crop is an exact integer-offset slice of it
     and a jittered one (EOT over MediaPipe's own ROI placement, which follows the attacked
     landmarks by a few pixels) is resampled from it. The perturbation's crop is always
     computed exactly from its frame-level definition (:func:`perturbation_crop`)."""
@@ -301,7 +370,7 @@ class ClipGeometry:
     valid: np.ndarray            # (T,) bool
     crop_affine: np.ndarray      # (T, 2, 3) 192-crop -> frame
     delta_affine: np.ndarray     # (T, 2, 3) delta grid -> frame
-    context: torch.Tensor        # (T, 3, 192 + 2 pad, same) float16 clean region (zeros where invalid)
+    context: ContextStore        # (T, 3, 192 + 2 pad, same) float16 clean region (zeros where invalid)
     pad: int
     height: int
     width: int
@@ -310,7 +379,9 @@ class ClipGeometry:
 
     @classmethod
     def build(cls, video: str | Path, landmarks: np.ndarray, t: np.ndarray, present: np.ndarray,
-              roi_scale: float, delta_size: int, pad: int = 8) -> "ClipGeometry":
+              roi_scale: float, delta_size: int, pad: int = 8, context: str = "file") -> "ClipGeometry":
+        """``context``: where the clean regions live (:class:`ContextStore`; ``memory`` only
+        to compare with the former whole-video tensor)."""
         from blinkbench.video.codec import FrameReader
 
         n = len(t)
@@ -321,7 +392,7 @@ class ClipGeometry:
         daff = roi_affine(centre, side, angle, delta_size)
         size = MESH_SIZE + 2 * pad
         ctx_aff = roi_affine(centre, side * size / MESH_SIZE, angle, size)
-        context = torch.zeros(n, 3, size, size, dtype=torch.float16)
+        context = ContextStore(n, size, context)
         reader = FrameReader(str(video))
         h = w = 0
         for fr in reader:
@@ -331,7 +402,7 @@ class ClipGeometry:
             if valid[fr.index]:
                 x = torch.from_numpy(fr.rgb()).permute(2, 0, 1)[None].float() / 255.0
                 a = torch.as_tensor(ctx_aff[fr.index : fr.index + 1], dtype=torch.float32)
-                context[fr.index] = crop_affine(x, a, size)[0].half()
+                context[fr.index] = crop_affine(x, a, size)[0].half()   # one frame in memory at a time
         fps = reader.fps if reader.fps == reader.fps and reader.fps > 0 else 25.0
         return cls(np.asarray(t, np.float64), valid, caff, daff, context, int(pad), h, w, float(fps))
 
@@ -681,14 +752,10 @@ def run_pipeline(video: str | Path, work: Path, params: dict) -> dict:
     (with status) plus the artifacts' paths."""
     from blinkbench.spine import steps
 
-    work.mkdir(parents=True, exist_ok=True)
-    p = {"track": work / "track.parquet", "crops": work / "crops.npz", "landmarks": work / "landmarks.parquet",
-         "ear": work / "ear.parquet", "blinks": work / "blinks.parquet", "summary": work / "blink_summary.json"}
-    steps.faces_one(video, p["track"], p["crops"], params)
-    steps.landmarks_one(video, p["track"], p["landmarks"], params)
-    steps.ear_one(p["landmarks"], p["ear"])
-    summary = steps.blinks_one(p["ear"], p["blinks"], p["summary"], params)
-    return {**summary, "paths": {k: str(v) for k, v in p.items()}}
+    run = steps.run_chain(video, params, work, crops=True, steps_meta=True,
+                          files={"faces": "track.parquet", "blink_summary": "blink_summary.json"})
+    keys = {"faces": "track", "blink_summary": "summary"}   # the names its results have always used
+    return {**run["blinks"], "paths": {keys.get(k, k): str(v) for k, v in run["paths"].items()}}
 
 
 def _ear_table(res: dict) -> pd.DataFrame:
@@ -921,24 +988,3 @@ def _run(video: Path, out: Path, mode: str, p: EarAttackParams, models: dict, pp
 
 def _public(res: dict) -> dict:
     return {k: v for k, v in res.items() if k != "blink_cfg"}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m blinkbench.attacks.blink.ear_attack VIDEO OUT_DIR MODE [--params JSON]``."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description="EAR attack on one video, scored by the real pipeline")
-    ap.add_argument("video")
-    ap.add_argument("out_dir")
-    ap.add_argument("mode", choices=MODES)
-    ap.add_argument("--params", default="{}", help="EarAttackParams fields as JSON")
-    ap.add_argument("--model", action="append", default=[], help="name=path of a fitted blink detector")
-    args = ap.parse_args(argv)
-    models = dict(m.split("=", 1) for m in args.model)
-    res = run_ear_attack(args.video, args.out_dir, args.mode, json.loads(args.params), models)
-    print(json.dumps({k: res.get(k) for k in ("status", "error")}))
-    return 0 if res.get("status") == "ok" else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

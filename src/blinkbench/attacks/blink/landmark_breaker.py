@@ -89,7 +89,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from blinkbench.attacks.linf import sign_step
 from blinkbench.attacks.perceptual import face_box, linf, psnr, ssim_in_box
+from blinkbench.core.registry import Registry
 from blinkbench.mesh_torch import surrogate
 from blinkbench.mesh_torch.facemesh import LEFT_EYE_INDICES, MESH_SIZE, RIGHT_EYE_INDICES
 from blinkbench.spine.ear import EYE_INDICES, OUTER_CORNERS
@@ -266,8 +268,7 @@ class HeatmapAttack:
             self.loss(x, refs, gen).sum().backward()
             direction, g = self.direction(step, x.grad.detach(), g)
             with torch.no_grad():
-                x = x - self.alpha() * direction.sign()
-                x = torch.min(torch.max(x, x0 - eps), x0 + eps).clamp(0, 1)
+                x = sign_step(x, direction, self.alpha(), x0 - eps, x0 + eps).clamp(0, 1)
         return _to_uint8(x.detach())
 
 
@@ -290,6 +291,10 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+ATTACKS: Registry = Registry("landmark attack")   # name -> class; "landmark_breaker" is MI-FGSM
+
+
+@ATTACKS.register("fgsm")
 @dataclass(frozen=True, kw_only=True)
 class FGSM(HeatmapAttack):
     """One step of size epsilon (``step_size`` is ignored)."""
@@ -301,11 +306,13 @@ class FGSM(HeatmapAttack):
         return self.eps / 255.0
 
 
+@ATTACKS.register("ifgsm")
 @dataclass(frozen=True, kw_only=True)
 class IFGSM(HeatmapAttack):
     name: ClassVar[str] = "ifgsm"
 
 
+@ATTACKS.register("mifgsm")
 @dataclass(frozen=True, kw_only=True)
 class MIFGSM(HeatmapAttack):
     """Landmark Breaker as published: momentum decay 0.5."""
@@ -314,12 +321,14 @@ class MIFGSM(HeatmapAttack):
     decay: float = 0.5
 
 
+@ATTACKS.register("difgsm")
 @dataclass(frozen=True, kw_only=True)
 class DIFGSM(HeatmapAttack):
     name: ClassVar[str] = "difgsm"
     diversity_prob: float = 0.5
 
 
+@ATTACKS.register("mdifgsm")
 @dataclass(frozen=True, kw_only=True)
 class MDIFGSM(HeatmapAttack):
     """The mixture: input diversity with momentum."""
@@ -329,6 +338,7 @@ class MDIFGSM(HeatmapAttack):
     diversity_prob: float = 0.5
 
 
+@ATTACKS.register("mdifgsm_ens")
 @dataclass(frozen=True, kw_only=True)
 class MDIFGSMEnsemble(MDIFGSM):
     """The mixture on both Face Mesh models (468-point and attention)."""
@@ -337,6 +347,7 @@ class MDIFGSMEnsemble(MDIFGSM):
     surrogates: tuple[str, ...] = ("attention", "mesh")
 
 
+@ATTACKS.register("lbmix")
 @dataclass(frozen=True, kw_only=True)
 class LBMix(MIFGSM):
     """LBmix: Base2 (I-FGSM) and Landmark Breaker (momentum) steps in turn."""
@@ -345,17 +356,13 @@ class LBMix(MIFGSM):
     alternate: bool = True
 
 
-ATTACKS: dict[str, type[HeatmapAttack]] = {
-    "fgsm": FGSM, "ifgsm": IFGSM, "mifgsm": MIFGSM, "landmark_breaker": MIFGSM,
-    "difgsm": DIFGSM, "mdifgsm": MDIFGSM, "mdifgsm_ens": MDIFGSMEnsemble, "lbmix": LBMix,
-}
+ATTACKS.alias("landmark_breaker", "mifgsm")   # the paper's name for its attack
 
 
 def make_attack(name: str, **params: Any) -> HeatmapAttack:
-    """The registered attack ``name`` with keyword overrides (unknown keys raise TypeError)."""
-    if name not in ATTACKS:
-        raise KeyError(f"unknown landmark attack {name!r}; known: {sorted(ATTACKS)}")
-    return ATTACKS[name](**params)
+    """The registered attack ``name`` with keyword overrides (unknown keys raise TypeError,
+    an unknown name KeyError listing the known ones)."""
+    return ATTACKS.create(name, **params)
 
 
 # ---------------------------------------------------------------------- metrics

@@ -43,8 +43,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from blinkbench.attacks.linf import project  # noqa: F401  (also re-exported: base.project)
 from blinkbench.core import devices
 from blinkbench.core.registry import Registry
+from blinkbench.detectors.frame.nets import TwoClassLogits  # re-exported: the attacks' foolbox view
 
 REGISTRY: Registry = Registry("attack")   # every attack module is imported by the package __init__
 
@@ -65,19 +67,6 @@ def create(name: str, **params: Any) -> "Attack":
 def defaults(name: str) -> dict[str, Any]:
     """Parameter names and default values of an attack (what a params section may set)."""
     return {f.name: f.default for f in dataclasses.fields(get(name))}
-
-
-class TwoClassLogits(nn.Module):
-    """``(B,)`` fake logit ``z`` -> ``(B, 2)`` logits ``[0, z]``: class 1 = fake, the same
-    probabilities under softmax as ``sigmoid(z)``, in the shape foolbox expects."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.net(x).reshape(-1)
-        return torch.stack([torch.zeros_like(z), z], dim=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,11 +161,6 @@ def attack_mode(model: nn.Module):
             t.data = data
         for p in params:
             p.requires_grad_(True)
-
-
-def project(adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Project ``adv`` onto the L-inf ball of radius ``eps`` around ``x``, then clip to [0, 1]."""
-    return torch.clamp(x + torch.clamp(adv - x, -eps, eps), 0.0, 1.0)
 
 
 def _check_type(attack: str, key: str, value: Any, hint: Any) -> Any:

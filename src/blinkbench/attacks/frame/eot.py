@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blinkbench.attacks.linf import sign_step, valid_delta
+
 from .base import Attack, register
 from .fakeretouch import gaussian_blur
 
@@ -230,9 +232,7 @@ class EOTPGD(Attack):
             delta = (torch.rand_like(x) * 2 - 1) * e
         else:
             delta = torch.zeros_like(x)
-        delta = torch.clamp(x + delta, 0.0, 1.0) - x
+        delta = valid_delta(x, delta)
         for _ in range(self.steps):
-            g = self.loss_grad(model, x, delta)
-            delta = torch.clamp(delta - alpha * g.sign(), -e, e)
-            delta = torch.clamp(x + delta, 0.0, 1.0) - x
+            delta = valid_delta(x, sign_step(delta, self.loss_grad(model, x, delta), alpha, -e, e))
         return x + delta

@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blinkbench.attacks.linf import project
+
 from .base import Attack, register
 
 
@@ -118,10 +120,7 @@ class FakeRetouch(Attack):
         """The crops the detector sees: :meth:`retouch`, projected onto the eps-ball (if
         ``project``) and clipped to [0, 1]."""
         xr = self.retouch(x, a, n)
-        if self.project:
-            e = self.eps / 255.0
-            xr = x + torch.clamp(xr - x, -e, e)
-        return torch.clamp(xr, 0.0, 1.0)
+        return project(xr, x, self.eps / 255.0) if self.project else torch.clamp(xr, 0.0, 1.0)
 
     def objective(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Hinge on the fake logits ``z`` (B,) plus ``lam`` x the per-crop mean ``|A|``."""

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blinkbench.attacks.linf import project, sign_step
+
 from .base import Attack, register
 
 
@@ -117,8 +119,7 @@ class NES(Attack):
                 break
             idx = torch.tensor(active)
             g = torch.stack([self._estimate(model, adv[k], sigma) for k in active])    # one crop at a time: memory
-            step = torch.clamp(adv[idx] - alpha * g.sign(), 0.0, 1.0)
-            step = torch.clamp(x[idx] + torch.clamp(step - x[idx], -e, e), 0.0, 1.0)
+            step = project(sign_step(adv[idx], g, alpha), x[idx], e)
             p = self._query(model, step)
             adv[idx] = step
             for j, k in enumerate(active):

@@ -23,8 +23,10 @@ one, so the attacks can back-propagate to the EAR series and export can trace th
   reads ``L`` steps of ``C`` features (any length).
 - :class:`BiLSTM` - a bidirectional LSTM whose head sees the time-averaged outputs and the
   final hidden states of both directions.
-- :class:`MLP` and :class:`TimeCNN` - the reference study's multilayer perceptron (per time
-  step, averaged) and 1-D CNN (Zhao et al. 2017; built for one window length).
+- :class:`MLP` and :class:`TimeCNN` - the reference study's multilayer perceptron (Wang et
+  al.'s, over the flattened window; or per time step and averaged, as the reference's code
+  runs it) and 1-D CNN (Zhao et al. 2017); both batch-normalise their input and are built
+  for one window length.
 
 :func:`build` makes any of them by name (``NETS``), passing ``length`` to the ones that use it.
 """
@@ -204,6 +206,67 @@ class BiLSTM(nn.Module):
 
 
 class MLP(nn.Module):
+    """The multilayer perceptron of the blink-resiliency reference study (Wang, Yan & Oates
+    2017, via Fawaz et al.'s dl-4-tsc, which the reference cites): per hidden layer
+    ``dropout[i]`` -> linear ``hidden[i]`` -> ReLU, a last ``dropout[-1]``, a linear head.
+
+    - ``flatten=True`` (the registered ``mlp``): the layers see the whole window flattened,
+      as in Wang et al. and dl-4-tsc; built for one window length.
+    - ``flatten=False``: the form the reference's Keras code actually runs (its ``Flatten``
+      is missing, so ``Dense`` acts on each time step's channels) - outputs averaged over
+      time, then the head. That is a linear function of the window's *distribution* of EAR
+      values, blind to their order: it cannot rank "many short blinks" (real) above both
+      "no blinks" and "few long closures" (fake) on the unit tests' synthetic task (test
+      AUC about 0.78 after 30 epochs). Takes any window length.
+
+    ``input_norm`` (default) batch-normalises each input channel first, as :class:`BiLSTM`
+    does: a median-normalised EAR window sits near 1 with dips of a few samples, and fed
+    un-centred the flat MLP never left the loss of a constant guess (BCE 0.693) under Adam,
+    with or without input dropout; Wang et al. z-normalise every series for the same reason."""
+
+    def __init__(self, in_channels: int = 1, hidden: int = 8, dropout: float = 0.8, shuffle: bool = True,
+                 filters: Sequence[int] = (128, 256, 128), kernels: Sequence[int] = (8, 5, 3),
+                 length: int | None = None):
+        super().__init__()
+        if shuffle and not length:
+            raise ValueError("LSTMFCN: the dimension shuffle needs the window length")
+        self.shuffle = shuffle
+        self.length = length
+        self.lstm = nn.LSTM(length if shuffle else in_channels, hidden, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.fcn = FCN(in_channels, filters, kernels)
+        self.head = nn.Linear(hidden + self.fcn.out_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shuffle and x.shape[-1] != self.length:
+            raise ValueError(f"LSTMFCN built for windows of {self.length} samples, got {x.shape[-1]}")
+        # shuffle: C steps of L features; plain: L steps of C features.
+        _, (h, _) = self.lstm(x if self.shuffle else x.transpose(1, 2))
+        z = torch.cat([self.dropout(h[-1]), self.fcn.features(x)], dim=1)
+        return self.head(z).squeeze(-1)
+
+
+class BiLSTM(nn.Module):
+    """Bidirectional LSTM over the window's time steps. The input is first batch-normalised
+    per channel (an EAR dip of a few samples is then a large deviation rather than a few
+    hundredths around the open-eye level); the head sees the mean- and max-pooled outputs
+    (max pooling catches a short blink anywhere in the window) and the final hidden states
+    of both directions."""
+
+    def __init__(self, in_channels: int = 1, hidden: int = 64, layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(in_channels)
+        self.lstm = nn.LSTM(in_channels, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.head = nn.Linear(6 * hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, (h, _) = self.lstm(self.norm(x).transpose(1, 2))   # out (B, L, 2H); h (2*layers, B, H)
+        z = torch.cat([out.mean(dim=1), out.amax(dim=1), h[-2], h[-1]], dim=1)
+        return self.head(z).squeeze(-1)
+
+
+class MLP(nn.Module):
     """The multilayer perceptron of the blink-resiliency reference study (after Wang, Yan &
     Oates 2017), as its Keras code applies it: the dense layers act on each time step's
     channels (``dropout[i]`` -> linear ``hidden[i]`` -> ReLU per hidden layer, a last
@@ -213,12 +276,18 @@ class MLP(nn.Module):
     on the unit tests' synthetic task that variant did not learn: AUC 0.38.)"""
 
     def __init__(self, in_channels: int = 1, hidden: Sequence[int] = (500, 500),
-                 dropout: Sequence[float] = (0.1, 0.2, 0.3)):
+                 dropout: Sequence[float] = (0.1, 0.2, 0.3), flatten: bool = True, input_norm: bool = True,
+                 length: int | None = None):
         super().__init__()
         if len(dropout) != len(hidden) + 1:
             raise ValueError("MLP: one dropout rate per hidden layer plus one before the output")
+        if flatten and not length:
+            raise ValueError("MLP: flatten needs the window length")
+        self.flatten = flatten
+        self.length = length
+        self.norm = nn.BatchNorm1d(in_channels) if input_norm else nn.Identity()
         layers: list[nn.Module] = []
-        width = in_channels
+        width = in_channels * length if flatten else in_channels
         for h, p in zip(hidden, dropout):
             layers += [nn.Dropout(p), nn.Linear(width, h), nn.ReLU()]
             width = h
@@ -227,21 +296,33 @@ class MLP(nn.Module):
         self.head = nn.Linear(width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        if self.flatten:
+            if x.shape[-1] != self.length:
+                raise ValueError(f"MLP built for windows of {self.length} samples, got {x.shape[-1]}")
+            return self.head(self.body(x.flatten(1))).squeeze(-1)
         return self.head(self.body(x.transpose(1, 2)).mean(dim=1)).squeeze(-1)
 
 
 class TimeCNN(nn.Module):
     """The 1-D CNN of the reference study (Time-CNN, Zhao et al. 2017, as in Fawaz et al.'s
     benchmark): per stage a convolution of ``kernel`` keeping the length and a sigmoid, then
-    average pooling by ``pool`` (a short last block averaged over what it has, as Keras'
-    ``padding='same'``); the stages' output flattened into a linear layer. Built for one
-    window length."""
+    average pooling by ``pool`` (a short last block is averaged over what it has; the
+    reference's Keras default, ``padding='valid'``, would drop it); the stages' output
+    flattened into a linear layer. Built for one window length.
+
+    ``keras_init`` (default) initialises as the reference's Keras layers do (Glorot-uniform
+    weights, zero biases); ``input_norm`` (default) batch-normalises each input channel
+    first (see :class:`MLP`). Even so the two sigmoid stages sit on a plateau (loss of a
+    constant guess) for the first ~15-20 epochs on the synthetic task before they learn;
+    its detector (``cnn1d``) trains a fixed number of epochs, as the reference does."""
 
     def __init__(self, in_channels: int = 1, filters: Sequence[int] = (6, 12), kernel: int = 7, pool: int = 3,
-                 length: int | None = None):
+                 input_norm: bool = True, keras_init: bool = True, length: int | None = None):
         super().__init__()
         if not length:
             raise ValueError("TimeCNN: needs the window length")
+        self.norm = nn.BatchNorm1d(in_channels) if input_norm else nn.Identity()
         self.length = length
         self.pad = ((kernel - 1) // 2, kernel // 2)
         chans = [in_channels, *filters]
@@ -251,10 +332,15 @@ class TimeCNN(nn.Module):
         for _ in filters:
             n = -(-n // pool)
         self.head = nn.Linear(chans[-1] * n, 1)
+        if keras_init:
+            for m in [*self.convs, self.head]:
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.length:
             raise ValueError(f"TimeCNN built for windows of {self.length} samples, got {x.shape[-1]}")
+        x = self.norm(x)
         for conv in self.convs:
             x = self.pool(torch.sigmoid(conv(F.pad(x, self.pad))))
         return self.head(x.flatten(1)).squeeze(-1)

@@ -30,6 +30,7 @@ from blinkbench.core import paths
 from blinkbench.core.labels import LABELS
 from blinkbench.core.registry import HyperParams, Registry
 from blinkbench.detectors import modelfile
+from .cropstore import CropStore, cached_crops
 
 REGISTRY: Registry = Registry("frame detector")   # modules: set by the package __init__
 modelfile.REGISTRIES["frame"] = REGISTRY            # where a frame model file's class comes from
@@ -37,7 +38,11 @@ modelfile.REGISTRIES["frame"] = REGISTRY            # where a frame model file's
 
 @dataclass
 class CropSet:
-    crops: np.ndarray        # (n, H, W, 3) uint8 RGB
+    """Crops with their video, label and frame per row. ``crops`` is an array, or a
+    :class:`~.cropstore.CropStore` reading them from disk on demand (what
+    :meth:`from_manifest` gives: a dataset's crops are never all in memory)."""
+
+    crops: np.ndarray | CropStore   # (n, H, W, 3) uint8 RGB
     video_id: np.ndarray     # (n,) str
     label: np.ndarray        # (n,) int: 1 fake, 0 real, -1 unknown
     frame: np.ndarray        # (n,) int frame index in its video
@@ -65,7 +70,11 @@ class CropSet:
         sets = [s for s in sets if len(s)]
         if not sets:
             return cls.empty()
-        return cls(np.concatenate([s.crops for s in sets]), np.concatenate([s.video_id for s in sets]),
+        if all(isinstance(s.crops, CropStore) for s in sets):
+            crops = CropStore.concat([s.crops for s in sets])
+        else:
+            crops = np.concatenate([np.asarray(s.crops) for s in sets])
+        return cls(crops, np.concatenate([s.video_id for s in sets]),
                    np.concatenate([s.label for s in sets]), np.concatenate([s.frame for s in sets]))
 
     @classmethod
@@ -73,17 +82,25 @@ class CropSet:
         return cls(np.zeros((0, size, size, 3), np.uint8), np.zeros(0, object), np.zeros(0, int), np.zeros(0, int))
 
     @classmethod
-    def from_manifest(cls, dataset: str, manifest: pd.DataFrame, split: str | None = None) -> "CropSet":
-        """Crops of a dataset's manifest rows (optionally one split); videos whose crop file
-        is missing or empty are skipped (their status is in the faces artifacts)."""
+    def from_manifest(cls, dataset: str, manifest: pd.DataFrame, split: str | None = None,
+                      lazy: bool = True) -> "CropSet":
+        """Crops of a dataset's manifest rows (optionally one split), in the manifest's order;
+        videos whose crop file is missing or empty are skipped (their status is in the faces
+        artifacts). ``lazy`` (default): the crops stay on disk (:mod:`.cropstore`; one video's
+        crops in memory at a time, while its cache is written); ``lazy=False`` loads them all
+        into one array (the former behaviour: same rows, same bytes)."""
         rows = manifest if split is None else manifest[manifest["split"] == split]
         parts = []
         for r in rows.itertuples(index=False):
             p = paths.path("crops", dataset=dataset, video=r.video_id)
             if not p.exists():
                 continue
-            with np.load(p) as z:
-                crops, frames = z["crops"], z["frames"]
+            if lazy:
+                cache, frames = cached_crops(p, dataset, r.video_id)
+                crops = CropStore.from_npy([cache])
+            else:
+                with np.load(p) as z:
+                    crops, frames = z["crops"], z["frames"]
             if len(crops):
                 lab = LABELS.get(r.label, -1)
                 parts.append(cls(crops, np.full(len(crops), r.video_id, object), np.full(len(crops), lab),

@@ -39,6 +39,7 @@ import numpy as np
 
 from blinkbench.detectors.weights import PicklesNetAsWeights
 from .base import CropSet, FrameDetector, register
+from .cropstore import as_crops
 
 # torch, Lightning and the networks are imported where they are used (fit, predict), so that
 # importing this module (registry, parse-time checks) stays light; the torch pieces are in
@@ -187,7 +188,7 @@ class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
 
         net = self.network()
         dev = devices.of(net)
-        crops = np.asarray(crops)
+        crops = as_crops(crops)          # a CropStore stays on disk: read batch by batch below
         if crops.ndim != 4 or crops.shape[-1] != 3:
             raise ValueError(f"expected crops (n, H, W, 3), got shape {crops.shape}")
         out = [np.zeros(0)]
@@ -207,7 +208,7 @@ class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
 
         net = self.network()
         dev = devices.of(net)
-        crops = np.asarray(crops)
+        crops = as_crops(crops)          # a CropStore stays on disk: read batch by batch below
         if crops.ndim != 4 or crops.shape[-1] != 3:
             raise ValueError(f"expected crops (n, H, W, 3), got shape {crops.shape}")
         out = []

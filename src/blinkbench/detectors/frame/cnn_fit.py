@@ -77,8 +77,9 @@ def to_tensor(crops: np.ndarray) -> torch.Tensor:
 
 
 class CropDataset(Dataset):
-    """Labelled crops; with ``augment`` each access draws its augmentation from one seeded
-    generator, so a run (single-process loading, seeded shuffling) is reproducible."""
+    """Labelled crops (an array, or a :class:`~.cropstore.CropStore`: one crop is read per
+    access); with ``augment`` each access draws its augmentation from one seeded generator,
+    so a run (single-process loading, seeded shuffling) is reproducible."""
 
     def __init__(self, crops: np.ndarray, labels: np.ndarray, augment: bool = False, seed: int = 0):
         self.crops, self.labels = crops, np.asarray(labels, dtype=np.float32)

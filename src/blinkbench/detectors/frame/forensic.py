@@ -53,6 +53,7 @@ import cv2
 import numpy as np
 
 from .base import CropSet, FrameDetector, register
+from .cropstore import CropStore
 
 # YCrCb skin range (Chai & Ngan 1999), on OpenCV's 8-bit YCrCb (channel order Y, Cr, Cb).
 SKIN_CR = (133, 173)
@@ -68,6 +69,8 @@ def as_uint8_rgb(crops: np.ndarray) -> np.ndarray:
     repeated over three channels, a fourth (alpha) channel is dropped, NaN becomes 0.
     Refused: a single (H, W, 3) crop (pass ``crop[None]``) and floats beyond [0, 1] (likely
     0-255 values in a float array, which would otherwise turn white)."""
+    if isinstance(crops, CropStore) and crops.crop_shape[-1] == 3:
+        return crops            # uint8 RGB (n, H, W, 3) on disk; callers read it _CHUNK crops at a time
     a = np.asarray(crops)
     if a.ndim == 3:
         if a.shape[-1] in (3, 4):

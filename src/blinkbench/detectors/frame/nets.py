@@ -212,14 +212,16 @@ class MesoInception4(FrameNet):
 
 
 class TwoClassLogits(nn.Module):
-    """``(B,)`` fake logit -> ``(B, 2)`` logits ``[0, z]`` (class 1 = fake): the same
-    probabilities under softmax, in the shape foolbox's classification attacks expect."""
+    """``(B,)`` fake logit ``z`` -> ``(B, 2)`` logits ``[0, z]`` (class 1 = fake): the same
+    probabilities under softmax as ``sigmoid(z)``, in the shape foolbox's classification
+    attacks expect. A ``(B, 1)`` output is flattened first. The one definition: the frame
+    attacks (:mod:`blinkbench.attacks.frame.base`) import it from here."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.net(x)
+        z = self.net(x).reshape(-1)
         return torch.stack([torch.zeros_like(z), z], dim=1)
 

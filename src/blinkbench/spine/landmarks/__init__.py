@@ -24,12 +24,17 @@ from .extract import LANDMARK_COLUMNS, extract, read_landmarks
 REGISTRY.modules = ("blinkbench.spine.landmarks.mediapipe_mesh", "blinkbench.spine.landmarks.pfld",
                     "blinkbench.spine.landmarks.tflite_mesh")
 
-__all__ = ["REGISTRY", "LandmarkBackend", "make_backend", "extract", "read_landmarks", "LANDMARK_COLUMNS"]
+__all__ = ["REGISTRY", "LandmarkBackend", "backend_class", "make_backend", "extract", "read_landmarks", "LANDMARK_COLUMNS"]
+
+
+def backend_class(name: str) -> type[LandmarkBackend]:
+    """The backend class registered as ``name``, not built: its ``n_points``, ``scheme``...
+    (ValueError naming the known backends for an unknown name)."""
+    if name not in REGISTRY.available():
+        raise ValueError(f"unknown landmark backend {name!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY.get(name)
 
 
 def make_backend(cfg: dict) -> LandmarkBackend:
     """Build the backend named by ``cfg['backend']`` (the ``landmarks`` params section)."""
-    name = cfg["backend"]
-    if name not in REGISTRY.available():
-        raise ValueError(f"unknown landmark backend {name!r}; known: {sorted(REGISTRY)}")
-    return REGISTRY.create(name, cfg)
+    return backend_class(cfg["backend"]).from_params(cfg)

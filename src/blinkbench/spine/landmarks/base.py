@@ -13,7 +13,9 @@ class LandmarkBackend(ABC):
 
     Subclasses declare ``name``, ``scheme`` (the EAR index scheme in :mod:`blinkbench.spine.ear`),
     ``n_points`` and ``crop_scale_hint`` (the crop side, as a multiple of the face box side,
-    the model was trained on; ``None`` to use the params value).
+    the model was trained on; ``None`` to use the params value), build themselves from the
+    ``landmarks`` params section in :meth:`from_params`, and are registered as classes
+    (``@register("name")``), so what a backend declares is known without building it.
     """
 
     name: str
@@ -24,6 +26,11 @@ class LandmarkBackend(ABC):
     # :meth:`process` is called), and the square input side they want crops resized to.
     batch_size: int = 1
     input_size: int | None = None
+
+    @classmethod
+    @abstractmethod
+    def from_params(cls, cfg: dict) -> "LandmarkBackend":
+        """The backend built from the ``landmarks`` params section ``cfg``."""
 
     @abstractmethod
     def process(self, rgb: np.ndarray) -> np.ndarray | None:

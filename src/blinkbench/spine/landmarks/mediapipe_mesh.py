@@ -30,10 +30,15 @@ def landmarks_xyz(landmark_list) -> np.ndarray:
     return np.array([(p.x, p.y, p.z) for p in lm], dtype=np.float32)
 
 
+@register("mediapipe")
 class MediaPipeMesh(LandmarkBackend):
     name = "mediapipe"
     scheme = "mediapipe"
     n_points = 478
+
+    @classmethod
+    def from_params(cls, cfg: dict) -> "MediaPipeMesh":
+        return cls(cfg["min_detection_confidence"], cfg["min_tracking_confidence"])
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5, static: bool = False):
         self._args = dict(
@@ -67,8 +72,3 @@ class MediaPipeMesh(LandmarkBackend):
         if self._mesh is not None:
             self._mesh.close()
             self._mesh = None
-
-
-@register("mediapipe")
-def _factory(cfg: dict) -> MediaPipeMesh:
-    return MediaPipeMesh(cfg["min_detection_confidence"], cfg["min_tracking_confidence"])

@@ -17,12 +17,19 @@ from .base import LandmarkBackend, register
 INPUT_SIZE = 112
 
 
+@register("pfld")
 class PFLD(LandmarkBackend):
     name = "pfld"
     scheme = "ibug68"
     n_points = 68
     # PFLD is trained on tight face boxes enlarged ~1.2x; BlazeFace boxes are tight too.
     crop_scale_hint = 1.25
+
+    @classmethod
+    def from_params(cls, cfg: dict) -> "PFLD":
+        if not cfg.get("pfld_model"):
+            raise ValueError("landmarks.backend is 'pfld' but landmarks.pfld_model (path to the ONNX file) is not set")
+        return cls(cfg["pfld_model"])
 
     def __init__(self, model_path: str | Path, threads: int = 1):
         import onnxruntime as ort
@@ -50,10 +57,3 @@ class PFLD(LandmarkBackend):
         pts[:, 0] = out[:, 0] * w
         pts[:, 1] = out[:, 1] * h
         return pts
-
-
-@register("pfld")
-def _factory(cfg: dict) -> PFLD:
-    if not cfg.get("pfld_model"):
-        raise ValueError("landmarks.backend is 'pfld' but landmarks.pfld_model (path to the ONNX file) is not set")
-    return PFLD(cfg["pfld_model"])

@@ -454,6 +454,7 @@ def from_roi(p: np.ndarray, roi) -> np.ndarray:
     return out
 
 
+@register("mediapipe_tflite")
 class TFLiteMesh(LandmarkBackend):
     """The refined Face Mesh model by the TFLite runtime.
 
@@ -471,6 +472,12 @@ class TFLiteMesh(LandmarkBackend):
     name = "mediapipe_tflite"
     scheme = "mediapipe"
     n_points = 478
+
+    @classmethod
+    def from_params(cls, cfg: dict) -> "TFLiteMesh":
+        t = cfg.get("tflite") or {}
+        return cls(t.get("batch_size", 16), t.get("num_threads", 1), cfg.get("min_tracking_confidence", 0.5),
+                   t.get("roi", "track"))
 
     def __init__(self, batch_size: int = 16, num_threads: int = 1, min_presence: float = 0.5,
                  roi: str = "track", path: str | Path | None = None):
@@ -558,10 +565,3 @@ class TFLiteMesh(LandmarkBackend):
         if rgb is None or rgb.size == 0:
             return None
         return self.process_batch([(rgb, rgb.shape[1], rgb.shape[0])])[0]
-
-
-@register("mediapipe_tflite")
-def _factory(cfg: dict) -> TFLiteMesh:
-    t = cfg.get("tflite") or {}
-    return TFLiteMesh(t.get("batch_size", 16), t.get("num_threads", 1), cfg.get("min_tracking_confidence", 0.5),
-                      t.get("roi", "track"))
