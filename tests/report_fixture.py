@@ -25,7 +25,7 @@ SECTION_HEADINGS = [
     "blinkbench report", DATASET, "Status", "Blinks by label", "Ground-truth blinks recovered", "Videos",
     "Blink-based detectors (EAR series)", "Metrics", "Cross-dataset matrix (AUC; rows: trained on, columns: tested on)",
     "Best-of selection (validation data only)", "Frame-level detectors (face crops)", "Resiliency study",
-    "Detection rate of fake videos", "Perceptual cost and blink-path change", "The reference study's attack table",
+    "Detection rate of fake videos", "Coverage of the blink detectors", "Perceptual cost and blink-path change", "The reference study's attack table",
     "Landmark backends compared", "What per-frame noise does to the blink path", "Finding",
     "Attacks on the blink path", "Landmark Breaker (NME by the outer eye corners; SSIM in the face box)",
     "white box", "transfer", "Adaptive post-training defence",
@@ -38,7 +38,7 @@ def _stub_png(out_png) -> None:
     out.write_bytes(b"\x89PNG stub")
 
 
-def _plot_two(curves_or_df, out_png, title=""):
+def _plot_two(curves_or_df, out_png, title="", **kw):
     _stub_png(out_png)
 
 
@@ -128,7 +128,9 @@ def make(work: Path, mp, params: dict) -> dict:
             srows.append({"target": t, "method": m, "eps": eps, "variant": v, "psnr_mean": 41.2 - eps / 10,
                           "ssim_mean": 0.98, "linf_max": eps, "l2_mean": eps * 3, "success_rate": 0.5 if eps else None,
                           "blink_change": 0.5, "ear_median_change": 0.01, "queries_per_frame": q, "detector": det,
-                          "n": 2, "detection_rate": rate, "mean_score": 0.6, "video_fooled_rate": 0.5 if eps else 0.0})
+                          "n": 2, "detection_rate": rate, "mean_score": 0.6, "video_fooled_rate": 0.5 if eps else 0.0,
+                          "coverage": 1.0 if det.startswith("frame/") else 0.5,
+                          "n_insufficient": None if det.startswith("frame/") else 2})
     mp.setattr(build, "study_results", lambda params: pd.DataFrame(srows))
 
     # --- the reference study's table and the landmark comparison
@@ -157,8 +159,10 @@ def make(work: Path, mp, params: dict) -> dict:
     mp.setattr(noise_effect, "compute", lambda params, models=None: {"summary": ne, "reference": ne_ref})
     mp.setattr(noise_effect, "write", lambda tables, out_dir: {
         "summary": Path(out_dir) / "noise_effect.csv", "reference": Path(out_dir) / "noise_effect_reference.csv"})
-    mp.setattr(noise_effect, "finding", lambda summary, ref=None: [
-        "score rises by 0.3 under noise < the clean jitter & more", "the control moves it as much"])
+    mp.setattr(noise_effect, "finding", lambda summary, ref=None: {
+        "table": pd.DataFrame([{"set": "fgsm eps 12.75 on meso4", "compression": "none <lossless>",
+                                "detector": "blink_rate_rule", "score change": 0.3, "EAR RMS diff": 0.02}]),
+        "conclusion": ["score rises by 0.3 under noise < the clean jitter & more", "the control moves it as much"]})
 
     # --- blink-path attacks (real files)
     bdir = Path(paths.PATTERNS["landmark_breaker"].format(dataset=DATASET)).parent

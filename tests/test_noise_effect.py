@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -202,13 +203,18 @@ def test_study_layout_end_to_end(tmp_path, monkeypatch, params):
     assert a["score_clean"] == pytest.approx(src_score)
     ref = tables["reference"].set_index("label")
     assert set(ref.index) == {"real", "fake"} and (ref["count"] == 1).all()
-    assert ref.loc["real", "noise_median"] >= 0 and "noise floor" in ne.finding(tables["summary"], tables["reference"])[0]
+    assert ref.loc["real", "noise_median"] >= 0
     out = ne.write(tables, tmp_path / "out")
     back = pd.read_csv(out["summary"])
     assert len(back) == 2 and back["ear_rms"].notna().all()
     assert io.read_json(out["json"])["summary"][1]["target"] == "meso4"
-    lines = ne.finding(tables["summary"], tables["reference"])
-    assert len(lines) == 1 and "fgsm eps 8 on meso4" in lines[0]
+    found = ne.finding(tables["summary"], tables["reference"])
+    row = found["table"].iloc[0]
+    assert len(found["table"]) == 1 and row["set"] == "fgsm eps 8 on meso4" and row["detector"] == "tsf"
+    assert row["EAR RMS diff"] == pytest.approx(d / EYE_W, rel=1e-3)
+    assert row["EAR RMS diff, compression alone"] == pytest.approx(0, abs=1e-7)
+    assert "compression alone leaves it unchanged" in found["conclusion"][0]
+    assert any("noise floor" in line for line in found["conclusion"]) == (found["table"]["score change"].abs() > 0).all()
     from blinkbench.report import build as report
 
     (tmp_path / "rep").mkdir()
@@ -235,3 +241,69 @@ def test_noise_control_adds_the_attacks_own_residual_in_random_order():
     again = ne.noise_control(VideoSeries("v", t, clean, {}, 1), VideoSeries("v", t, attacked), seed=3)
     assert np.array_equal(again.ear, c.ear, equal_nan=True) and c.label == 1 and c.summary == {"n_blinks": 1}
     assert ne.noise_control(VideoSeries("v", t, clean), VideoSeries("v", t, np.full(100, np.nan))) is None
+
+
+def _ne_summary(changes, controls, ear_rms=0.02, clean_rms=0.005):
+    """A noise-effect summary: the clean set and one attacked row per (detector, change, control)."""
+    rows = []
+    for i, (ch, ctl) in enumerate(zip(changes, controls)):
+        det = f"d{i}"
+        common = {"method": "pgd", "variant": "h264_crf23", "detector": det, "n": 3, "score_clean": 0.4}
+        rows.append({**common, "target": "clean", "eps": 0.0, "score_attacked": 0.4, "score_change": 0.0,
+                     "score_control": 0.4, "ear_rms": clean_rms, "noise_attacked": 0.01})
+        rows.append({**common, "target": "meso4", "eps": 4.0, "score_attacked": 0.4 + ch, "score_change": ch,
+                     "score_control": 0.4 + ctl, "ear_rms": ear_rms, "ear_max": 0.1, "eye_disp_median_px": 0.3,
+                     "eye_shape_median_px": 0.1, "noise_attacked": 0.03})
+    return pd.DataFrame(rows)
+
+
+def test_finding_is_a_table_with_a_conclusion_computed_from_it():
+    ref = pd.DataFrame([{"detector": "d0", "label": "real", "noise_median": 0.011, "jitter_median": 0.02},
+                        {"detector": "d0", "label": "fake", "noise_median": 0.013, "jitter_median": 0.02}])
+    found = ne.finding(_ne_summary([0.3, -0.1], [0.25, 0.0]), ref)
+    t = found["table"].set_index("detector")
+    assert list(t.index) == ["d0", "d1"] and set(t["set"]) == {"pgd eps 4 on meso4"}
+    assert t.loc["d0", "score change"] == pytest.approx(0.3) and t.loc["d0", "control change"] == pytest.approx(0.25)
+    assert t.loc["d1", "EAR RMS diff, compression alone"] == pytest.approx(0.005)
+    first, second = found["conclusion"]
+    assert "moved by 0.200 (median absolute change), most for d0 under pgd eps 4 on meso4, h264_crf23 (+0.300)" in first
+    assert "4.0 times what compression alone does (median over 2 rows" in first
+    assert "in 1 of 2 rows: per-frame noise of that size alone explains part of it" in second
+    assert "noise floor (median 0.0300) against the clean train videos' (real 0.0110, fake 0.0130)" in second
+    # the verdict follows the data, not a fixed claim
+    assert "moves the detectors as much" in ne.finding(_ne_summary([0.3, -0.2], [0.3, -0.15]))["conclusion"][1]
+    assert "does not explain" in ne.finding(_ne_summary([0.3, -0.2], [0.0, 0.05]))["conclusion"][1]
+
+
+def test_finding_is_empty_without_attacked_sets():
+    s = _ne_summary([0.3], [0.3])
+    assert ne.finding(s[s["target"] == "clean"]) == {} and ne.finding(pd.DataFrame()) == {}
+
+
+def test_finding_compares_the_ear_change_with_compression_alone_row_by_row():
+    """Lossless rows (compression alone changes nothing: EAR RMS 0) do not enter the ratio;
+    the table is ordered detector x compression with eps rising."""
+    lossy = _ne_summary([0.3], [0.3], ear_rms=0.02, clean_rms=0.005)
+    lossless = _ne_summary([0.3], [0.3], ear_rms=0.01, clean_rms=0.0).assign(variant="none")
+    eps16 = lossy[lossy["target"] != "clean"].assign(eps=16.0, ear_rms=0.04)
+    found = ne.finding(pd.concat([eps16, lossy, lossless], ignore_index=True))
+    t = found["table"]
+    assert list(zip(t["compression"], t["set"])) == [("h264_crf23", "pgd eps 4 on meso4"),
+                                                     ("h264_crf23", "pgd eps 16 on meso4"),
+                                                     ("none", "pgd eps 4 on meso4")]
+    assert "6.0 times what compression alone does (median over 2 rows" in found["conclusion"][0]   # 4 and 8
+    only_lossless = ne.finding(lossless)["conclusion"][0]
+    assert "compression alone leaves it unchanged" in only_lossless
+
+
+def test_cli_prints_the_finding_table_and_conclusion(tmp_path, monkeypatch, capsys):
+    from blinkbench import cli
+
+    monkeypatch.chdir(tmp_path)
+    summary = _ne_summary([0.3, -0.1], [0.25, 0.0])
+    monkeypatch.setattr(ne, "compute", lambda params, models=None: {"summary": summary, "reference": pd.DataFrame()})
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    assert cli.main(["noise_effect", "--params", str(params), "--out", "rep"]) == 0
+    out = capsys.readouterr().out
+    assert "pgd eps 4 on meso4" in out and "EAR RMS diff, compression alone" in out
+    assert "in 1 of 2 rows: per-frame noise of that size alone explains part of it" in out

@@ -79,7 +79,7 @@ def test_every_section_heading_table_and_figure_is_on_the_page(built):
     assert "normal 95.23 % and robust 8.12 % before" in text and "robust 55.6-70.1 %" in text
     assert "Not post-trained: meso4/deepfool: no crops & <none>" in text
     assert "Not run: pfld/blink_rate_rule: no model <path> & co" in text
-    assert page.count('<table class="dataframe t">') == 21
+    assert page.count('<table class="dataframe t">') == 23
     metrics = io.read_json(paths.PATTERNS["metrics"])
     assert {"demo", "blink_detectors", "frame_detectors", "blink_best_of", "study", "reference_attack",
             "landmark_compare", "noise_effect", "blink_attacks", "defence"} <= set(metrics)
@@ -94,7 +94,7 @@ def test_markup_in_names_and_errors_is_escaped(built):
     text = " ".join(parsed.text)
     for shown in (report_fixture.NASTY_VIDEO, "cannot decode <moov> atom", "low fps <10> & jitter",
                   "RuntimeError: <boom> & bust", "ValueError: <nan> & inf",
-                  "score rises by 0.3 under noise < the clean jitter & more"):
+                  "score rises by 0.3 under noise < the clean jitter & more", "none <lossless>"):
         assert shown in text, shown
     # the figure of that video: src and caption decode back to its real file name
     ear = [s for s in parsed.images if "ear_fake_" in s]
@@ -159,7 +159,7 @@ def test_sparse_run_renders_the_optional_parts_absent(params, tmp_path, monkeypa
     monkeypatch.setattr(defence, "defence_results", lambda params: (pd.DataFrame(), None))
     tables = noise_effect.compute(p)
     monkeypatch.setattr(noise_effect, "compute", lambda params, models=None: {"summary": tables["summary"]})
-    monkeypatch.setattr(noise_effect, "finding", lambda summary, ref=None: [])
+    monkeypatch.setattr(noise_effect, "finding", lambda summary, ref=None: {})
     shutil.rmtree(Path(paths.PATTERNS["landmark_breaker"].format(dataset="demo")).parent)
     page = _Page(build.build(p).read_text())
     heads = page.headings

@@ -570,8 +570,11 @@ def cmd_noise_effect(args) -> int:
 
     tables = noise_effect.compute(_params(args))
     noise_effect.write(tables, args.out)
-    for line in noise_effect.finding(tables["summary"], tables["reference"]):
-        print(line)
+    found = noise_effect.finding(tables["summary"], tables["reference"])    # {} without attacked sets
+    if found:
+        print(found["table"].to_string(index=False, float_format=lambda x: format(x, ".4g")))
+        for line in found["conclusion"]:
+            print(line)
     return 0
 
 

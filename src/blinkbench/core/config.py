@@ -114,6 +114,41 @@ def _bad_references(params: dict) -> Iterator[tuple[str, str]]:
                                           f"{alg} and {var} in defence.algorithms/variants, and defence.dataset = "
                                           "attacks.models_trained_on)")
         yield from preset_problems(atk, list(params["frame_detectors"]["enabled"]))
+        yield from eps_sweep_problems(atk)
+
+
+def unprojected_methods(attacks: dict) -> list[str]:
+    """The ``attacks.methods`` whose result ignores eps: those with a ``project`` switch
+    (minimal-L2 CW-L2 and DeepFool, FakeRetouch) that is off in ``attacks.params.<method>``
+    (the schema's default where the params do not say; it is the attack class's default
+    too). eps only switches such an attack on, so every eps gives the same videos."""
+    props = schema()["properties"]["attacks"]["properties"]["params"]["properties"]
+    out = []
+    for m in attacks["methods"]:
+        spec = props.get(m) or {}
+        if "$ref" in spec:
+            spec = schema()["$defs"][spec["$ref"].rsplit("/", 1)[1]]
+        switch = (spec.get("properties") or {}).get("project")
+        if switch is None:
+            continue
+        if not (attacks.get("params") or {}).get(m, {}).get("project", switch.get("default", False)):
+            out.append(m)
+    return out
+
+
+def eps_sweep_problems(attacks: dict) -> Iterator[tuple[str, str]]:
+    """An unprojected method (:func:`unprojected_methods`) with more than one eps would run
+    the same attack once per eps and label identical results eps1, eps2, ...: refused, so
+    Snakemake and DVC (both validate first; DVC's attack and rescore stages are a matrix over
+    attacks.eps) never run or report such duplicates."""
+    eps = list(attacks["eps"])
+    if len(eps) <= 1:
+        return
+    for m in unprojected_methods(attacks):
+        yield (f"attacks.params.{m}.project",
+               f"{m} runs unprojected (project false: its result ignores eps), so attacks.eps {eps} would give "
+               f"{len(eps)} identical sets labelled by eps; set attacks.params.{m}.project: true to make eps its "
+               f"L-inf budget, or run {m} in a study with a single eps")
 
 
 # Named study protocols (``attacks.preset``). A preset names what the ``attacks`` section must

@@ -360,39 +360,107 @@ def write(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> dict[str, 
     return out
 
 
-def finding(summary: pd.DataFrame, reference: pd.DataFrame | None = None) -> list[str]:
-    """Plain sentences stating, from the measured summary, what moved in the attacked sets
-    against the clean sets under the same compression."""
-    if summary.empty:
-        return []
-    lines = []
+FINDING_COLUMNS = {          # summary column -> the finding table's column
+    "score_clean": "score clean", "score_attacked": "score attacked", "score_change": "score change",
+    "control_change": "control change", "ear_rms": "EAR RMS diff", "ear_max": "EAR max diff",
+    "compression_ear_rms": "EAR RMS diff, compression alone", "eye_disp_median_px": "eye landmarks moved (px, median)",
+    "eye_shape_median_px": "eye shape moved (px, median)", "noise_attacked": "noise floor attacked"}
+
+
+def finding(summary: pd.DataFrame, reference: pd.DataFrame | None = None) -> dict:
+    """What moved in the attacked sets against the source, as a compact table and one or two
+    sentences computed from it; ``{}`` when there is no summary.
+
+    ``table``: one row per attacked set, compression and blink detector (``set`` names
+    method, eps and target): the detector's mean score on the source and the attacked
+    videos and its change; ``control change``: the change the control (clean EAR plus the
+    attack's residual in random order) makes; the EAR difference (RMS and max), beside the
+    EAR RMS the clean set of the same compression shows (decoding and compression alone);
+    eye-landmark displacement and shape change; the noise floor of the attacked series.
+    ``conclusion``: sentences stating the size of the score change against the EAR change,
+    and whether the control reproduces it (and, with ``reference``, where the attacked
+    noise floor lies against the clean train videos')."""
+    if summary.empty or "target" not in summary:
+        return {}
     clean = summary[summary["target"] == "clean"].set_index(["variant", "detector"])
     attacked = summary[summary["target"] != "clean"]
-    ref = None
-    if reference is not None and len(reference):
-        ref = reference.set_index(["detector", "label"])
-    for r in attacked.itertuples(index=False):
-        c = clean.loc[(r.variant, r.detector)] if (r.variant, r.detector) in clean.index else None
-        parts = [f"{r.method} eps {r.eps:g} on {r.target}, {r.variant}, {r.detector}: score "
-                 f"{_f(r.score_clean)} -> {_f(r.score_attacked)} (detected {_f(r.detected_clean)} -> "
-                 f"{_f(r.detected_attacked)}), blinks {_f(r.blink_change, '+.2f')}",
-                 f"clean EAR plus the attack's residual in random order: score {_f(getattr(r, 'score_control', None))} "
-                 f"(detected {_f(getattr(r, 'detected_control', None))})",
-                 f"EAR RMS difference {_f(r.ear_rms, '.4f')} (max {_f(r.ear_max, '.3f')}), normalised RMS "
-                 f"{_f(r.norm_rms, '.3f')} (max {_f(r.norm_max, '.3f')})",
-                 f"jitter {_f(r.jitter_clean, '.4f')} -> {_f(r.jitter_attacked, '.4f')}, noise floor "
-                 f"{_f(r.noise_clean, '.4f')} -> {_f(r.noise_attacked, '.4f')}, median EAR {_f(r.level_change, '+.1%')}",
-                 f"eye landmarks moved {_f(r.eye_disp_median_px, '.2f')} px median ({_f(r.eye_disp_max_px, '.1f')} max),"
-                 f" shape {_f(r.eye_shape_median_px, '.2f')} px"]
-        if c is not None:
-            parts.append(f"compression alone (clean set): EAR RMS {_f(c['ear_rms'], '.4f')}, jitter "
-                         f"{_f(c['jitter_attacked'], '.4f')}, score {_f(c['score_attacked'])}")
-        if ref is not None and (r.detector, "real") in ref.index and (r.detector, "fake") in ref.index:
-            rr, rf = ref.loc[(r.detector, "real")], ref.loc[(r.detector, "fake")]
-            parts.append(f"clean train videos: noise floor median real {rr['noise_median']:.4f} / fake "
-                         f"{rf['noise_median']:.4f}, jitter real {rr['jitter_median']:.4f} / fake {rf['jitter_median']:.4f}")
-        lines.append("; ".join(parts) + ".")
-    return lines
+    if attacked.empty:
+        return {}
+    rows = []
+    attacked = attacked.assign(_eps=pd.to_numeric(attacked["eps"], errors="coerce")).sort_values(
+        ["detector", "variant", "target", "method", "_eps"], kind="stable")    # detector x compression, eps rising
+    for r in attacked.to_dict("records"):
+        c = clean.loc[(r["variant"], r["detector"])] if (r["variant"], r["detector"]) in clean.index else None
+        sc, sa, ctl = (_num(r.get(k)) for k in ("score_clean", "score_attacked", "score_control"))
+        row = {"set": f"{r['method']} eps {float(r['eps']):g} on {r['target']}", "compression": r["variant"],
+               "detector": r["detector"], "score_clean": sc, "score_attacked": sa, "score_change": _num(r.get("score_change")),
+               "control_change": ctl - sc if ctl is not None and sc is not None else None,
+               "ear_rms": _num(r.get("ear_rms")), "ear_max": _num(r.get("ear_max")),
+               "compression_ear_rms": _num(c.get("ear_rms")) if c is not None else None,
+               "eye_disp_median_px": _num(r.get("eye_disp_median_px")),
+               "eye_shape_median_px": _num(r.get("eye_shape_median_px")), "noise_attacked": _num(r.get("noise_attacked"))}
+        rows.append(row)
+    t = pd.DataFrame(rows)
+    table = t.rename(columns=FINDING_COLUMNS)
+    for col in FINDING_COLUMNS.values():       # all-missing columns stay numeric (blank, not "None")
+        table[col] = table[col].astype(float)
+    return {"table": table, "conclusion": _conclusion(t, reference)}
+
+
+def _conclusion(t: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
+    """One or two sentences from the finding table (``t``: the table's summary names)."""
+    out = []
+    change = t["score_change"].astype(float)
+    ok = change.notna()
+    if ok.any():
+        i = change[ok].abs().idxmax()
+        big = t.loc[i]
+        rms = t["ear_rms"].astype(float)
+        comp = t["compression_ear_rms"].astype(float)
+        ear = (f"; the attacked EAR differs from the source by an RMS of {_f(rms.median(), '.4f')} (median over rows)"
+               if rms.notna().any() else "")
+        lossy = rms.notna() & (comp > 0)
+        if lossy.any():      # against the clean set of the same compression, row by row
+            ear += (f", {_f((rms[lossy] / comp[lossy]).median(), '.1f')} times what compression alone does "
+                    f"(median over {int(lossy.sum())} rows with a compression that changes the EAR)")
+        elif rms.notna().any() and (comp == 0).any():
+            ear += ", where compression alone leaves it unchanged (EAR RMS 0 in the clean set)"
+        out.append(f"Across {int(ok.sum())} attacked set and blink detector rows the blink detectors' mean score moved by "
+                   f"{_f(change[ok].abs().median(), '.3f')} (median absolute change), most for {big['detector']} under "
+                   f"{big['set']}, {big['compression']} ({_f(big['score_change'], '+.3f')}){ear}.")
+    ctl = t["control_change"].astype(float)
+    both = ok & ctl.notna() & (change.abs() > 0)
+    if both.any():
+        same = int(((ctl[both] * change[both] > 0) & (ctl[both].abs() >= 0.5 * change[both].abs())).sum())
+        n = int(both.sum())
+        verdict = ("per-frame noise of that size alone moves the detectors as much" if same == n else
+                   "per-frame noise of that size alone does not explain the change" if same == 0 else
+                   "per-frame noise of that size alone explains part of it")
+        line = (f"The control (the clean EAR plus the attack's own residual in random order) moves the score the same "
+                f"way by at least half as much in {same} of {n} rows: {verdict}")
+        ref_floor = _reference_floor(reference)
+        noise = t["noise_attacked"].astype(float)
+        if ref_floor is not None and noise.notna().any():
+            line += (f"; the attacked series' noise floor (median {_f(noise.median(), '.4f')}) against the clean train "
+                     f"videos' (real {_f(ref_floor[0], '.4f')}, fake {_f(ref_floor[1], '.4f')})")
+        out.append(line + ".")
+    return out
+
+
+def _reference_floor(reference: pd.DataFrame | None) -> tuple[float, float] | None:
+    """Median noise floor of the clean train videos, real and fake (over detectors)."""
+    if reference is None or not len(reference) or "noise_median" not in reference:
+        return None
+    by = reference.groupby("label")["noise_median"].median()
+    return (float(by["real"]), float(by["fake"])) if {"real", "fake"} <= set(by.index) else None
+
+
+def _num(x) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) else None
 
 
 def _f(x, fmt: str = ".2f") -> str:

@@ -20,7 +20,11 @@ Scores. For each detector a video counts as *detected* when its score (blink det
 fake probability; frame detectors: mean frame probability) is >= 0.5. For fake videos
 the detection rate is the robust accuracy; the attack success rate is 1 - detection rate.
 For frame detectors a video is also *fooled* when fewer than half its crops are called fake
-(``frac_fake < 0.5``), as the issue defines video-level success.
+(``frac_fake < 0.5``), as the issue defines video-level success. A blink detector gives no
+verdict on a video with less than ``detectors.min_face_s`` of face (``insufficient``): such
+videos are left out of its detection rate, which carries ``coverage`` (share of the set's
+videos with a verdict) and ``n_insufficient`` beside it (:func:`summarise`; the report
+recomputes the summary from the stored rows with the current params).
 """
 
 from __future__ import annotations
@@ -189,23 +193,49 @@ def rescore_set(params: dict, target: str, method: str, eps, variant: str, out_j
         row["scores"] = scores
         rows.append(row)
     result = {"dataset": ds, "target": target, "method": method, "eps": float(eps), "variant": variant,
-              "trained_on": a["models_trained_on"], "videos": rows, "summary": summarise(rows)}
+              "trained_on": a["models_trained_on"], "videos": rows,
+              "summary": summarise(rows, float(params["detectors"]["min_face_s"]))}
     log.info("rescored %s (%d videos) in %.1f s", set_name(target, method, eps, variant), len(rows),
              time.perf_counter() - t0)
     io.write_json(result, out_json)
     return result
 
 
-def summarise(rows: list[dict]) -> dict:
+def insufficient(row: dict, min_face_s: float) -> bool:
+    """True when a video shows less than ``min_face_s`` seconds of face (the blink
+    detectors' ``insufficient`` verdict, ``detectors.min_face_s``). A row without a finite
+    ``face_duration_s`` is not called insufficient here: it has a blink score only when the
+    blink path ran, and an older study JSON may not record the duration."""
+    face = row.get("face_duration_s")
+    try:
+        face = float(face)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(face) and face < float(min_face_s))
+
+
+def summarise(rows: list[dict], min_face_s: float = 0.0) -> dict:
     """Per detector: videos scored, detection rate (score >= 0.5) and mean score; for frame
     detectors also the share of videos fooled at video level (frac of fake frames < 0.5);
-    blink path: mean change in blink count and EAR median against the clean source."""
+    blink path: mean change in blink count and EAR median against the clean source.
+
+    Blink detectors abstain on a video with less than ``min_face_s`` of face
+    (``detectors.min_face_s``): its score is left out of ``n``, the detection rate and the
+    mean score, and counted in ``n_insufficient``; ``coverage`` is the share of the set's
+    videos with a verdict (``n / len(rows)``). Frame detectors do not abstain on face
+    duration: every scored video counts (their ``coverage`` is the share scored)."""
     out: dict = {}
     keys = sorted({k for r in rows for k in r["scores"] if not k.startswith("frame_frac/")})
     for k in keys:
-        s = np.array([r["scores"][k] for r in rows if k in r["scores"]], float)
+        blink = k.startswith("blink/")
+        short = [blink and insufficient(r, min_face_s) for r in rows]
+        s = np.array([r["scores"][k] for r, x in zip(rows, short) if k in r["scores"] and not x], float)
         d = {"n": int(len(s)), "detection_rate": float((s >= 0.5).mean()) if len(s) else None,
-             "mean_score": float(s.mean()) if len(s) else None}
+             "mean_score": float(s.mean()) if len(s) else None,
+             "coverage": float(len(s) / len(rows)) if rows else None}
+        if blink:
+            d["n_insufficient"] = int(sum(short))
+            d["min_face_s"] = float(min_face_s)
         if k.startswith("frame/"):
             f = np.array([r["scores"]["frame_frac/" + k[6:]] for r in rows if "frame_frac/" + k[6:] in r["scores"]])
             d["video_fooled_rate"] = float((f < 0.5).mean()) if len(f) else None

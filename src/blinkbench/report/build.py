@@ -266,18 +266,23 @@ def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tup
 
 
 def study_results(params: dict) -> pd.DataFrame:
-    """One row per (study set, detector) from the re-scoring JSONs that exist."""
-    from blinkbench.experiments.study import plan
+    """One row per (study set, detector) from the re-scoring JSONs that exist. The summary
+    is recomputed from the stored per-video rows with the current ``detectors.min_face_s``
+    (a change of it shows here without re-running the re-scoring); a JSON without rows
+    keeps its stored summary."""
+    from blinkbench.experiments.study import plan, summarise
 
     if not params["attacks"]["enabled"]:
         return pd.DataFrame()
     ds = params["attacks"]["dataset"]
+    min_face_s = float(params["detectors"]["min_face_s"])
     rows = []
     for t, m, e, v in plan(params):
         p = paths.path("study", dataset=ds, target=t, method=m, eps=e, variant=v)
         if not p.exists():
             continue
-        summ = io.read_json(p)["summary"]
+        res = io.read_json(p)
+        summ = summarise(res["videos"], min_face_s) if res.get("videos") else res["summary"]
         base = {"target": t, "method": m, "eps": float(e), "variant": v, **{f"{k}": summ.get("perceptual", {}).get(k)
                 for k in ("psnr_mean", "ssim_mean", "linf_max", "l2_mean", "success_rate")},
                 "blink_change": summ.get("blink_path", {}).get("mean_blink_change"),
@@ -286,14 +291,16 @@ def study_results(params: dict) -> pd.DataFrame:
         for det, d in summ.items():
             if "/" in det:
                 rows.append({**base, "detector": det, "n": d["n"], "detection_rate": d["detection_rate"],
-                             "mean_score": d["mean_score"], "video_fooled_rate": d.get("video_fooled_rate")})
+                             "mean_score": d["mean_score"], "video_fooled_rate": d.get("video_fooled_rate"),
+                             "coverage": d.get("coverage"), "n_insufficient": d.get("n_insufficient")})
     return pd.DataFrame(rows)
 
 
 def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     """The resiliency study: detection rate of attacked fake videos per detector, eps and
     compression (the clean reference is eps 0), perceptual cost, blink-path change; eps-sweep
-    plots with frame and blink detectors together."""
+    plots (frame detectors in one row of panels, blink detectors in another, the attacked one
+    emphasised); blink detection rates carry their coverage (``detectors.min_face_s``)."""
     from .plotting import plot_eps_sweep
 
     df = study_results(params)
@@ -329,19 +336,36 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
                     g.sort_values("eps")[["eps", "detection_rate"]].to_csv(tmp, index=False)
             png = out_dir / f"study_{t}__{m}.png"
             plot_eps_sweep(sub[["variant", "eps", "detector", "detection_rate"]], png,
-                           title=f"{m} against {t}: fake videos still detected")
+                           title=f"{m} against {t}: fake videos still detected", target=f"frame/{t}")
             plots.append(png.relative_to(out_dir).as_posix())
     wide = df.pivot_table(index=["target", "method", "eps", "variant"], columns="detector", values="detection_rate",
                           aggfunc="first")
+    # blink detectors abstain below detectors.min_face_s: their coverage beside the rates
+    coverage, cov_metrics = None, {}
+    blink = df[df["detector"].str.startswith("blink/")]
+    if len(blink) and "coverage" in blink and blink["coverage"].notna().any():
+        blink = blink.assign(coverage=blink["coverage"].astype(float),
+                             n_insufficient=blink["n_insufficient"].astype(float))
+        coverage = blink.pivot_table(index=["target", "method", "eps", "variant"], columns="detector",
+                                     values="coverage", aggfunc="first")
+        n_short = blink.groupby(["target", "method", "eps", "variant"])["n_insufficient"].max()  # same for each detector
+        coverage["videos_insufficient"] = n_short.map(lambda x: "" if pd.isna(x) else int(x))   # a count, not 1.00
+        for r in blink.to_dict("records"):
+            cov_metrics.setdefault(r["target"], {}).setdefault(r["method"], {}).setdefault(f"eps{r['eps']:g}", {}
+                                                                                          ).setdefault(
+                r["variant"], {})[r["detector"]] = _num(r["coverage"])
     cost = df.groupby(["target", "method", "eps", "variant"])[["psnr_mean", "ssim_mean", "linf_max", "l2_mean",
                                                                "success_rate",
                                                                "blink_change", "ear_median_change",
                                                                "queries_per_frame"]].first().astype(float)
     # (float: a column that is None for every white-box row printed "None" instead of a blank)
     out = {"attack_success_rate_videos": fooled, "detection_rate": metrics}
+    if cov_metrics:
+        out["blink_coverage"] = cov_metrics
     if queries:
         out["queries_per_frame"] = queries
-    return out, render("sections/study.html", a=a, plots=plots, detection=wide, cost=cost)
+    return out, render("sections/study.html", a=a, plots=plots, detection=wide, cost=cost, coverage=coverage,
+                       min_face_s=float(params["detectors"]["min_face_s"]))
 
 
 def blink_attack_section(params: dict) -> tuple[dict, str]:

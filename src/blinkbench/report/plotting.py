@@ -1,4 +1,4 @@
-"""Figures: EAR over time with blink and closure events marked."""
+"""Figures: EAR over time with blink and closure events marked, ROC curves, the study's eps sweep."""
 
 from __future__ import annotations
 
@@ -60,23 +60,78 @@ def plot_roc(curves: dict[str, pd.DataFrame], out_png, title: str = "") -> None:
     plt.close(fig)
 
 
-def plot_eps_sweep(df: pd.DataFrame, out_png, title: str = "") -> None:
-    """Detection rate of fake videos against eps: one panel per compression variant, frame
-    detectors solid, blink detectors dashed (``df``: variant, eps, detector, detection_rate)."""
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p")
+
+
+def detector_styles(detectors, target: str | None = None) -> dict[str, dict]:
+    """A line style per detector, distinct within its family and the same in every panel:
+    colours from tab10 (up to 10 detectors in the family) or tab20, markers cycling with a
+    period coprime to the colours', so two lines never share colour and marker; the
+    attacked ``target`` drawn black, thick and on top."""
+    out = {}
+    for family in ("frame/", "blink/"):
+        names = sorted(d for d in detectors if d.startswith(family) and d != target)
+        cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+        n_colours = 10 if len(names) <= 10 else 20
+        for i, d in enumerate(names):
+            out[d] = {"color": cmap(i % n_colours), "marker": MARKERS[i % (len(MARKERS) - 1)], "lw": 1.2,
+                      "ms": 4, "ls": "-" if family == "frame/" else "--", "zorder": 2,
+                      "label": d.split("/", 1)[1]}
+    others = sorted(d for d in detectors if d not in out and d != target)      # a family not named above
+    for i, d in enumerate(others):
+        out[d] = {"color": plt.get_cmap("tab20")(i % 20), "marker": MARKERS[i % len(MARKERS)], "lw": 1.2, "ms": 4,
+                  "ls": ":", "zorder": 2, "label": d}
+    if target is not None and target in set(detectors):
+        out[target] = {"color": "black", "marker": "o", "lw": 3.0, "ms": 6, "ls": "-", "zorder": 5,
+                       "label": f"{target.split('/', 1)[-1]} (attacked)"}
+    return out
+
+
+def plot_eps_sweep(df: pd.DataFrame, out_png, title: str = "", target: str | None = None) -> None:
+    """Detection rate of fake videos against eps (``df``: variant, eps, detector,
+    detection_rate): one column of panels per compression variant, frame detectors in the
+    top row and blink detectors in the bottom one (each row with its own legend outside
+    the plot), one colour-and-marker per detector kept across panels, the attacked
+    detector ``target`` (``frame/<name>``) thick and black."""
     variants = list(dict.fromkeys(df["variant"]))
-    fig, axes = plt.subplots(1, len(variants), figsize=(5.2 * len(variants), 4), dpi=110, squeeze=False)
-    for ax, v in zip(axes[0], variants):
-        sub = df[df["variant"] == v]
-        for det, g in sub.groupby("detector", sort=True):
-            g = g.sort_values("eps")
-            blink = det.startswith("blink/")
-            ax.plot(g["eps"], g["detection_rate"], ls="--" if blink else "-", marker="o", ms=3, lw=1,
-                    label=det.split("/", 1)[1] + (" (blink)" if blink else ""))
-        ax.set(xlabel="eps (L-inf, 0-255 levels)", ylabel="fake videos detected", ylim=(-0.03, 1.03),
-               title=f"compression: {v}")
-    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    families = [(f, name) for f, name in (("frame/", "frame detectors"), ("blink/", "blink detectors"))
+                if df["detector"].str.startswith(f).any()]
+    rest = ~df["detector"].str.startswith(("frame/", "blink/"))
+    if rest.any() or not families:
+        families.append(("", "other detectors"))
+    styles = detector_styles(list(dict.fromkeys(df["detector"])), target)
+    fig, axes = plt.subplots(len(families), len(variants), figsize=(4.6 * len(variants) + 2.4, 3.6 * len(families)),
+                             dpi=110, squeeze=False, sharex=True, sharey=True)
+    for row, (prefix, fam_name) in enumerate(families):
+        fam = df[rest] if prefix == "" else df[df["detector"].str.startswith(prefix)]
+        for col, v in enumerate(variants):
+            ax = axes[row][col]
+            sub = fam[fam["variant"] == v]
+            for det in sorted(set(sub["detector"]), key=lambda d: (d != target, d)):    # the target first
+                g = sub[sub["detector"] == det].sort_values("eps")
+                st = styles[det]
+                ax.plot(g["eps"], g["detection_rate"], ls=st["ls"], marker=st["marker"], ms=st["ms"], lw=st["lw"],
+                        color=st["color"], zorder=st["zorder"], label=st["label"])
+            ax.set(ylim=(-0.03, 1.03))
+            ax.grid(alpha=0.3, lw=0.5)
+            if row == 0:
+                ax.set_title(f"compression: {v}", fontsize=10)
+            if row == len(families) - 1:
+                ax.set_xlabel("eps (L-inf, 0-255 levels)")
+            if col == 0:
+                ax.set_ylabel(f"{fam_name}:\nfake videos detected")
+        handles, labels = {}, []
+        for ax in axes[row]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in handles:
+                    handles[lab] = h
+                    labels.append(lab)
+        if handles:
+            axes[row][-1].legend([handles[lab] for lab in labels], labels, fontsize=7, loc="center left",
+                                 bbox_to_anchor=(1.02, 0.5), frameon=False, title=fam_name, title_fontsize=8,
+                                 ncol=1 if len(labels) <= 12 else 2)
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
