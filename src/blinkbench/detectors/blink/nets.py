@@ -224,57 +224,6 @@ class MLP(nn.Module):
     un-centred the flat MLP never left the loss of a constant guess (BCE 0.693) under Adam,
     with or without input dropout; Wang et al. z-normalise every series for the same reason."""
 
-    def __init__(self, in_channels: int = 1, hidden: int = 8, dropout: float = 0.8, shuffle: bool = True,
-                 filters: Sequence[int] = (128, 256, 128), kernels: Sequence[int] = (8, 5, 3),
-                 length: int | None = None):
-        super().__init__()
-        if shuffle and not length:
-            raise ValueError("LSTMFCN: the dimension shuffle needs the window length")
-        self.shuffle = shuffle
-        self.length = length
-        self.lstm = nn.LSTM(length if shuffle else in_channels, hidden, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
-        self.fcn = FCN(in_channels, filters, kernels)
-        self.head = nn.Linear(hidden + self.fcn.out_features, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.shuffle and x.shape[-1] != self.length:
-            raise ValueError(f"LSTMFCN built for windows of {self.length} samples, got {x.shape[-1]}")
-        # shuffle: C steps of L features; plain: L steps of C features.
-        _, (h, _) = self.lstm(x if self.shuffle else x.transpose(1, 2))
-        z = torch.cat([self.dropout(h[-1]), self.fcn.features(x)], dim=1)
-        return self.head(z).squeeze(-1)
-
-
-class BiLSTM(nn.Module):
-    """Bidirectional LSTM over the window's time steps. The input is first batch-normalised
-    per channel (an EAR dip of a few samples is then a large deviation rather than a few
-    hundredths around the open-eye level); the head sees the mean- and max-pooled outputs
-    (max pooling catches a short blink anywhere in the window) and the final hidden states
-    of both directions."""
-
-    def __init__(self, in_channels: int = 1, hidden: int = 64, layers: int = 1, dropout: float = 0.0):
-        super().__init__()
-        self.norm = nn.BatchNorm1d(in_channels)
-        self.lstm = nn.LSTM(in_channels, hidden, num_layers=layers, batch_first=True, bidirectional=True,
-                            dropout=dropout if layers > 1 else 0.0)
-        self.head = nn.Linear(6 * hidden, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, (h, _) = self.lstm(self.norm(x).transpose(1, 2))   # out (B, L, 2H); h (2*layers, B, H)
-        z = torch.cat([out.mean(dim=1), out.amax(dim=1), h[-2], h[-1]], dim=1)
-        return self.head(z).squeeze(-1)
-
-
-class MLP(nn.Module):
-    """The multilayer perceptron of the blink-resiliency reference study (after Wang, Yan &
-    Oates 2017), as its Keras code applies it: the dense layers act on each time step's
-    channels (``dropout[i]`` -> linear ``hidden[i]`` -> ReLU per hidden layer, a last
-    ``dropout[-1]``), the outputs are averaged over time, then a linear head. It scores the
-    distribution of EAR values over the window (e.g. how long the eyes are closed), not
-    their order, and takes any window length. (Wang et al.'s own MLP flattens the window;
-    on the unit tests' synthetic task that variant did not learn: AUC 0.38.)"""
-
     def __init__(self, in_channels: int = 1, hidden: Sequence[int] = (500, 500),
                  dropout: Sequence[float] = (0.1, 0.2, 0.3), flatten: bool = True, input_norm: bool = True,
                  length: int | None = None):
