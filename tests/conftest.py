@@ -50,3 +50,15 @@ def flat_video(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     frames = [np.clip(rng.normal(120, 10, (64, 64, 3)), 0, 255).astype(np.uint8) for _ in range(20)]
     return make_video(tmp_path_factory.mktemp("flat") / "flat.mp4", frames)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests with torch at one thread (restored afterwards): the attack and
+    mesh tests compare results bit for bit, and the suite shares the machine's cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -27,12 +27,8 @@ from blinkbench.video.lossless import read_frames, write_lossless
 SHORT_FRAMES = 60
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# torch at one thread for the whole module (deterministic, and fair to other jobs): conftest
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------- heat-maps and registry

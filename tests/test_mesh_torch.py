@@ -34,12 +34,8 @@ NUMERIC_PX = 0.01         # what fp32 rounding leaves; the issue asks < 0.5 px
 ALL_MODELS = [FACE_MESH_MODEL, FACE_MESH_ATTENTION_MODEL, IRIS_MODEL, BLAZEFACE_MODEL]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# torch at one thread for the whole module (deterministic, and fair to other jobs): conftest
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,8 @@ from blinkbench.video.codec import FrameReader, probe, write_video
 from blinkbench.video.compress import compress_video
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# torch at one thread for the whole module (deterministic, and fair to other jobs): conftest
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------- the 478 -> 68 map
