@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from blinkbench.core import io, paths
+from blinkbench.core.labels import LABELS
 from blinkbench.detectors.blink.series import SeriesConfig, VideoSeries, prepare
 
 log = logging.getLogger(__name__)
@@ -452,7 +453,7 @@ def _reference_floor(reference: pd.DataFrame | None) -> tuple[float, float] | No
     if reference is None or not len(reference) or "noise_median" not in reference:
         return None
     by = reference.groupby("label")["noise_median"].median()
-    return (float(by["real"]), float(by["fake"])) if {"real", "fake"} <= set(by.index) else None
+    return (float(by["real"]), float(by["fake"])) if set(LABELS) <= set(by.index) else None
 
 
 def _num(x) -> float | None:

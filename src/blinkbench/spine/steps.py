@@ -384,9 +384,12 @@ def _folder(kind: str, step: str, dataset: str) -> Path:
 def _batch_one(step: str, dataset: str, row, params: dict) -> dict | None:
     """One video of :func:`run_batch`: its outputs' metadata, or None when up to date."""
     runner, outs = RUNNERS[step], video_outputs(dataset, row.video_id)
-    if _up_to_date(step, outs, runner.stamp(outs, params, row.sha256)):
+    # only the faces step reads the video (path, sha256); the later steps' batches also run
+    # over manifests without those columns
+    path, sha = getattr(row, "path", None), getattr(row, "sha256", None)
+    if _up_to_date(step, outs, runner.stamp(outs, params, sha)):
         return None
-    return runner.run(row.path, outs, params, row.sha256, None)
+    return runner.run(path, outs, params, sha, None)
 
 
 def _parked(folder: Path) -> Path:
