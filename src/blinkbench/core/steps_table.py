@@ -171,7 +171,7 @@ STEPS: dict[str, StepSpec] = {
         )),
         StepSpec("compress", (), False, ("adversarial",), _code("video/compress.py", "experiments/study.py"),
                  doc="Snakemake only: DVC's attack stage writes the compressions itself."),
-        StepSpec("rescore", ("attacks.dataset", "attacks.labels", "attacks.models_trained_on",
+        StepSpec("rescore", ("attacks.dataset", "attacks.labels", "attacks.models_trained_on", "detectors.min_face_s",
                              *_BLINK_PLAN, *_FRAME_PLAN, *_DEFENCE_PLAN, *_PIPELINE), False, ("study",),
                  _code("experiments/study.py", "spine/steps.py", "core/steps_table.py"), tuple(
                      DvcStage(f"blinkbench rescore --params params.yaml {args}",
