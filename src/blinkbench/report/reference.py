@@ -34,6 +34,7 @@ import pandas as pd
 
 from blinkbench.core import io, paths
 from blinkbench.core.config import STUDY_PRESETS
+from blinkbench.experiments.study import insufficient
 
 from .render import render
 
@@ -56,8 +57,7 @@ def called_fake(row: dict, detector: str, min_face_s: float = 0.0) -> bool | Non
         frac = scores.get("frame_frac/" + detector[len("frame/"):])
         return None if frac is None or not np.isfinite(frac) else bool(frac >= 0.5)
     s = scores.get(detector)
-    face = row.get("face_duration_s")
-    if face is not None and np.isfinite(face) and face < min_face_s:
+    if insufficient(row, min_face_s):
         return None
     return None if s is None or not np.isfinite(s) else bool(s >= 0.5)
 
