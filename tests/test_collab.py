@@ -227,3 +227,37 @@ def test_two_clones_one_result(s3, tmp_path):
     (b / "params.yaml").write_bytes(saved_params)
     assert _run(b, "blinkbench", "audit").returncode == 0
     print(f"\ntwo-clone timings (s): {json.dumps(TIMES)}")
+
+
+def test_record_and_audit_survive_a_replaced_stdout(tmp_path):
+    """`import dvc` binds DVC's log handlers to the sys.stdout of that moment. A process that
+    replaces its streams afterwards (pytest captures per test; CI's full run imported dvc in an
+    earlier test) made DVC log "Running stage" to a closed file and fail the guard stage of
+    `sync.record`. The API is now opened through lineage.dvc_repo, which re-points them."""
+    import io
+    import logging
+
+    import dvc  # noqa: F401  (binds the handlers now, to a stream closed below)
+
+    gone = io.StringIO()
+    handlers = [h for h in logging.getLogger("dvc").handlers if isinstance(h, logging.StreamHandler)]
+    assert handlers, "DVC no longer installs stream handlers on import; this test has nothing to guard"
+    for h in handlers:
+        h.stream = gone
+    gone.close()
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    _ok(repo, "dvc", "init", "--no-scm", "-q")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        sync.GUARD_STAGE: {"cmd": f"{sys.executable} -c \"open('ok.txt', 'w').write('ok')\"", "outs": ["ok.txt"]},
+        "made": {"cmd": f"{sys.executable} -c \"open('made.txt', 'w').write('1')\"", "deps": ["ok.txt"],
+                 "outs": ["made.txt"]},
+    }}))
+    (repo / "made.txt").write_text("1")
+    recorded, skipped = sync.record(repo, check_snakemake=False)
+    assert set(recorded) == {sync.GUARD_STAGE, "made"} and skipped == []
+    assert "made" in yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert lineage.audit(repo) == []
+    (repo / "made.txt").write_text("edited")
+    assert [(p["path"], p["problem"]) for p in lineage.audit(repo)] == [("made.txt", "edited")]

@@ -22,6 +22,7 @@ import importlib.metadata
 import json
 import platform
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -181,14 +182,34 @@ def render_tree(info: dict) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def dvc_repo(root: Path):
+    """DVC's Python API opened on ``root`` (the working directory is ``root`` meanwhile: DVC
+    resolves some paths, such as the run cache, against it).
+
+    ``import dvc`` binds DVC's log handlers to the ``sys.stdout``/``sys.stderr`` of that moment.
+    In a process whose streams were replaced since (a test runner capturing output per test, a
+    notebook), DVC's first log line would go to a closed stream and DVC turns that logging error
+    into a failed stage. Point the handlers at the current streams before using the API."""
+    import logging
+
+    from dvc.repo import Repo
+
+    for name in ("dvc", "dvc_objects", "dvc_data"):
+        for h in logging.getLogger(name).handlers:
+            if isinstance(h, logging.StreamHandler):
+                # not setStream(): it flushes the old stream, which may be closed
+                h.stream = sys.stderr if h.level >= logging.WARNING else sys.stdout
+    with contextlib.chdir(root), Repo(".") as repo:
+        yield repo
+
+
 def audit(root: Path = Path(".")) -> list[dict]:
     """Every recorded artifact whose files no longer match dvc.lock: stale (its code, data
     or params changed), edited (its content changed while its inputs did not) or missing."""
-    from dvc.repo import Repo
-
     recorded = {o["path"]: o.get("md5") for st in _lock(root).values() for o in st.get("outs", [])}
     problems = []
-    with contextlib.chdir(root), Repo(".") as repo:
+    with dvc_repo(root) as repo:
         status = repo.status()
     for stage, changes in sorted(status.items()):
         inputs_changed = False

@@ -19,7 +19,6 @@ verified, by checksums, that every output belongs to the current inputs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +55,7 @@ GUARD_STAGE = "validate_params"
 
 def record(repo: Path, *, check_snakemake: bool = True, snakemake_args: list[str] | None = None) -> tuple[list[str], list[str]]:
     """dvc commit -f every stage whose outputs all exist. Returns (recorded, skipped)."""
-    from dvc.repo import Repo
+    from blinkbench.core.lineage import dvc_repo
 
     if check_snakemake:
         pending = snakemake_pending(repo, snakemake_args)
@@ -64,8 +63,7 @@ def record(repo: Path, *, check_snakemake: bool = True, snakemake_args: list[str
             raise RuntimeError("Snakemake still has jobs to run; finish the run first "
                                f"(snakemake --cores N), then record:\n{pending[-2000:]}")
     recorded, skipped = [], []
-    # DVC's API resolves some paths (the run cache) against the working directory
-    with contextlib.chdir(repo), Repo(".") as dvc:
+    with dvc_repo(repo) as dvc:
         # DVC's guard stage, which every stage depends on, has no Snakemake rule (Snakemake
         # validates the params at parse time): run it, it only validates params.yaml.
         dvc.reproduce(GUARD_STAGE, single_item=True)
