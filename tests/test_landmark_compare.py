@@ -16,8 +16,8 @@ PFLD = SHARED / "models" / "pfld_68.onnx"
 DETECTORS = ["blink_rate_rule", "minirocket"]
 
 # an end-to-end run (demo videos, face tracks, two landmark models over 8 videos): about
-# 45 s of CPU, minutes on a loaded machine
-pytestmark = pytest.mark.slow
+# 45 s of CPU, minutes on a loaded machine; the tests of the shared `compared` run carry it
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,7 @@ def compared(tmp_path_factory):
         os.chdir(old)
 
 
+@slow
 def test_both_backends_train_and_score_the_same_detectors(compared):
     params, df, _, work = compared
     ok = df[df["status"] == "ok"]
@@ -77,6 +78,7 @@ def test_both_backends_train_and_score_the_same_detectors(compared):
     assert not np.allclose(mp["ear_mean"].to_numpy(), pf["ear_mean"].to_numpy(), equal_nan=True)
 
 
+@slow
 def test_an_unknown_backend_is_an_error_row_not_a_crash(compared):
     _, df, _, _ = compared
     bad = df[df["backend"] == "no_such_backend"]
@@ -84,6 +86,7 @@ def test_an_unknown_backend_is_an_error_row_not_a_crash(compared):
     assert bad["error"].str.contains("unknown landmark backend").all()
 
 
+@slow
 def test_one_table_rows_detector_columns_backend_by_metric(compared):
     from blinkbench.experiments import landmark_compare as lc
 
@@ -99,6 +102,7 @@ def test_one_table_rows_detector_columns_backend_by_metric(compared):
     assert t[("no_such_backend", "acc")].isna().all()
 
 
+@slow
 def test_written_results_and_report_section(compared):
     from blinkbench.core import io
     from blinkbench.report.reference import landmark_section
@@ -118,3 +122,51 @@ def test_written_results_and_report_section(compared):
     assert "error" in metrics["demo"]["no_such_backend"]["minirocket"]
     assert "Landmark backends compared" in page and "<table" in page and "no_such_backend" in page
     assert np.isfinite(r["acc_0.5"])
+
+
+def _hand_chain(video, track, w, params):
+    """What extract_backend ran by hand before it went through run_chain (issue 11.1)."""
+    from blinkbench.spine import steps
+
+    w.mkdir(parents=True, exist_ok=True)
+    steps.landmarks_one(video, track, w / "landmarks.parquet", params)
+    steps.ear_one(w / "landmarks.parquet", w / "ear.parquet")
+    steps.blinks_one(w / "ear.parquet", w / "blinks.parquet", w / "summary.json", params)
+
+
+def test_extract_backend_writes_what_the_steps_by_hand_wrote(tmp_path, monkeypatch, params):
+    """One backend (MediaPipe, no model file needed) on one synthetic face video: the run_chain
+    path from the shared face track on writes the same bytes as the four steps called by hand,
+    and leaves the shared track alone."""
+    import cv2
+    from skimage import data as skdata
+
+    from blinkbench import datasets
+    from blinkbench.core import io, paths
+    from blinkbench.experiments import landmark_compare as lc
+    from blinkbench.spine import steps
+    from conftest import make_video
+
+    img = cv2.resize(skdata.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    (tmp_path / "raw" / "real").mkdir(parents=True)
+    make_video(tmp_path / "raw" / "real" / "face.mkv", [np.roll(img, 2 * i, axis=1) for i in range(16)], fps=25)
+    monkeypatch.chdir(tmp_path)
+    ds = {"adapter": "folder", "root": str(tmp_path / "raw")}
+    params["datasets"] = {"t": ds}
+    datasets.write_manifest(datasets.build_manifest("t", ds, params), paths.path("manifest", dataset="t"))
+    assert steps.run_batch("faces", "t", params)["done"] == 1
+    vid = pd.read_parquet(paths.path("manifest", dataset="t"))["video_id"][0]
+    track = paths.path("faces", dataset="t", video=vid)
+    track_bytes = track.read_bytes()
+    p = lc.backend_params(params, "mediapipe")
+
+    table = lc.extract_backend(p, "t", "mediapipe")
+    assert list(table["status"]) == ["ok"] and track.read_bytes() == track_bytes
+    _hand_chain(tmp_path / "raw" / "real" / "face.mkv", track, tmp_path / "hand", p)
+    chain = lc.out_dir("t") / "mediapipe" / vid
+    names = ("landmarks.parquet", "ear.parquet", "blinks.parquet", "summary.json")
+    assert sorted(f.name for f in chain.iterdir()) == sorted(names)   # no faces or crops of its own
+    for name in names:
+        assert (chain / name).read_bytes() == (tmp_path / "hand" / name).read_bytes(), name
+    assert io.read_meta(chain / "ear.parquet")["status"] == "ok"
+    assert io.read_json(chain / "summary.json")["face_frames"] == 16

@@ -280,3 +280,30 @@ def test_corrupt_blink_outputs_of_an_ok_video_are_a_status_row_and_the_report_bu
     assert "real_face" in table.loc["real_face", "error"] and "blink" in table.loc["real_face", "error"]
     assert table.loc["fake_locked", "status"] == "ok"
     assert "real_face" in open(page).read()
+
+
+def test_chain_from_a_later_step_reads_the_earlier_outputs_and_leaves_them(tmp_path, params, face_frame):
+    """run_chain/run_steps ``start_at`` (issue 11.1): from ``landmarks`` on, on a face track
+    made before (given by absolute path in ``files``), the chain runs only the later steps,
+    does not rewrite the track, and ends where the full chain ends; an unknown step is refused;
+    a track that is not there becomes a status row."""
+    v = make_video(tmp_path / "v.mkv", [np.roll(face_frame, 2 * i, axis=1) for i in range(12)], fps=25)
+    full = steps.run_chain(v, params, tmp_path / "full", crops=True, steps_meta=True)
+    track = tmp_path / "full" / "faces.parquet"
+    before = track.read_bytes()
+    part = steps.run_chain(v, params, tmp_path / "part", files={"faces": track}, start_at="landmarks", steps_meta=True)
+    assert list(part) == ["landmarks", "ear", "blinks", "paths"]
+    assert track.read_bytes() == before and not (tmp_path / "part" / "faces.parquet").exists()
+    assert not (tmp_path / "part" / "crops.npz").exists()
+    assert part["blinks"]["status"] == "ok" and part["blinks"]["stamp"] == full["blinks"]["stamp"]
+    for name in ("landmarks.parquet", "ear.parquet", "blinks.parquet", "summary.json"):
+        assert (tmp_path / "part" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
+
+    outs = {k: tmp_path / "ear_on" / n for k, n in steps.CHAIN_FILES.items()}
+    outs["landmarks"] = tmp_path / "full" / "landmarks.parquet"
+    assert list(steps.run_steps(v, outs, params, start_at="ear")) == ["ear", "blinks"]
+    with pytest.raises(ValueError, match="start_at"):
+        steps.run_steps(v, outs, params, start_at="crops")
+    gone = steps.run_chain(v, params, tmp_path / "gone", files={"faces": tmp_path / "nope.parquet"},
+                           start_at="landmarks", steps_meta=True)
+    assert gone["blinks"]["status"] == "error" and "nope.parquet" in gone["blinks"]["error"]

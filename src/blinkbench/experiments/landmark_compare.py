@@ -7,8 +7,8 @@ of each backend (issue 17; the reference study compared PFLD with HRNet and kept
 What it runs. The dataset's manifest and face tracks (``data/manifests``, ``data/faces``:
 the pipeline's own ``manifest`` and ``faces`` steps, which do not depend on the landmark
 backend) are shared; per backend, the ``landmarks``, ``ear`` and ``blinks`` steps
-(:mod:`blinkbench.spine.steps`, the same functions the pipeline runs, with
-``landmarks.backend`` set to that backend) write under
+(:func:`blinkbench.spine.steps.run_chain` from ``landmarks`` on, the same chain the pipeline
+and ``analyze`` run, with ``landmarks.backend`` set to that backend) write under
 ``data/landmark_compare/{dataset}/{backend}/{video}/``, skipping videos whose landmark stamp
 is current. Then each detector of ``detectors.enabled`` (or ``--detectors``) is fitted on the
 backend's ``train`` + ``val`` videos and scored on its ``test`` videos under the protocol of
@@ -67,17 +67,15 @@ def extract_backend(params: dict, dataset: str, backend: str) -> pd.DataFrame:
     rows = []
     for r in man.sort_values("video_id").itertuples(index=False):
         w = root / r.video_id
-        lm, ear, ev, summ = w / "landmarks.parquet", w / "ear.parquet", w / "blinks.parquet", w / "summary.json"
+        lm, ear, summ = (w / steps.CHAIN_FILES[k] for k in ("landmarks", "ear", "blink_summary"))
         status = r.status
         if status == "ok":
             track = paths.path("faces", dataset=dataset, video=r.video_id)
             stamp = steps.landmarks_stamp(io.read_meta(track).get("stamp") if track.exists() else None, params)
             current = lm.exists() and io.read_meta(lm).get("stamp") == stamp and ear.exists() and summ.exists()
-            if not current:
-                w.mkdir(parents=True, exist_ok=True)
-                steps.landmarks_one(r.path, track, lm, params)
-                steps.ear_one(lm, ear)
-                steps.blinks_one(ear, ev, summ, params)
+            if not current:   # the pipeline's chain after its faces step, on the shared track
+                steps.run_chain(r.path, params, w, files={"faces": Path(track).absolute()}, start_at="landmarks",
+                                steps_meta=True)
             status = io.read_meta(ear).get("status", "error")
         rows.append({"video_id": r.video_id, "label": r.label, "split": r.split, "status": status,
                      "error": io.read_meta(ear).get("error", "") if ear.exists() else "", "ear": ear, "summary": summ})

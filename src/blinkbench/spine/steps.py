@@ -297,18 +297,29 @@ def _up_to_date(step: str, outs: dict, stamp: str) -> bool:
     return all(current(Path(outs[kind])) for kind in _KINDS[step])
 
 
-def run_steps(video: str | Path, outs: dict, params: dict, progress=None) -> dict[str, dict]:
+def run_steps(video: str | Path, outs: dict, params: dict, progress=None, start_at: str = "faces") -> dict[str, dict]:
     """Every step of :data:`RUNNERS` in order on one video (no skipping), into the paths
     ``outs`` names by output key; returns each step's metadata by step name. ``progress``, a
-    tqdm bar or None, counts decoded frames."""
-    return {name: r.run(video, outs, params, None, progress) for name, r in RUNNERS.items()}
+    tqdm bar or None, counts decoded frames.
+
+    ``start_at`` names the first step to run: the steps before it are not run, and ``outs``
+    must name their existing outputs, which the first step reads (e.g. ``start_at="landmarks"``
+    with ``outs["faces"]`` a face track made earlier: landmark_compare re-uses one track for
+    every backend). A missing one becomes a status row, as in a batch."""
+    names = list(RUNNERS)
+    if start_at not in RUNNERS:
+        raise ValueError(f"start_at must be one of {names}, not {start_at!r}")
+    return {name: RUNNERS[name].run(video, outs, params, None, progress) for name in names[names.index(start_at):]}
 
 
 def run_chain(video: str | Path, params: dict, workdir: str | Path, progress: bool = False, crops: bool = False,
-              files: dict | None = None, steps_meta: bool = False) -> dict:
+              files: dict | None = None, steps_meta: bool = False, start_at: str = "faces") -> dict:
     """faces -> landmarks -> EAR -> blinks for one video into ``workdir`` (file names
-    :data:`CHAIN_FILES`, or ``files`` by output key); returns the summary plus the event lists.
-    Used by ``blinkbench analyze`` and ``detect``, the study's re-scoring and the EAR attack.
+    :data:`CHAIN_FILES`, or ``files`` by output key: a name, or a path relative to
+    ``workdir``, or an absolute path); returns the summary plus the event lists.
+    Used by ``blinkbench analyze`` and ``detect``, the study's re-scoring, the EAR attack and
+    landmark_compare. ``start_at`` (see :func:`run_steps`) skips the steps before it: their
+    outputs must already be where ``files`` says (e.g. ``files={"faces": track}``).
 
     No face crops are kept unless ``crops`` (then ``faces.crops`` of params decides). With
     ``steps_meta`` it returns :func:`run_steps`' per-step metadata instead (the blink step's
@@ -321,8 +332,9 @@ def run_chain(video: str | Path, params: dict, workdir: str | Path, progress: bo
     if not crops:
         params = {**params, "faces": {**params["faces"], "crops": {**params["faces"]["crops"], "n_per_video": 0}}}
     n_hint = probe(video).n_frames if progress else 0
-    with tqdm(total=2 * n_hint or None, desc="analyze", unit="frame", disable=not progress, leave=False) as bar:
-        metas = run_steps(video, outs, params, progress=bar if progress else None)
+    decodes = {"faces": 2, "landmarks": 1}.get(start_at, 0)   # the steps that decode the video
+    with tqdm(total=decodes * n_hint or None, desc="analyze", unit="frame", disable=not progress, leave=False) as bar:
+        metas = run_steps(video, outs, params, progress=bar if progress else None, start_at=start_at)
     if steps_meta:
         return {**metas, "paths": outs}
     events = pd.read_parquet(outs["blinks"])
