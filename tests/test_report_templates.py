@@ -24,7 +24,8 @@ REPORT_SRC = ROOT / "src" / "blinkbench" / "report"
 TEMPLATES = REPORT_SRC / render.TEMPLATES
 # every element the report's templates and pandas' to_html write; anything else came from data
 PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p", "code", "a", "em", "ul",
-             "li", "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption", "details", "summary"}
+             "li", "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption", "details", "summary",
+             "div"}
 
 
 class _Page(HTMLParser):
@@ -79,7 +80,7 @@ def test_every_section_heading_table_and_figure_is_on_the_page(built):
     assert "normal 95.23 % and robust 8.12 % before" in text and "robust 55.6-70.1 %" in text
     assert "Not post-trained: meso4/deepfool: no crops & <none>" in text
     assert "Not run: pfld/blink_rate_rule: no model <path> & co" in text
-    assert page.count('<table class="dataframe t">') == 23
+    assert page.count('<table class="dataframe t">') == 25
     metrics = io.read_json(paths.PATTERNS["metrics"])
     assert {"demo", "blink_detectors", "frame_detectors", "blink_best_of", "study", "reference_attack",
             "landmark_compare", "noise_effect", "blink_attacks", "defence"} <= set(metrics)
@@ -103,13 +104,13 @@ def test_markup_in_names_and_errors_is_escaped(built):
 
 def test_a_missing_template_variable_fails_loudly(params):
     d = params["defence"]
-    ok = render.render("sections/defence.html", d=d, results=None, ref=None, skipped={})
+    ok = render.render("sections/defence.html", d=d, accuracy=None, runs=None, ref=None, skipped={})
     assert "Adaptive post-training defence" in ok and "&ge; 0.9" in ok
     with pytest.raises(jinja2.UndefinedError, match="skipped"):
-        render.render("sections/defence.html", d=d, results=None, ref=None)
+        render.render("sections/defence.html", d=d, accuracy=None, runs=None, ref=None)
     with pytest.raises(jinja2.UndefinedError, match="tau"):
-        render.render("sections/defence.html", d={k: v for k, v in d.items() if k != "tau"}, results=None, ref=None,
-                      skipped={})
+        render.render("sections/defence.html", d={k: v for k, v in d.items() if k != "tau"}, accuracy=None, runs=None,
+                      ref=None, skipped={})
     with pytest.raises(jinja2.UndefinedError):         # also inside a test ({% if %}), not only when printed
         render.render("sections/dataset.html", name="x", ds={"adapter": "a", "root": "r"}, n_videos=0, csv="c",
                       counts=pd.DataFrame(), bad=None, warnings=None, by_label=None, plots=[], videos=pd.DataFrame())
@@ -171,3 +172,83 @@ def test_sparse_run_renders_the_optional_parts_absent(params, tmp_path, monkeypa
     assert "Not post-trained: meso4/deepfool: no crops & <none>" in text and "Reference (" not in text
     assert "Jitter of the clean train series by label" not in text
     assert "missing" in text  # the unfinished evaluations are rows, never dropped
+
+
+def _section(page: str, heading: str) -> str:
+    """The HTML of one ``<h2>`` section: from its heading to the next ``<h2>`` (or the end)."""
+    start = page.index(f"<h2>{heading}</h2>")
+    nxt = page.find("<h2>", start + 1)
+    return page[start:nxt if nxt > 0 else len(page)]
+
+
+def _rows(table_html: str) -> list[list[str]]:
+    """The body rows of one pandas table: the text of each row's cells (th and td)."""
+    body = table_html[table_html.index("<tbody>"):]
+    return [[html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def _tables(fragment: str) -> list[str]:
+    return re.findall(r'<table class="dataframe t">.*?</table>', fragment, re.S)
+
+
+def test_noise_effect_finding_comes_first_and_the_long_rows_are_collapsed(built):
+    """Issue 12: the finding (its conclusion, then one row per attacked set and compression)
+    before anything long; the rows per set, compression and detector, and every measure,
+    after it, each in a closed <details> whose summary says how many rows it holds."""
+    from blinkbench.experiments import noise_effect
+
+    p, page, _ = built
+    sec = _section(page, "What per-frame noise does to the blink path")
+    finding, conclusion = sec.index("<h3>Finding</h3>"), sec.index("score rises by 0.3 under noise &lt; the clean jitter")
+    details = [m.start() for m in re.finditer(r"<details\b", sec)]
+    assert len(details) == 2 and finding < conclusion < details[0]
+    assert not _tables(sec[:finding]), "a table before the finding"
+    # before the details: the overview (one row per attacked set and compression) and the
+    # clean train jitter, both short
+    shown = _tables(sec[:details[0]])
+    assert [len(_rows(t)) for t in shown] == [2 * len(report_fixture.NOISE_COMPRESSIONS), 2]
+    assert [r[:3] for r in _rows(shown[0])] == [[f"fgsm eps {e} on meso4", c, "2"] for c in reversed(
+        report_fixture.NOISE_COMPRESSIONS) for e in ("12.75", "25.5")]
+    # fgsm 12.75, h264: score changes +0.15 (blink_rate_rule) and -0.05 (minirocket), the control
+    # half of each; EAR RMS 0.03 against 0.01 from compression alone (report_fixture's rows)
+    assert _rows(shown[0])[0][3:] == ["0.05", "0.15", "blink_rate_rule", "0.025", "0.03", "0.01", "0.2"]
+    # the details: closed, their summaries count their rows, and they hold all of them
+    summary = noise_effect.compute(p)["summary"]
+    full_finding = noise_effect.finding(summary)["table"]
+    blocks = re.findall(r"<details\b([^>]*)>\s*<summary>(.*?)</summary>(.*?)</details>", sec, re.S)
+    assert len(full_finding) == 8 and len(summary) == 12
+    for (attrs, label, inner), n in zip(blocks, (len(full_finding), len(summary))):
+        assert "open" not in attrs and f"({n} rows)" in label
+        (table,) = _tables(inner)
+        assert len(_rows(table)) == n
+    assert "per attacked set, compression and blink detector" in blocks[0][1]
+    assert "clean sets included" in blocks[1][1] and "score_control: the detector on the clean EAR" in blocks[1][2]
+    assert {r[0] for r in _rows(_tables(blocks[1][2])[0])} == {"clean", "meso4"}
+
+
+def test_defence_tables_fit_the_page(built):
+    """Issue 12: the defence table was 18 columns of 20-character names, wider than the page.
+    Now accuracy (rows: run x normal/robust; columns: crops/videos x before/after/change) and
+    the runs' details are two tables of at most 10 columns with short headers the text
+    explains; no missing value shows as <NA>, nan or None."""
+    _, page, _ = built
+    sec = _section(page, "Adaptive post-training defence")
+    tables = _tables(sec)
+    assert len(tables) == 2
+    for t in tables:
+        header_cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+                        for c in re.findall(r"<th[^>]*>(.*?)</th>", t[:t.index("<tbody>")], re.S)]
+        widest = max(len(re.findall(r"<t[hd]\b", tr)) for tr in re.findall(r"<tr>.*?</tr>", t, re.S))
+        assert widest <= 10 and max(map(len, header_cells)) <= 12, (widest, header_cells)
+        for row in _rows(t):
+            assert not {"<NA>", "nan", "NaN", "None", "True", "False"} & set(row), row
+    acc, runs = (_rows(t) for t in tables)
+    # the ok run: normal and robust rows, 0.75 -> 0.8125 on crops and videos, change +0.0625
+    assert acc == [["meso4", "pgd", "frozen", "normal", *["0.750", "0.812", "0.062"] * 2],
+                   ["robust", *["0.750", "0.812", "0.062"] * 2]]
+    assert runs == [["meso4", "pgd", "frozen", "ok", "12", "16", "20", "yes", "33.3", ""],
+                    ["deepfool", "full", "error", "", "", "", "", "", "ValueError: <nan> & inf"]]
+    for legend in ("kept: adversarial neighbours kept of the candidates", "FGSM moved: whether FGSM lowered",
+                   "robust: the same under FGSM at eps 2/255"):
+        assert legend in html.unescape(sec), legend

@@ -408,6 +408,39 @@ def finding(summary: pd.DataFrame, reference: pd.DataFrame | None = None) -> dic
     return {"table": table, "conclusion": _conclusion(t, reference)}
 
 
+# what overview() gives per attacked set and compression: column -> the finding table's column
+# (the EAR and landmark columns do not depend on the detector: their median over detectors)
+OVERVIEW_MEDIANS = {"score change, median": "score change", "control change, median": "control change",
+                    "EAR RMS diff": "EAR RMS diff", "EAR RMS diff, compression alone": "EAR RMS diff, compression alone",
+                    "eye shape moved (px)": "eye shape moved (px, median)"}
+
+
+def overview(table: pd.DataFrame) -> pd.DataFrame:
+    """The finding table (one row per attacked set, compression and blink detector) in one
+    row per attacked set and compression: how many detectors, the median and the largest
+    score change (signed, with its detector), and the medians of :data:`OVERVIEW_MEDIANS`
+    (columns the table lacks are left out). Rows in the finding table's order."""
+    if table is None or table.empty or not {"set", "compression", "detector"} <= set(table.columns):
+        return pd.DataFrame()
+    rows = []
+    for (set_, comp), g in table.groupby(["set", "compression"], sort=False):
+        row: dict = {"set": set_, "compression": comp, "detectors": int(g["detector"].nunique())}
+        if "score change" in g:
+            change = pd.to_numeric(g["score change"], errors="coerce")
+            row["score change, median"] = float(change.median()) if change.notna().any() else np.nan
+            if change.notna().any():
+                i = change.abs().idxmax()
+                row["score change, largest"], row["largest for"] = float(change[i]), str(g.loc[i, "detector"])
+            else:
+                row["score change, largest"], row["largest for"] = np.nan, ""
+        for name, col in OVERVIEW_MEDIANS.items():
+            if col in g and name not in row:
+                v = pd.to_numeric(g[col], errors="coerce")
+                row[name] = float(v.median()) if v.notna().any() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _conclusion(t: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
     """One or two sentences from the finding table (``t``: the table's summary names)."""
     out = []

@@ -442,9 +442,12 @@ def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
             "blink_change", "ear_rms", "ear_max", "level_change", "norm_rms", "norm_max", "jitter_clean",
             "jitter_attacked", "noise_clean", "noise_attacked", "eye_disp_median_px", "eye_disp_max_px", "eye_shape_median_px", "eye_shape_max_px"]
     ref = tables.get("reference")
+    found = noise_effect.finding(summary, ref)
+    over = noise_effect.overview(found["table"]) if found else None
     page = render("sections/noise_effect.html", files=[p.name for p in files.values()],
                   summary=summary[[c for c in cols if c in summary]],
-                  reference=ref if ref is not None and len(ref) else None, finding=noise_effect.finding(summary, ref))
+                  reference=ref if ref is not None and len(ref) else None, finding=found,
+                  overview=over if over is not None and len(over) else None)
     metrics: dict = {}
     for r in summary.to_dict("records"):
         metrics.setdefault(f"{r['target']}/{r['method']}/eps{r['eps']:g}/{r['variant']}", {})[r["detector"]] = {
