@@ -24,8 +24,7 @@ REPORT_SRC = ROOT / "src" / "blinkbench" / "report"
 TEMPLATES = REPORT_SRC / render.TEMPLATES
 # every element the report's templates and pandas' to_html write; anything else came from data
 PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p", "code", "a", "em", "ul",
-             "li", "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption", "details", "summary",
-             "div"}
+             "li", "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption", "details", "summary"}
 
 
 class _Page(HTMLParser):
@@ -252,3 +251,49 @@ def test_defence_tables_fit_the_page(built):
     for legend in ("kept: adversarial neighbours kept of the candidates", "FGSM moved: whether FGSM lowered",
                    "robust: the same under FGSM at eps 2/255"):
         assert legend in html.unescape(sec), legend
+
+
+def test_figures_and_attack_tables_say_what_was_attacked_how_and_what_changed(built):
+    """Every figure's caption is a sentence, not only its file name: the eps sweeps name the
+    attack, the attacked detector, the eps values and the compressions and what they plot;
+    the ROC and EAR figures say they are not attacked. The blink-path attack tables state the
+    budget the attack ran with (its recorded params), the conditions and the crops."""
+    p, page, _ = built
+    caps = [html.unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<figcaption>(.*?)</figcaption>", page, re.S)]
+    srcs = [html.unescape(s) for s in re.findall(r'<img src="([^"]+)"', page)]
+    assert len(caps) == len(srcs) == 6
+    for cap, src in zip(caps, srcs):
+        assert cap.strip().endswith(src) and len(cap.strip()) > len(src) + 40, cap
+    sweep = {c.split()[0]: " ".join(c.split()) for c in caps if "study_" in c}
+    assert set(sweep) == {"FGSM", "NES"}
+    assert sweep["FGSM"].startswith("FGSM against the frame detector meso4 at eps 12.75, 25.5 (L-inf, 0-255 levels; eps 0: the clean set)")
+    assert sweep["NES"].startswith("NES against the frame detector meso4 at eps 12.75 (")
+    for c in sweep.values():
+        assert "compression: none, h264_crf23" in c and "still calls fake (detection rate)" in c
+    assert sum("not attacked" in c for c in caps) == 4 and sum(c.startswith("ROC of the ") for c in caps) == 2
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert ("How: eps 8 (L-inf, 0-255 levels), 60 optimisation steps; conditions: clean (the source video, not "
+            "attacked), lossless (the adversarial video as written), h264_crf23 (the adversarial video after that "
+            "compression)") in text
+    lb = p["blink_attacks"]["landmark_breaker"]
+    assert f"Attacked: 4 face crops of the test videos of {report_fixture.DATASET} , one per video" in text
+    eps = f"{lb['eps']:g}" if lb.get("eps") is not None else "15"
+    assert f"How: {', '.join(lb['attacks'])} at eps {eps} (L-inf, 0-255 levels" in text
+
+
+def test_no_table_cell_or_sentence_shows_a_python_repr(built):
+    """Missing values are blank and mappings are written out: no cell reads None, nan, <NA>,
+    True or a list/dict repr, and no sentence prints a dict (the landmark backends' video
+    counts, the reference table's unknown verdicts did)."""
+    _, page, _ = built
+    cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", page, re.S)]
+    assert len(cells) > 300
+    bad = [c for c in cells if c in {"None", "nan", "NaN", "<NA>", "NaT", "inf", "-inf", "True", "False"}
+           or c[:1] in "[{" and c]
+    assert not bad, bad
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    assert not re.findall(r"\{'|\['|: None\b", text), re.findall(r".{40}(?:\{'|\['|: None\b).{40}", text)
+    flat = " ".join(text.split())
+    assert "Videos per backend by status: mediapipe: 4 ok; pfld: 4 error." in flat
+    assert ("Unknown verdicts (videos per set and detector): clean: blink/blink_rate_rule 2; "
+            "meso4/eps12.75: blink/blink_rate_rule 2; meso4/eps25.5: blink/blink_rate_rule 2.") in flat

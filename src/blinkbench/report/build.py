@@ -147,7 +147,8 @@ def build(params: dict) -> Path:
             label = table.loc[table["video_id"] == vid, "label"].iloc[0]
             tr = truth_df[truth_df["video_id"] == vid] if truth_df is not None else None
             plot_ear(ear, ev, png, title=f"{name} / {vid} ({label})", truth=tr)
-            plots.append(png.relative_to(out_dir).as_posix())
+            plots.append({"src": png.relative_to(out_dir).as_posix(), "video": vid, "label": label,
+                          "truth": tr is not None and len(tr) > 0})
         sections.append(_dataset_section(name, ds, table, stats, truth, plots, csv.relative_to(out_dir).as_posix()))
     for family in FAMILY_SECTIONS:
         det_metrics, det_html = detectors_section(params, out_dir, family)
@@ -261,8 +262,8 @@ def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tup
         if curves:
             png = out_dir / f"roc_{family}__{tr}__{te}.png"
             plot_roc(curves, png, title=f"{family} detectors: trained on {tr}, tested on {te}")
-            plots.append(png.relative_to(out_dir).as_posix())
-    return metrics, render("sections/detectors.html", title=title, results=df, matrix=matrix, plots=plots)
+            plots.append({"src": png.relative_to(out_dir).as_posix(), "train": tr, "test": te})
+    return metrics, render("sections/detectors.html", title=title, family=family, results=df, matrix=matrix, plots=plots)
 
 
 def study_results(params: dict) -> pd.DataFrame:
@@ -337,7 +338,10 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
             png = out_dir / f"study_{t}__{m}.png"
             plot_eps_sweep(sub[["variant", "eps", "detector", "detection_rate"]], png,
                            title=f"{m} against {t}: fake videos still detected", target=f"frame/{t}")
-            plots.append(png.relative_to(out_dir).as_posix())
+            attacked = sub[sub["target"] == t]
+            plots.append({"src": png.relative_to(out_dir).as_posix(), "target": t, "method": m,
+                          "eps": [f"{e:g}" for e in sorted(attacked["eps"].astype(float).unique())],
+                          "variants": list(dict.fromkeys(sub["variant"]))})
     wide = df.pivot_table(index=["target", "method", "eps", "variant"], columns="detector", values="detection_rate",
                           aggfunc="first")
     # blink detectors abstain below detectors.min_face_s: their coverage beside the rates
@@ -377,11 +381,14 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
         return {}, ""
     ds = b["dataset"]
     root = Path(paths.PATTERNS["landmark_breaker"].format(dataset=ds)).parent
-    rows = []
+    rows, budgets = [], set()
     for res_p in sorted(root.glob("*/*/result.json")):
         r = io.read_json(res_p)
         mode, vid = res_p.parent.parent.name, res_p.parent.name
         cost = r.get("perceptual") or {}
+        used = r.get("params") if isinstance(r.get("params"), dict) else {}   # as it ran (EarAttackParams)
+        if all(isinstance(used.get(k), (int, float)) and not isinstance(used.get(k), bool) for k in ("eps", "steps")):
+            budgets.add((float(used["eps"]), int(used["steps"])))
         for cond, c in (r.get("conditions") or {}).items():
             scores = [v for v in (c.get("detector_p_fake") or {}).values() if v is not None]
             dips = [x for x in (c.get("injected_min_ratio") or []) if x is not None]
@@ -405,9 +412,10 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
         metrics = {m: {c: float(np.mean(v)) for c, v in d.items()} for m, d in metrics.items()}
         metrics = {"mean_blinks": metrics}
     lb = root / "landmark_breaker.json"
-    lb_tables = None
+    lb_tables, lb_run = None, None
     if lb.exists():
         lb_tables = []
+        lb_run = io.read_json(lb)
         for name in ("white_box", "transfer", "compression", "ablation"):
             csv = root / f"landmark_breaker_{name}.csv"
             if csv.exists() and csv.stat().st_size > 1:
@@ -420,7 +428,11 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
                     metrics["landmark_breaker_white_box_nme"] = {a: _num(v) for a, v in zip(t["attack"], t["nme"])}
                 if name == "white_box" and "nme68" in t.columns and "attack" in t.columns:
                     metrics["landmark_breaker_white_box_nme68"] = {a: _num(v) for a, v in zip(t["attack"], t["nme68"])}
-    return metrics, render("sections/blink_attacks.html", results=results, landmark_breaker=lb_tables)
+    conditions = list(dict.fromkeys(r["condition"] for r in rows if r.get("condition")))
+    return metrics, render("sections/blink_attacks.html", b=b, results=results, landmark_breaker=lb_tables,
+                           budgets=[{"eps": e, "steps": n} for e, n in sorted(budgets)],
+                           compressions=[c for c in conditions if c not in ("clean", "lossless")],
+                           lb_run=lb_run if isinstance(lb_run, dict) else {})
 
 
 def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
