@@ -14,8 +14,8 @@ import yaml
 
 from blinkbench import cli
 from blinkbench.core import io, paths
-from blinkbench.core.steps_table import (STEPS, ParamsView, UndeclaredParams, section_values, sections,
-                                         step_view)
+from blinkbench.core.steps_table import (STEPS, ParamsView, ReadOnlyParams, UndeclaredParams, section_values,
+                                         sections, step_view)
 from blinkbench.spine import steps
 
 
@@ -33,8 +33,10 @@ def test_view_holds_only_the_declared_sections(params):
         v["detectors"]["min_face_s"]
     # a copy or a pickle is the plain dict it holds; the view never writes through
     assert type(copy.deepcopy(v)) is dict and pickle.loads(pickle.dumps(v)) == dict(v)
-    v["base"]["seed"] = -1
-    assert params["base"]["seed"] != -1
+    assert type(copy.deepcopy(v)["base"]) is dict and type(pickle.loads(pickle.dumps(v))["detectors"]) is dict
+    with pytest.raises(ReadOnlyParams):  # nor can a step change it (tests/test_params_types.py)
+        v["base"]["seed"] = -1
+    assert v["base"]["seed"] == params["base"]["seed"] != -1
 
 
 def test_dataset_bound_sections(params):

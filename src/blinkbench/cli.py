@@ -20,17 +20,21 @@ import math
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 from blinkbench import __version__
 from blinkbench.core import config, io, lineage, paths, steps_table
+from blinkbench.core.params_types import BlinksParams, FacesParams, LandmarksParams, ReportParams
 from blinkbench.spine import steps
 
 log = logging.getLogger("blinkbench")
 
 
-def _params(args, step: str | None = None, dataset: str | None = None, dvc_form: bool = False) -> dict:
+def _params(args, step: str | None = None, dataset: str | None = None, dvc_form: bool = False) -> Any:
     """The validated params file; for a pipeline ``step``, only the sections its table entry
-    declares (:func:`blinkbench.core.steps_table.step_view`: reading another raises)."""
+    declares (:func:`blinkbench.core.steps_table.step_view`: reading another raises). Typed
+    ``Any``: the view's type depends on ``step``; a handler gets its step's TypedDict by
+    calling ``step_view`` with the step's name (as :func:`cmd_report` does)."""
     path = Path(args.params)
     if not path.exists() and args.params == "params.yaml" and getattr(args, "allow_default_params", False):
         params = config.validate({"datasets": {}}, source="built-in defaults")
@@ -64,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     p.add_argument("--out", default="dvc.yaml", help="default: %(default)s")
     p.add_argument("--check", action="store_true", help="exit 1 unless --out is what would be written")
+
+    p = sub.add_parser("params-types", help="write core/params_types.py (typed params sections) from the schema "
+                                            "and the step table (or --check it)")
+    p.add_argument("--check", action="store_true", help="exit 1 unless the file is what would be written")
 
     p = sub.add_parser("demo", help="generate the embedded demo dataset")
     _add_params(p)
@@ -137,6 +145,17 @@ def cmd_dvc_yaml(args) -> int:
     return 0
 
 
+def cmd_params_types(args) -> int:
+    from blinkbench.core import typegen
+
+    if args.check:
+        stale = typegen.check()
+        print(f"blinkbench: {stale}" if stale else f"{typegen.OUT}: current", file=sys.stderr if stale else sys.stdout)
+        return 1 if stale else 0
+    print(typegen.write())
+    return 0
+
+
 def cmd_demo(args) -> int:
     from blinkbench.datasets import demo
 
@@ -178,7 +197,7 @@ def _need(args, *names: str) -> None:
         raise SystemExit(f"blinkbench {args.cmd}: give --dataset, or all of {flags}")
 
 
-def _step_command(step: str, one) -> callable:
+def _step_command(step: str, one) -> Callable[..., int]:
     def run(args) -> int:
         params = _params(args, step)
         if args.dataset:
@@ -193,12 +212,12 @@ def _step_command(step: str, one) -> callable:
     return run
 
 
-def _faces(args, params):
+def _faces(args, params: FacesParams):
     _need(args, "video_path", "track", "crops")
     return steps.faces_one(args.video_path, args.track, args.crops, params)
 
 
-def _landmarks(args, params):
+def _landmarks(args, params: LandmarksParams):
     _need(args, "video_path", "track", "out")
     return steps.landmarks_one(args.video_path, args.track, args.out, params)
 
@@ -208,7 +227,7 @@ def _ear(args, params):
     return steps.ear_one(args.landmarks, args.out)
 
 
-def _blinks(args, params):
+def _blinks(args, params: BlinksParams):
     _need(args, "ear", "out", "summary")
     return steps.blinks_one(args.ear, args.out, args.summary, params)
 
@@ -216,7 +235,7 @@ def _blinks(args, params):
 def cmd_report(args) -> int:
     from blinkbench.report import build as report
 
-    params = _params(args, "report")
+    params: ReportParams = steps_table.step_view(_params(args), "report")
     out = report.build(params)
     print(Path(out).resolve())
     return 0
@@ -631,6 +650,7 @@ def cmd_audit(args) -> int:
 COMMANDS = {
     "validate-params": cmd_validate,
     "dvc-yaml": cmd_dvc_yaml,
+    "params-types": cmd_params_types,
     "demo": cmd_demo,
     "manifest": cmd_manifest,
     "faces": _step_command("faces", _faces),

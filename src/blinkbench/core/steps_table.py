@@ -8,7 +8,9 @@ and its DVC form. Everything else is derived from it:
   (``rules/common.smk``: ``step_params``, ``model_files``);
 - each step's entry point sees only its own sections (:func:`step_view`): reading an
   undeclared section raises :class:`UndeclaredParams`, so the table cannot drift from the
-  code without a test failing;
+  code without a test failing; the view is read-only, and typed: :mod:`blinkbench.core.params_types`
+  (generated from the schema and this table, ``blinkbench params-types``) gives each step a
+  ``<Step>Params`` TypedDict, so a type checker flags an undeclared or wrongly typed read too;
 - the per-video stamps hash exactly the declared sections (:func:`section_values`; for
   ``landmarks`` only the active backend's options).
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn, cast
+
+from blinkbench.core import params_types
 
 GUARD_OUT = "logs/dvc/params_valid.txt"   # every DVC stage depends on it (params validated first)
 
@@ -284,20 +288,53 @@ class UndeclaredParams(KeyError):
         return str(self.args[0])
 
 
+class ReadOnlyParams(TypeError):
+    """A step tried to change its params view (it is the step's input, not its scratch space:
+    a changed copy is ``copy.deepcopy(view)``, a plain dict)."""
+
+
+def _read_only(self, *args, **kwargs) -> NoReturn:
+    raise ReadOnlyParams(f"{self._where} is read-only: a step's params view is its input "
+                         "(copy.deepcopy(view) is a plain dict to change)")
+
+
+class _Section(dict):
+    """A whole params section inside a view: a plain dict to read (``get`` with a default,
+    ``in``, iteration as before) that cannot be changed, its nested sections neither.
+    Copies, deep copies and pickles are plain dicts."""
+
+    def __init__(self, data: Mapping, where: str):
+        super().__init__((k, _frozen(v, f"{where}.{k}")) for k, v in data.items())
+        self._where = where
+
+    def __reduce__(self):
+        return (dict, (dict(self),))
+
+    __setitem__ = __delitem__ = __ior__ = setdefault = pop = popitem = clear = update = _read_only
+
+
+def _frozen(value: Any, where: str) -> Any:
+    """A view's own copy of ``value``: mappings read-only (nested too), the rest deep-copied."""
+    return _Section(value, where) if isinstance(value, Mapping) else copy.deepcopy(value)
+
+
 class ParamsView(dict):
     """The params a step may read: a dict holding only its declared sections. Reading any
     other key (``[]``, ``get``, ``in``) raises :class:`UndeclaredParams` naming the step and
-    the section, so a table that has drifted from the code fails the step's tests."""
+    the section, so a table that has drifted from the code fails the step's tests. It is
+    read-only (nested sections too): changing it raises :class:`ReadOnlyParams`, so a step
+    cannot hand a modified section downstream unnoticed."""
 
     def __init__(self, data: Mapping, tree: dict, step: str, prefix: str = ""):
         super().__init__()
         self._step, self._prefix, self._allowed = step, prefix, frozenset(tree)
+        self._where = f"step {step!r}: params view" + (f" {prefix[:-1]}" if prefix else "")
         for k, sub in tree.items():
             if k not in data:
                 continue
             v = data[k]
             if sub is True or not isinstance(v, Mapping):
-                dict.__setitem__(self, k, copy.deepcopy(v))
+                dict.__setitem__(self, k, _frozen(v, f"step {step!r}: params section {prefix}{k}"))
             else:
                 dict.__setitem__(self, k, ParamsView(v, sub, step, f"{prefix}{k}."))
 
@@ -321,6 +358,8 @@ class ParamsView(dict):
     def __reduce__(self):  # pickles / deep-copies as the plain dict it holds
         return (dict, (dict(self),))
 
+    __setitem__ = __delitem__ = __ior__ = setdefault = pop = popitem = clear = update = _read_only
+
 
 def _tree(keys: tuple[str, ...]) -> dict:
     tree: dict = {}
@@ -342,12 +381,18 @@ def dvc_extra(step: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for st in STEPS[step].dvc for k in st.extra_params))
 
 
-def step_view(params: Mapping, step: str, dataset: str | None = None, dvc_form: bool = False) -> ParamsView:
-    """``params`` restricted to the sections ``step`` declares (``{dataset}`` bound to
-    ``dataset``; with ``dvc_form``, plus :func:`dvc_extra`): what the step's entry point receives."""
+def _step_view(params: Mapping, step: str, dataset: str | None = None, dvc_form: bool = False) -> ParamsView:
     if isinstance(params, ParamsView) and params._step == step and not dvc_form:
         return params
     return ParamsView(params, _tree(sections(step, dataset) + (dvc_extra(step) if dvc_form else ())), step)
+
+
+_step_view.__name__ = _step_view.__qualname__ = "step_view"
+_step_view.__doc__ = """``params`` restricted to the sections ``step`` declares (``{dataset}`` bound to
+    ``dataset``; with ``dvc_form``, plus :func:`dvc_extra`): what the step's entry point receives,
+    a read-only :class:`ParamsView`. Typed by :class:`blinkbench.core.params_types.StepView`:
+    for a step named by a literal, its ``<Step>Params`` TypedDict."""
+step_view = cast(params_types.StepView, _step_view)
 
 
 # ---------------------------------------------------------------------------- model files

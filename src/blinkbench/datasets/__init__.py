@@ -36,6 +36,7 @@ from typing import Iterable
 import pandas as pd
 
 from blinkbench.core.io import stamp, write_parquet
+from blinkbench.core.params_types import DatasetSection, ManifestParams
 from . import celebdf, dfdc, ffpp, folder
 from .base import (
     MANIFEST_COLUMNS, TEST_FRACTION, Entry, SplitConfig, check_entries, check_symlinks, manifest_frame, select_trial,
@@ -158,7 +159,7 @@ def present_ids(entries: Iterable[Entry]) -> dict[str, Path]:
 
 
 def build_manifest(
-    name: str, ds_cfg: dict, params: dict, progress: bool = False, *, workers: int = 1
+    name: str, ds_cfg: DatasetSection, params: ManifestParams, progress: bool = False, *, workers: int = 1
 ) -> pd.DataFrame:
     """:func:`discover` plus a probe and sha256 of every file: one row per entry, columns
     :data:`MANIFEST_COLUMNS`. Missing files get status "missing"; any other per-file failure

@@ -51,6 +51,7 @@ import numpy as np
 
 from blinkbench.core.io import atomic_path, write_json
 from blinkbench.core.labels import LABELS
+from blinkbench.core.params_types import DemoSection
 from blinkbench.video.codec import write_video
 
 GENERATOR_VERSION = 1
@@ -614,7 +615,7 @@ def _manifest(plans: list[VideoPlan], demo_cfg: dict, seed: int) -> dict:
     }
 
 
-def generate(root, demo_cfg: dict, seed: int) -> None:
+def generate(root, demo_cfg: DemoSection, seed: int) -> None:
     """Render the demo dataset under ``root`` (see the module docstring)."""
     root = Path(root)
     plans = plan(demo_cfg, seed)

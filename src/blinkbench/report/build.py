@@ -23,6 +23,7 @@ import pandas as pd
 
 from blinkbench.core import io, paths
 from blinkbench.core.labels import LABELS
+from blinkbench.core.params_types import ReportParams
 from blinkbench.spine.blinks import match_events
 
 from .render import render
@@ -115,7 +116,7 @@ def _plot_choice(table: pd.DataFrame, n: int) -> list[str]:
     return out
 
 
-def build(params: dict) -> Path:
+def build(params: ReportParams) -> Path:
     from .best_of import best_of_section
     from .plotting import plot_ear
 

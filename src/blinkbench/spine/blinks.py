@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from blinkbench.core.params_types import BlinksSection
+
 EVENT_COLUMNS = ["start_frame", "end_frame", "start_s", "end_s", "duration_ms", "min_ear", "min_ratio", "kind"]
 
 
@@ -63,7 +65,7 @@ def open_level(t: np.ndarray, ear: np.ndarray, window_s: float, q: float) -> np.
     return np.where(np.isnan(out), glob, out)
 
 
-def detect(t: np.ndarray, ear: np.ndarray, cfg: dict) -> pd.DataFrame:
+def detect(t: np.ndarray, ear: np.ndarray, cfg: BlinksSection) -> pd.DataFrame:
     """Blink and closure events of one EAR series (``cfg`` is the ``blinks`` params)."""
     t = np.asarray(t, dtype=np.float64)
     ear = fill_short_gaps(t, np.asarray(ear, dtype=np.float64), cfg["max_gap_ms"] / 1000)

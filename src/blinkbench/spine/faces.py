@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from blinkbench.core.params_types import FacesSection
 from blinkbench.video.codec import FrameReader, frame_count
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ def square_box(box: np.ndarray, scale: float, width: int, height: int) -> tuple[
     return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
-def track_video(path: str, cfg: dict, progress=None) -> FaceTrackResult:
+def track_video(path: str, cfg: FacesSection, progress=None) -> FaceTrackResult:
     """Run detection + tracking over a video. ``cfg`` is the ``faces`` params section.
 
     Raises ``video.DecodeError`` when the file cannot be opened at all; a stream that breaks

@@ -21,7 +21,7 @@ import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from . import blinks as blinks_mod
 from blinkbench.core import io, paths, steps_table
+from blinkbench.core.params_types import BlinksParams, FacesParams, LandmarksParams
 from .ear import ear_from_landmarks
 from blinkbench.video.codec import OK, UNREADABLE, VideoInfo, probe
 
@@ -65,7 +66,7 @@ _COUNTS = ("n_frames", "face_frames", "fps")
 # One definition of each step's stamp, used by the per-video functions (to stamp what they
 # write) and by run_batch (to skip videos that are up to date): the two can never disagree.
 
-def _model_sha(cfg: dict) -> str:
+def _model_sha(cfg: Mapping[str, Any]) -> str:
     model = cfg.get("pfld_model")
     if cfg["backend"] != "pfld" or not model or not Path(model).is_file():
         return ""
@@ -85,11 +86,11 @@ def _video_sha(video: str | Path) -> tuple[str, str]:
         return "", _error_text(exc)
 
 
-def faces_stamp(video_sha: str, params: dict) -> str:
+def faces_stamp(video_sha: str | None, params: FacesParams) -> str:
     return io.stamp("faces", VERSION["faces"], video_sha, steps_table.section_values(params, "faces"))
 
 
-def landmarks_stamp(track_stamp: str | None, params: dict) -> str:
+def landmarks_stamp(track_stamp: str | None, params: LandmarksParams) -> str:
     return io.stamp("landmarks", VERSION["landmarks"], track_stamp, steps_table.section_values(params, "landmarks"),
                     _model_sha(params["landmarks"]))
 
@@ -98,13 +99,13 @@ def ear_stamp(landmarks_stamp_: str | None) -> str:
     return io.stamp("ear", VERSION["ear"], landmarks_stamp_)
 
 
-def blinks_stamp(ear_stamp_: str | None, params: dict) -> str:
+def blinks_stamp(ear_stamp_: str | None, params: BlinksParams) -> str:
     return io.stamp("blinks", VERSION["blinks"], ear_stamp_, steps_table.section_values(params, "blinks"))
 
 
 # ---------------------------------------------------------------------------- faces
 
-def faces_one(video: str | Path, out_track: str | Path, out_crops: str | Path, params: dict,
+def faces_one(video: str | Path, out_track: str | Path, out_crops: str | Path, params: FacesParams,
               video_sha: str | None = None, progress=None) -> dict:
     from .faces import track_video
 
@@ -148,7 +149,8 @@ _TRACK_DTYPES = {"frame": "int32", "timestamp_s": "float64", "face_present": "bo
 
 # ---------------------------------------------------------------------------- landmarks
 
-def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, params: dict, progress=None) -> dict:
+def landmarks_one(video: str | Path, track_path: str | Path, out: str | Path, params: LandmarksParams,
+                  progress=None) -> dict:
     from .landmarks import backend_class, extract, make_backend
     from .landmarks.extract import landmark_schema
 
@@ -208,7 +210,7 @@ def ear_one(landmarks_path: str | Path, out: str | Path) -> dict:
 
 # ---------------------------------------------------------------------------- blinks
 
-def blinks_one(ear_path: str | Path, out_events: str | Path, out_summary: str | Path, params: dict) -> dict:
+def blinks_one(ear_path: str | Path, out_events: str | Path, out_summary: str | Path, params: BlinksParams) -> dict:
     params = step_view(params, "blinks")
     cfg = params["blinks"]
     emeta = _meta_of(ear_path)
@@ -259,7 +261,9 @@ class Runner:
     carry to be up to date; ``run(video, outs, params, video_sha, progress)`` makes them and
     returns their metadata. ``outs`` maps output keys (:func:`video_outputs`) to paths."""
 
-    stamp: Callable[[dict, dict, str | None], str]
+    # params: the whole params or the step's own view (the batch form's CLI passes its view);
+    # each step narrows it with step_view to its <Step>Params
+    stamp: Callable[[dict, Any, str | None], str]
     run: Callable[..., dict]
 
 

@@ -17,6 +17,8 @@ Backends (``landmarks.backend`` in params):
   (``landmarks.pfld_model``); never bundled or downloaded. EAR scheme ``ibug68``.
 """
 
+from blinkbench.core.params_types import LandmarksSection
+
 from .base import REGISTRY, LandmarkBackend
 from .extract import LANDMARK_COLUMNS, extract, read_landmarks
 
@@ -35,6 +37,6 @@ def backend_class(name: str) -> type[LandmarkBackend]:
     return REGISTRY.get(name)
 
 
-def make_backend(cfg: dict) -> LandmarkBackend:
+def make_backend(cfg: LandmarksSection) -> LandmarkBackend:
     """Build the backend named by ``cfg['backend']`` (the ``landmarks`` params section)."""
     return backend_class(cfg["backend"]).from_params(cfg)

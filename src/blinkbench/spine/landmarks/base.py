@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import numpy as np
 
+from blinkbench.core.params_types import LandmarksSection
 from blinkbench.core.registry import Registry
 
 
@@ -29,7 +30,7 @@ class LandmarkBackend(ABC):
 
     @classmethod
     @abstractmethod
-    def from_params(cls, cfg: dict) -> "LandmarkBackend":
+    def from_params(cls, cfg: LandmarksSection) -> "LandmarkBackend":
         """The backend built from the ``landmarks`` params section ``cfg``."""
 
     @abstractmethod

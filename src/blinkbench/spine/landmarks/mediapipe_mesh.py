@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from blinkbench.core.params_types import LandmarksSection
+
 from .base import LandmarkBackend, register
 
 
@@ -37,7 +39,7 @@ class MediaPipeMesh(LandmarkBackend):
     n_points = 478
 
     @classmethod
-    def from_params(cls, cfg: dict) -> "MediaPipeMesh":
+    def from_params(cls, cfg: LandmarksSection) -> "MediaPipeMesh":
         return cls(cfg["min_detection_confidence"], cfg["min_tracking_confidence"])
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5, static: bool = False):

@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blinkbench.core.params_types import LandmarksSection
+
 from .base import LandmarkBackend, register
 
 INPUT_SIZE = 112
@@ -26,7 +28,7 @@ class PFLD(LandmarkBackend):
     crop_scale_hint = 1.25
 
     @classmethod
-    def from_params(cls, cfg: dict) -> "PFLD":
+    def from_params(cls, cfg: LandmarksSection) -> "PFLD":
         if not cfg.get("pfld_model"):
             raise ValueError("landmarks.backend is 'pfld' but landmarks.pfld_model (path to the ONNX file) is not set")
         return cls(cfg["pfld_model"])

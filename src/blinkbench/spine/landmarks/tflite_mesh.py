@@ -33,6 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blinkbench.core.params_types import LandmarksSection
+
 from .base import LandmarkBackend, register
 
 MESH_SIZE = 192
@@ -474,7 +476,7 @@ class TFLiteMesh(LandmarkBackend):
     n_points = 478
 
     @classmethod
-    def from_params(cls, cfg: dict) -> "TFLiteMesh":
+    def from_params(cls, cfg: LandmarksSection) -> "TFLiteMesh":
         t = cfg.get("tflite") or {}
         return cls(t.get("batch_size", 16), t.get("num_threads", 1), cfg.get("min_tracking_confidence", 0.5),
                    t.get("roi", "track"))
