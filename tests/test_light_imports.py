@@ -60,10 +60,12 @@ import blinkbench.experiments.study, blinkbench.experiments.blink_study
 
 @pytest.mark.parametrize("step", ["faces", "landmarks", "ear", "blinks"])
 def test_per_video_steps_import_no_torch(step):
-    """What `blinkbench <step>` imports: the CLI, the step functions and, for landmarks,
-    every registered backend."""
+    """What `blinkbench <step>` imports: the CLI with its whole parser, the step functions and,
+    for landmarks, every registered backend. (The parser once imported the post-training
+    module for its choices, so every per-video job loaded torch: ~3 s CPU each.)"""
     code = f"""
 import blinkbench.cli
+blinkbench.cli.build_parser()  # main() builds every subcommand's parser before running one
 from blinkbench.spine import steps
 assert {step!r} in steps.STEPS
 import blinkbench.spine.faces, blinkbench.spine.ear, blinkbench.spine.blinks, blinkbench.video.codec

@@ -368,7 +368,7 @@ def _add_study_parsers(sub) -> None:
 
 
 def _add_defence_parsers(sub) -> None:
-    from blinkbench.defence.posttrain import ALGORITHMS, VARIANTS
+    from blinkbench.defence import ALGORITHMS, VARIANTS
 
     p = sub.add_parser("posttrain", help="adaptive post-training of a CNN frame detector, evaluated before and after")
     _add_params(p)
