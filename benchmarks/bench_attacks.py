@@ -38,7 +38,8 @@ one process (same load for all): before issue 14 (foolbox on the untouched model
 first speed-up (foolbox inside ``Attack.__call__``: frozen, channels-last weights) and the
 current one (PGD's own loop through ``nets.gradient_view``), with wall and CPU time and how
 far the perturbations are apart (largest difference, share of values that differ, logits,
-success flags).
+success flags). ``--rounding N`` compares both with a float64 run of PGD for N seeds (how
+far float32 rounding alone moves PGD's result).
 
 Threads are pinned (default 1; the machine is shared): figures vary by +-20-30 % between
 runs on a loaded VM.
@@ -234,6 +235,61 @@ def bench_before_after(batch: int, crop: int, crops: "np.ndarray | None", repeat
     print(f"  load average at the end {os.getloadavg()[0]:.1f}")
 
 
+def float64_pgd(net, x, seed: int = 0):
+    """PGD with the default parameters in float64 (network and crops cast; the random start is
+    the float32 draw of the seeded attack, cast): how PGD would go in near-exact arithmetic."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from blinkbench.attacks.frame import TwoClassLogits, defaults
+
+    p = defaults("pgd")
+    eps = p["eps"] / 255.0
+    step = p["rel_step_size"] * eps
+    net64 = TwoClassLogits(copy.deepcopy(net).double().eval())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        r = torch.rand(x.shape, dtype=x.dtype).double()
+    x0 = x.double()
+    adv = torch.clamp(x0 + (r * (eps - -eps) + -eps), 0.0, 1.0)
+    for _ in range(p["steps"]):
+        xi = adv.detach().requires_grad_()
+        loss = F.cross_entropy(net64(xi), torch.zeros(len(x), dtype=torch.long), reduction="none").sum()
+        (g,) = torch.autograd.grad(loss, xi)
+        adv = torch.clamp(x0 + torch.clamp(adv + -1.0 * (step * g.sign()) - x0, -eps, eps), 0.0, 1.0)
+    return x0 + torch.clamp(adv - x0, -eps, eps)
+
+
+def bench_rounding(batch: int, crop: int, crops: "np.ndarray | None", seeds: int) -> None:
+    """How far PGD's float32 results are from a float64 run, per seed: the reference path
+    (:func:`reference_pgd`) and the current one. PGD follows gradient signs, so one flipped
+    near-zero component moves a pixel by two steps and later gradients see it: this is
+    what "equal up to rounding order" can mean for PGD."""
+    import torch
+    import torch.nn.functional as F
+
+    from blinkbench.attacks.frame import create
+
+    if crops is not None and len(crops):
+        x = torch.from_numpy(crops[np.linspace(0, len(crops) - 1, batch).round().astype(int)])
+        x = F.interpolate(x.permute(0, 3, 1, 2).float() / 255, size=(crop, crop), mode="bilinear",
+                          align_corners=False, antialias=True).clamp(0, 1)
+    else:
+        x = torch.rand(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
+    net, desc = build_model("meso4", 0)
+    print(f"\n== PGD rounding: meso4 ({desc}), batch {batch} x {crop} px; share of values differing (> 0.5/255)")
+    for seed in range(seeds):
+        ref, new, f64 = reference_pgd(net, x, seed), create("pgd")(net, x, seed=seed), float64_pgd(net, x, seed)
+
+        def share(a, b):
+            return float(((a.double() - b.double()).abs() > 0.5 / 255).float().mean()) * 100
+
+        print(f"  seed {seed}: reference vs float64 {share(ref, f64):5.2f} %, current vs float64 {share(new, f64):5.2f} %,"
+              f" current vs reference {share(new, ref):5.2f} %; {compare(new, ref, net)}", flush=True)
+
+
 def cut_clip(src: Path, n: int, out: Path) -> None:
     from blinkbench.video.codec import FrameReader, probe, write_video
 
@@ -305,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before-after", type=int, default=0, metavar="N",
                     help="also time PGD on meso4 by the pre-issue-14 path, the foolbox path and the current one, N "
                          "alternated repeats (0: skip)")
+    ap.add_argument("--rounding", type=int, default=0, metavar="N",
+                    help="also compare PGD on meso4 (reference and current path) with a float64 run, seeds 0..N-1 "
+                         "(0: skip)")
     args = ap.parse_args(argv)
 
     import torch
@@ -321,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_crops(args.models, args.attacks, args.batch, args.crop, args.resnet_size, crops)
         if args.before_after:
             bench_before_after(args.batch, args.crop, crops, args.before_after)
+        if args.rounding:
+            bench_rounding(args.batch, args.crop, crops, args.rounding)
         if args.skip_video:
             pass
         elif meta is None:
