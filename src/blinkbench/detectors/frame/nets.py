@@ -216,7 +216,8 @@ def gradient_view(net: nn.Module) -> nn.Module:
     eval mode, a :class:`GradientView` (the same function in fewer, smaller operations; same
     logits and input gradients up to floating-point rounding order); any other module, or a
     FrameNet in train mode, is returned as it is."""
-    if isinstance(net, FrameNet) and not net.training and type(net).forward is FrameNet.forward:
+    if (isinstance(net, FrameNet) and not net.training and type(net).forward is FrameNet.forward
+            and type(net).preprocess is FrameNet.preprocess):
         return GradientView(net)
     return net
 
