@@ -33,10 +33,13 @@ repeated ``--batching-repeats`` times interleaved; the
 model's polarity is flipped as in part 1 if it calls the clip's crops real. Needs
 ``../shared``; skipped with a message without it.
 
-Part 3 (``--before-after N``): PGD on MesoNet, the code path before the speed-ups of
-``Attack.__call__`` (foolbox on the untouched model) and the current one, alternated N
-times in one process (same load for both), with wall and CPU time and the largest
-difference between their perturbations.
+Part 3 (``--before-after N``): PGD on MesoNet by three code paths, alternated N times in
+one process (same load for all): before issue 14 (foolbox on the untouched model), after its
+first speed-up (foolbox inside ``Attack.__call__``: frozen, channels-last weights) and the
+current one (PGD's own loop through ``nets.gradient_view``), with wall and CPU time and how
+far the perturbations are apart (largest difference, share of values that differ, logits,
+success flags). ``--rounding N`` compares both with a float64 run of PGD for N seeds (how
+far float32 rounding alone moves PGD's result).
 
 Threads are pinned (default 1; the machine is shared): figures vary by +-20-30 % between
 runs on a loaded VM.
@@ -163,10 +166,37 @@ def reference_pgd(net, x, seed: int = 0):
     return base.project(adv.detach(), x, p["eps"] / 255.0)
 
 
+def foolbox_pgd():
+    """PGD as issue 14's first speed-up left it (the path before the native loop and
+    :func:`~blinkbench.detectors.frame.nets.gradient_view`): foolbox's LinfPGD inside
+    ``Attack.__call__`` (frozen, channels-last weights)."""
+    from blinkbench.attacks.frame import PGD, FoolboxAttack
+
+    class FoolboxPGD(PGD):
+        _run = FoolboxAttack._run
+
+    return FoolboxPGD()
+
+
+def compare(adv, ref, net) -> str:
+    """How far two PGD results are apart: largest difference (in 0-255 levels), share of
+    values that differ, largest logit difference and whether the success flags (logit < 0:
+    called real) agree."""
+    import torch
+
+    d = (adv - ref).abs()
+    with torch.no_grad():
+        za, zr = net(adv), net(ref)
+    return (f"max |diff| {float(d.max()) * 255:.1f}/255, {float((d > 0).float().mean()) * 100:.2f} % of values differ, "
+            f"max |logit diff| {float((za - zr).abs().max()):.3f}, same success flags: {bool(((za < 0) == (zr < 0)).all())}")
+
+
 def bench_before_after(batch: int, crop: int, crops: "np.ndarray | None", repeats: int) -> None:
-    """PGD on Meso-4, old code path (:func:`reference_pgd`) and current, alternated in one
-    process so both see the same load; wall and CPU seconds per batch, medians, the ratio,
-    and the largest difference between the two perturbations."""
+    """PGD on Meso-4 by three code paths, alternated in one process so all see the same
+    load: ``before`` (:func:`reference_pgd`, foolbox on the untouched model), ``foolbox``
+    (:func:`foolbox_pgd`, the path before the native loop) and ``after`` (the current
+    ``create("pgd")``); wall and CPU seconds per batch, medians, ratios, and how far the
+    perturbations are apart."""
     import torch
     import torch.nn.functional as F
 
@@ -179,25 +209,85 @@ def bench_before_after(batch: int, crop: int, crops: "np.ndarray | None", repeat
     else:
         x = torch.rand(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     net, desc = build_model("meso4", 0)
+    paths = {"before": lambda: reference_pgd(net, x), "foolbox": lambda: foolbox_pgd()(net, x, seed=0),
+             "after": lambda: create("pgd")(net, x, seed=0)}
     create("fgsm")(net, x[:2])                       # warm-up
     reference_pgd(net, x[:2])
     print(f"\n== PGD before/after: meso4 ({desc}), batch {batch} x {crop} px, {repeats} alternated repeats, "
           f"load average {os.getloadavg()[0]:.1f}")
-    runs: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in paths}
     advs = {}
     for r in range(repeats):
-        for label, fn in (("before", lambda: reference_pgd(net, x)), ("after", lambda: create("pgd")(net, x, seed=0))):
+        for label, fn in paths.items():
             t, c = time.perf_counter(), time.process_time()
             advs[label] = fn()
             runs[label].append((time.perf_counter() - t, time.process_time() - c))
             w, cpu = runs[label][-1]
-            print(f"  #{r + 1} {label:6s} wall {w:6.2f} s ({batch / w:6.2f} crops/s)  cpu {cpu:6.2f} s "
+            print(f"  #{r + 1} {label:7s} wall {w:6.2f} s ({batch / w:6.2f} crops/s)  cpu {cpu:6.2f} s "
                   f"({batch / cpu:6.2f} crops/s)", flush=True)
     med = {k: np.median(np.array(v), axis=0) for k, v in runs.items()}
-    for k in ("before", "after"):
-        print(f"  median {k:6s} wall {batch / med[k][0]:6.2f} crops/s, cpu {batch / med[k][1]:6.2f} crops/s")
-    print(f"  speed-up: wall {med['before'][0] / med['after'][0]:.2f}x, cpu {med['before'][1] / med['after'][1]:.2f}x;"
-          f" max |adv after - adv before| = {float((advs['after'] - advs['before']).abs().max()):.2e}")
+    for k in paths:
+        print(f"  median {k:7s} wall {batch / med[k][0]:6.2f} crops/s, cpu {batch / med[k][1]:6.2f} crops/s")
+    for k in ("before", "foolbox"):
+        print(f"  after vs {k:7s}: speed-up wall {med[k][0] / med['after'][0]:.2f}x, cpu {med[k][1] / med['after'][1]:.2f}x")
+    print(f"  foolbox vs before: {compare(advs['foolbox'], advs['before'], net)}")
+    print(f"  after vs before:   {compare(advs['after'], advs['before'], net)}")
+    print(f"  load average at the end {os.getloadavg()[0]:.1f}")
+
+
+def float64_pgd(net, x, seed: int = 0):
+    """PGD with the default parameters in float64 (network and crops cast; the random start is
+    the float32 draw of the seeded attack, cast): how PGD would go in near-exact arithmetic."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from blinkbench.attacks.frame import TwoClassLogits, defaults
+
+    p = defaults("pgd")
+    eps = p["eps"] / 255.0
+    step = p["rel_step_size"] * eps
+    net64 = TwoClassLogits(copy.deepcopy(net).double().eval())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        r = torch.rand(x.shape, dtype=x.dtype).double()
+    x0 = x.double()
+    adv = torch.clamp(x0 + (r * (eps - -eps) + -eps), 0.0, 1.0)
+    for _ in range(p["steps"]):
+        xi = adv.detach().requires_grad_()
+        loss = F.cross_entropy(net64(xi), torch.zeros(len(x), dtype=torch.long), reduction="none").sum()
+        (g,) = torch.autograd.grad(loss, xi)
+        adv = torch.clamp(x0 + torch.clamp(adv + -1.0 * (step * g.sign()) - x0, -eps, eps), 0.0, 1.0)
+    return x0 + torch.clamp(adv - x0, -eps, eps)
+
+
+def bench_rounding(batch: int, crop: int, crops: "np.ndarray | None", seeds: int) -> None:
+    """How far PGD's float32 results are from a float64 run, per seed: the reference path
+    (:func:`reference_pgd`) and the current one. PGD follows gradient signs, so one flipped
+    near-zero component moves a pixel by two steps and later gradients see it: this is
+    what "equal up to rounding order" can mean for PGD."""
+    import torch
+    import torch.nn.functional as F
+
+    from blinkbench.attacks.frame import create
+
+    if crops is not None and len(crops):
+        x = torch.from_numpy(crops[np.linspace(0, len(crops) - 1, batch).round().astype(int)])
+        x = F.interpolate(x.permute(0, 3, 1, 2).float() / 255, size=(crop, crop), mode="bilinear",
+                          align_corners=False, antialias=True).clamp(0, 1)
+    else:
+        x = torch.rand(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
+    net, desc = build_model("meso4", 0)
+    print(f"\n== PGD rounding: meso4 ({desc}), batch {batch} x {crop} px; share of values differing (> 0.5/255)")
+    for seed in range(seeds):
+        ref, new, f64 = reference_pgd(net, x, seed), create("pgd")(net, x, seed=seed), float64_pgd(net, x, seed)
+
+        def share(a, b):
+            return float(((a.double() - b.double()).abs() > 0.5 / 255).float().mean()) * 100
+
+        print(f"  seed {seed}: reference vs float64 {share(ref, f64):5.2f} %, current vs float64 {share(new, f64):5.2f} %,"
+              f" current vs reference {share(new, ref):5.2f} %; {compare(new, ref, net)}", flush=True)
 
 
 def cut_clip(src: Path, n: int, out: Path) -> None:
@@ -269,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-crops", action="store_true")
     ap.add_argument("--skip-video", action="store_true")
     ap.add_argument("--before-after", type=int, default=0, metavar="N",
-                    help="also time PGD on meso4 with the pre-speed-up code path and the current one, N alternated "
-                         "repeats (0: skip)")
+                    help="also time PGD on meso4 by the pre-issue-14 path, the foolbox path and the current one, N "
+                         "alternated repeats (0: skip)")
+    ap.add_argument("--rounding", type=int, default=0, metavar="N",
+                    help="also compare PGD on meso4 (reference and current path) with a float64 run, seeds 0..N-1 "
+                         "(0: skip)")
     args = ap.parse_args(argv)
 
     import torch
@@ -287,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_crops(args.models, args.attacks, args.batch, args.crop, args.resnet_size, crops)
         if args.before_after:
             bench_before_after(args.batch, args.crop, crops, args.before_after)
+        if args.rounding:
+            bench_rounding(args.batch, args.crop, crops, args.rounding)
         if args.skip_video:
             pass
         elif meta is None:
