@@ -191,16 +191,11 @@ def compare(adv, ref, net) -> str:
             f"max |logit diff| {float((za - zr).abs().max()):.3f}, same success flags: {bool(((za < 0) == (zr < 0)).all())}")
 
 
-def bench_before_after(batch: int, crop: int, crops: "np.ndarray | None", repeats: int) -> None:
-    """PGD on Meso-4 by three code paths, alternated in one process so all see the same
-    load: ``before`` (:func:`reference_pgd`, foolbox on the untouched model), ``foolbox``
-    (:func:`foolbox_pgd`, the path before the native loop) and ``after`` (the current
-    ``create("pgd")``); wall and CPU seconds per batch, medians, ratios, and how far the
-    perturbations are apart."""
+def _meso4_batch(crops, batch: int, crop: int):
+    """``batch`` face crops spread over ``crops`` resized to ``crop`` px in [0, 1] (random
+    images without crops), and the Meso-4 network the PGD comparisons attack."""
     import torch
     import torch.nn.functional as F
-
-    from blinkbench.attacks.frame import create
 
     if crops is not None and len(crops):
         x = torch.from_numpy(crops[np.linspace(0, len(crops) - 1, batch).round().astype(int)])
@@ -209,6 +204,19 @@ def bench_before_after(batch: int, crop: int, crops: "np.ndarray | None", repeat
     else:
         x = torch.rand(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     net, desc = build_model("meso4", 0)
+    return x, net, desc
+
+
+def bench_before_after(batch: int, crop: int, crops: "np.ndarray | None", repeats: int) -> None:
+    """PGD on Meso-4 by three code paths, alternated in one process so all see the same
+    load: ``before`` (:func:`reference_pgd`, foolbox on the untouched model), ``foolbox``
+    (:func:`foolbox_pgd`, the path before the native loop) and ``after`` (the current
+    ``create("pgd")``); wall and CPU seconds per batch, medians, ratios, and how far the
+    perturbations are apart."""
+
+    from blinkbench.attacks.frame import create
+
+    x, net, desc = _meso4_batch(crops, batch, crop)
     paths = {"before": lambda: reference_pgd(net, x), "foolbox": lambda: foolbox_pgd()(net, x, seed=0),
              "after": lambda: create("pgd")(net, x, seed=0)}
     create("fgsm")(net, x[:2])                       # warm-up
@@ -267,18 +275,10 @@ def bench_rounding(batch: int, crop: int, crops: "np.ndarray | None", seeds: int
     (:func:`reference_pgd`) and the current one. PGD follows gradient signs, so one flipped
     near-zero component moves a pixel by two steps and later gradients see it: this is
     what "equal up to rounding order" can mean for PGD."""
-    import torch
-    import torch.nn.functional as F
 
     from blinkbench.attacks.frame import create
 
-    if crops is not None and len(crops):
-        x = torch.from_numpy(crops[np.linspace(0, len(crops) - 1, batch).round().astype(int)])
-        x = F.interpolate(x.permute(0, 3, 1, 2).float() / 255, size=(crop, crop), mode="bilinear",
-                          align_corners=False, antialias=True).clamp(0, 1)
-    else:
-        x = torch.rand(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
-    net, desc = build_model("meso4", 0)
+    x, net, desc = _meso4_batch(crops, batch, crop)
     print(f"\n== PGD rounding: meso4 ({desc}), batch {batch} x {crop} px; share of values differing (> 0.5/255)")
     for seed in range(seeds):
         ref, new, f64 = reference_pgd(net, x, seed), create("pgd")(net, x, seed=seed), float64_pgd(net, x, seed)
