@@ -70,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             runs = [timed([exe, "-n", "-q"], env, ROOT) for _ in range(args.repeats)]
             row("snakemake -n", runs, "(parse + DAG of this checkout's params.yaml, dry run)")
-    print("\nimport time of each step's modules in a fresh `python -c` (the CLI plus what the step imports)")
+    print("\nimport time of each step's modules in a fresh `python -c` (the CLI with its whole parser, as "
+          "`blinkbench <step>` builds it, plus what the step imports)")
     for step, mods in STEPS.items():
-        code = "import sys, blinkbench.cli\n" + "".join(f"import {m}\n" for m in mods) + \
+        code = "import sys, blinkbench.cli\nblinkbench.cli.build_parser()\n" + "".join(f"import {m}\n" for m in mods) + \
             "print('torch' in sys.modules)"
         runs = [timed([sys.executable, "-c", code], env, ROOT) for _ in range(args.repeats)]
         row(step, runs, f"torch imported: {runs[-1][2].strip()}")
