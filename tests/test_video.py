@@ -307,3 +307,39 @@ def test_reader_rejects_bad_settings(clip40):
         video.FrameReader(clip40, queue_size=0)
     with pytest.raises(ValueError, match="threads"):
         list(video.FrameReader(clip40, threads=0))
+
+
+def _textured(n=60, h=160, w=160):
+    """Moving blocks, a travelling wave and noise: enough for x264's lookahead to work."""
+    rng = np.random.default_rng(0)
+    xx = np.mgrid[0:h, 0:w][1]
+    base = rng.integers(0, 255, (h // 8, w // 8, 3)).repeat(8, 0).repeat(8, 1)
+    for t in range(n):
+        f = np.roll(base, t, axis=1).astype(np.int16)
+        f += (np.sin((xx + 3 * t) / 9.0) * 40)[..., None].astype(np.int16)
+        f += rng.integers(-6, 7, f.shape, dtype=np.int16)
+        yield np.clip(f, 0, 255).astype(np.uint8)
+
+
+def test_bitexact_h264_gives_the_same_bytes_every_time(tmp_path):
+    """The study's h264_crf23 condition must give the same pixels on every run: uncapped,
+    this Xeon's AVX-512 x264 code gave a different file on each of 4 encodes of this clip."""
+    from blinkbench.video.compress import H264
+
+    digests = set()
+    for i in range(3):
+        out = tmp_path / f"{i}.mp4"
+        assert video.write_video(out, _textured(), 25, bitexact=True, **H264) == 60
+        digests.add(out.read_bytes())
+    assert len(digests) == 1
+
+
+@pytest.mark.parametrize("flags, want", [
+    ("fpu sse sse2 pni ssse3 sse4_1 sse4_2 avx avx2 fma bmi1 bmi2 abm", None),  # no AVX-512: x264 as is
+    ("fpu sse sse2 pni ssse3 sse4_1 sse4_2 avx avx2 fma bmi1 bmi2 abm avx512f avx512bw", "AVX2"),
+    ("fpu sse sse2 pni ssse3 sse4_1 sse4_2 avx avx512f", "AVX"),  # never a level the CPU lacks
+    ("", None),
+])
+def test_x264_cap_keeps_every_level_but_avx512(flags, want):
+    cpuinfo = f"processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: {flags}\n"
+    assert video.x264_cpu_cap(cpuinfo) == want

@@ -639,9 +639,12 @@ def write_video(
     """Encode RGB uint8 frames to ``path`` atomically; returns the number of frames.
 
     ``bitexact``: single-threaded encoding and no muxer/encoder version or time stamps in
-    the file. For libx264 that is not enough: its adaptive quantisation and macroblock tree
-    gave different bitstreams for identical frames from run to run here; pass
-    ``{"aq-mode": "0", "mbtree": "0"}`` too (as the demo does) for byte-identical output."""
+    the file. For libx264 that was not enough: on an AVX-512 CPU (Intel Xeon, PyAV's bundled
+    x264) CRF 23 / preset medium gave a different bitstream, and different decoded pixels,
+    for identical frames on every run, from the same process, with one thread. Its AVX-512
+    code is the cause: with x264's CPU flags capped below AVX-512 (:func:`x264_cpu_cap`) the
+    output is identical from run to run and the encode as fast. So ``bitexact`` libx264
+    also caps the flags, where the CPU's flags can be read and it has AVX-512."""
     from blinkbench.core.io import atomic_path
 
     n = 0
@@ -657,6 +660,9 @@ def write_video(
                 stream.codec_context.thread_type = "NONE"
                 opts.setdefault("flags", "+bitexact")
                 opts.setdefault("threads", "1")
+                cap = x264_cpu_cap() if codec == "libx264" else None
+                if cap and "asm=" not in opts.get("x264-params", ""):
+                    opts["x264-params"] = ":".join(filter(None, [opts.get("x264-params", ""), f"asm={cap}"]))
             if opts:
                 stream.options = opts
             for arr in frames:
@@ -669,6 +675,37 @@ def write_video(
             for packet in stream.encode():
                 out.mux(packet)
     return n
+
+
+# x264's cumulative CPU-flag names (common/cpu.c), best first, with the /proc/cpuinfo flags
+# each needs; "AVX2" implies everything below it and nothing of AVX-512.
+_X264_LEVELS = (
+    ("AVX2", {"avx2", "avx", "fma", "bmi1", "bmi2", "abm", "sse4_2", "sse4_1", "ssse3", "pni", "sse2"}),
+    ("AVX", {"avx", "sse4_2", "sse4_1", "ssse3", "pni", "sse2"}),
+    ("SSE4.2", {"sse4_2", "sse4_1", "ssse3", "pni", "sse2"}),
+    ("SSSE3", {"ssse3", "pni", "sse2"}),
+    ("SSE2", {"sse2"}),
+)
+
+
+def x264_cpu_cap(cpuinfo: str | None = None) -> str | None:
+    """The x264 ``asm=`` value that keeps every SIMD level this CPU has except AVX-512, or
+    None where no cap is needed or possible (no AVX-512, not x86, flags unreadable).
+
+    Never names a level the CPU lacks: forcing one would be an illegal instruction."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            break
+    if not any(f.startswith("avx512") for f in flags):
+        return None
+    return next((name for name, needs in _X264_LEVELS if needs <= flags), None)
 
 
 def _format_for(path: Path) -> str | None:
