@@ -7,6 +7,7 @@ from blinkbench.core import config as bb_config
 from blinkbench import datasets as bb_datasets
 from blinkbench.datasets import demo as bb_demo
 from blinkbench.core import paths
+from blinkbench.experiments import plan as bb_plan
 from blinkbench.experiments.plan import detector_plan
 from blinkbench.core.steps_table import model_files, section_values
 
@@ -110,20 +111,16 @@ ATTACKS = config["attacks"]
 def study_videos():
     """Video ids the study attacks: read from the source manifest, which the manifest
     checkpoint makes first (Snakemake re-plans the study's jobs once it exists)."""
-    from blinkbench.experiments import study as bb_study
-
     checkpoints.manifest.get(dataset=ATTACKS["dataset"])
-    return list(bb_study.selected_videos(config)["video_id"])
+    return list(bb_plan.selected_videos(config)["video_id"])
 
 
 def study_outputs():
-    from blinkbench.experiments import study as bb_study
-
     if not ATTACKS["enabled"]:
         return []
     return [
         paths.PATTERNS["study"].format(dataset=ATTACKS["dataset"], target=t, method=m, eps=e, variant=v)
-        for t, m, e, v in bb_study.plan(config)
+        for t, m, e, v in bb_plan.study_sets(config)
     ]
 
 
@@ -141,9 +138,7 @@ def get_attack_inputs(wildcards):
 
 def bb_study_defended():
     """Defended models (rules/defence.smk) that re-score the study's sets."""
-    from blinkbench.experiments import study as bb_study
-
-    return bb_study.defended_models(config)
+    return bb_plan.defended_models(config)
 
 
 def get_rescore_inputs(wildcards):
@@ -164,15 +159,13 @@ BLINK_ATTACKS = config["blink_attacks"]
 def blink_attack_outputs():
     """result.json of every EAR attack (after the source manifest exists) and the Landmark
     Breaker tables."""
-    from blinkbench.experiments import blink_study as bb_blink_study
-
     if not BLINK_ATTACKS["enabled"]:
         return []
     ds = BLINK_ATTACKS["dataset"]
     checkpoints.manifest.get(dataset=ds)
     outs = [paths.PATTERNS["landmark_breaker"].format(dataset=ds)]
     for mode in BLINK_ATTACKS["modes"]:
-        for vid in bb_blink_study.videos(config, mode)["video_id"]:
+        for vid in bb_plan.blink_attack_videos(config, mode)["video_id"]:
             outs.append(paths.PATTERNS["ear_attack"].format(dataset=ds, mode=mode, video=vid))
     return outs
 

@@ -25,6 +25,7 @@ from blinkbench.datasets import (
 )
 from blinkbench.datasets import base
 from blinkbench.core.io import read_meta
+from blinkbench.video import codec
 from blinkbench.video.codec import write_video
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -361,8 +362,8 @@ def test_exception_while_probing_becomes_error_row(tmp_path, tiny_mp4, monkeypat
             raise RuntimeError("decoder exploded")
         return probe(path, *args, **kwargs)
 
-    probe = base.video.probe
-    monkeypatch.setattr(base.video, "probe", explode)
+    probe = codec.probe
+    monkeypatch.setattr(codec, "probe", explode)
     rows = build_manifest("x", {"adapter": "folder", "root": str(tmp_path)}, PARAMS).set_index("video_id")
     assert rows.loc["fake_b", "status"] == "error" and "decoder exploded" in rows.loc["fake_b", "error"]
     assert rows.loc["real_a", "status"] == "ok"

@@ -51,11 +51,18 @@ from blinkbench.experiments.plan import detector_plan as _plan
 _p = _cfg.load("params.yaml")
 _plan(_p, check_registry=True)
 _plan(_p, True, "frame_detectors")
-import blinkbench.experiments.study, blinkbench.experiments.blink_study
+from blinkbench.experiments import plan as _bb_plan
+_bb_plan.study_sets(_p), _bb_plan.defended_models(_p)
+from blinkbench.report.render import template_files as _tf
+_tf()
 """
     loaded = modules_after(code)
     assert "blinkbench" in loaded and "snakemake" in loaded
     assert not loaded & set(HEAVY), f"parse-time imports pull in {sorted(loaded & set(HEAVY))}"
+    # nor pandas (a second of `snakemake -n` here), PyAV or jinja2: listing and planning
+    # open no video, read no table and render nothing
+    parse_heavy = {"pandas", "av", "jinja2"}
+    assert not loaded & parse_heavy, f"parse-time imports pull in {sorted(loaded & parse_heavy)}"
 
 
 @pytest.mark.parametrize("step", ["faces", "landmarks", "ear", "blinks"])

@@ -31,13 +31,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable
 
 from blinkbench.core.io import stamp, write_parquet
 from blinkbench.core.params_types import DatasetSection, ManifestParams
 from . import celebdf, dfdc, ffpp, folder
+if TYPE_CHECKING:  # pandas costs a second of `snakemake -n`, which needs none of it
+    import pandas as pd
 from .base import (
     MANIFEST_COLUMNS, TEST_FRACTION, Entry, SplitConfig, check_entries, check_symlinks, manifest_frame, select_trial,
     utf8_name_errors,

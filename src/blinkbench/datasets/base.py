@@ -37,14 +37,15 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
-from blinkbench.video import codec as video
 from blinkbench.core.io import sha256_file
 from blinkbench.core.labels import LABELS
+
+if TYPE_CHECKING:  # both are imported where used: the workflow's parse lists videos, it opens none
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +352,8 @@ def display_path(path: Path) -> str:
 def measure(entry: Entry | Path) -> dict:
     """Probe and hash one entry's file. Never raises: a failure becomes status "error", and
     an entry that carries an error (see :attr:`Entry.error`) is not opened at all."""
+    from blinkbench.video import codec as video
+
     if isinstance(entry, Entry) and entry.error:
         return {**video.VideoInfo(ERROR, entry.error).as_dict(), "sha256": ""}
     path = entry.path if isinstance(entry, Entry) else entry
@@ -393,6 +396,8 @@ def manifest_frame(
             for e, m in zip(entries, measured)
         ]
     rows = [{k: _utf8(v) for k, v in row.items()} for row in rows]
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype(_MANIFEST_DTYPES)
 
 

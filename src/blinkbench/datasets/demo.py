@@ -52,7 +52,6 @@ import numpy as np
 from blinkbench.core.io import atomic_path, write_json
 from blinkbench.core.labels import LABELS
 from blinkbench.core.params_types import DemoSection
-from blinkbench.video.codec import write_video
 
 GENERATOR_VERSION = 1
 SOURCE_IMAGE = "skimage.data.astronaut"
@@ -617,6 +616,8 @@ def _manifest(plans: list[VideoPlan], demo_cfg: dict, seed: int) -> dict:
 
 def generate(root, demo_cfg: DemoSection, seed: int) -> None:
     """Render the demo dataset under ``root`` (see the module docstring)."""
+    from blinkbench.video.codec import write_video  # PyAV: only when writing, not when the workflow lists files
+
     root = Path(root)
     plans = plan(demo_cfg, seed)
     size = _even(demo_cfg["size"])

@@ -13,19 +13,11 @@ import numpy as np
 import pandas as pd
 
 from blinkbench.core import io, paths
+from blinkbench.experiments.plan import blink_attack_videos as videos  # planned in plan.py, re-exported
 
 log = logging.getLogger(__name__)
 
-MODE_LABEL = {"suppress": "real", "inject": "fake"}
 LB_TABLES = ("white_box", "transfer", "compression", "ablation", "per_image", "images")
-
-
-def videos(params: dict, mode: str) -> pd.DataFrame:
-    b = params["blink_attacks"]
-    man = pd.read_parquet(paths.path("manifest", dataset=b["dataset"]))
-    sel = man[(man["split"] == "test") & (man["label"] == MODE_LABEL[mode]) & (man["status"] == "ok")]
-    sel = sel.sort_values("video_id")
-    return sel.head(b["max_videos"]) if b["max_videos"] else sel
 
 
 def _blink_models(params: dict) -> dict:

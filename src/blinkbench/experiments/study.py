@@ -39,27 +39,13 @@ import pandas as pd
 from blinkbench.core import io, paths
 from blinkbench.spine import steps
 from blinkbench.core.labels import LABELS
+# Planning (which sets, which videos, which models) lives in experiments.plan, which the
+# workflow's parse step imports without PyAV, pandas or the spine; re-exported here.
+from blinkbench.experiments.plan import (
+    CLEAN, defended_models, eps_name as _eps, selected_videos, set_name, study_sets as plan,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
-
-CLEAN = ("clean", "none", 0)     # (target, method, eps) of the clean reference
-
-
-def set_name(target: str, method: str, eps: float | int, variant: str) -> str:
-    return f"{target}/{method}/eps{_eps(eps)}/{variant}"
-
-
-def _eps(eps) -> str:
-    e = float(eps)
-    return str(int(e)) if e.is_integer() else str(e)
-
-
-def selected_videos(params: dict) -> pd.DataFrame:
-    """Rows of the source manifest the study attacks: test split, labels from params, ok."""
-    a = params["attacks"]
-    man = pd.read_parquet(paths.path("manifest", dataset=a["dataset"]))
-    sel = man[(man["split"] == "test") & man["label"].isin(a["labels"]) & (man["status"] == "ok")]
-    return sel.sort_values("video_id").reset_index(drop=True)
 
 
 def adv_path(params: dict, target: str, method: str, eps, variant: str, video: str) -> Path:
@@ -135,17 +121,6 @@ def _models(params: dict) -> tuple[dict, dict]:
         except (FileNotFoundError, ValueError) as exc:
             log.warning("frame detector %s not available: %s", name, exc)
     return blink, frame
-
-
-def defended_models(params: dict) -> list[str]:
-    """Post-trained models (blinkbench.defence) made from models trained on
-    ``attacks.models_trained_on``: they re-score every set too (transfer from the undefended
-    detector's attacks), and may be attack targets themselves."""
-    from blinkbench.defence import defended_name, plan
-
-    if params["defence"]["dataset"] != params["attacks"]["models_trained_on"]:
-        return []
-    return [defended_name(*k) for k in plan(params)]
 
 
 def rescore_set(params: dict, target: str, method: str, eps, variant: str, out_json: str | Path) -> dict:
@@ -255,15 +230,3 @@ def summarise(rows: list[dict], min_face_s: float = 0.0) -> dict:
     q = [r["attack_queries_per_frame_mean"] for r in rows if r.get("attack_queries_per_frame_mean") is not None]
     out["queries_per_frame"] = float(np.mean(q)) if q else None
     return out
-
-
-def plan(params: dict) -> list[tuple[str, str, str, str]]:
-    """Every (target, method, eps, variant) set of the study, the clean reference first."""
-    a = params["attacks"]
-    variants = ["none", *a["compressions"]]
-    sets = [(*CLEAN[:2], _eps(0), v) for v in variants]
-    for t in a["targets"]:
-        for m in a["methods"]:
-            for e in a["eps"]:
-                sets += [(t, m, _eps(e), v) for v in variants]
-    return sets

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
+
+if TYPE_CHECKING:  # rules/report.smk imports this module at parse time: pandas and jinja2 load when used
+    import pandas as pd
+    from jinja2 import Environment
 
 TEMPLATES = "templates"     # folder inside this package; shipped as package data (pyproject)
 
-_env: Environment | None = None
+_env: "Environment | None" = None
 
 
 def template_files() -> list[str]:
@@ -45,6 +48,8 @@ def frame(df: pd.DataFrame, fmt: str = ".3g", index: bool = False) -> Markup:
 def environment() -> Environment:
     """The report's template environment (built once): package templates, autoescape on,
     StrictUndefined, and the ``frame`` filter for DataFrames."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
     global _env
     if _env is None:
         env = Environment(loader=PackageLoader("blinkbench.report", TEMPLATES), autoescape=True,

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 NORMALISATIONS = ("none", "median", "zscore", "minmax")
 AGGREGATES = ("mean", "median", "max")
@@ -88,6 +87,8 @@ class VideoSeries:
     @classmethod
     def from_artifacts(cls, video_id: str, ear_path: str | Path, summary_path: str | Path | None = None,
                        label: int | None = None) -> "VideoSeries":
+        import pandas as pd  # here, not at the top: the workflow's parse imports this module
+
         from blinkbench.core import io
 
         df = pd.read_parquet(ear_path, columns=["timestamp_s", "ear_mean"])

@@ -21,16 +21,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 import numpy as np
-import pandas as pd
 
 from blinkbench.core import paths
 from blinkbench.core.labels import LABELS
 from blinkbench.core.registry import HyperParams, Registry
 from blinkbench.detectors import modelfile
 from .cropstore import CropStore, cached_crops
+
+if TYPE_CHECKING:  # imported where used: the workflow's parse checks this registry
+    import pandas as pd
 
 REGISTRY: Registry = Registry("frame detector")   # modules: set by the package __init__
 modelfile.REGISTRIES["frame"] = REGISTRY            # where a frame model file's class comes from
@@ -58,6 +60,8 @@ class CropSet:
 
     def videos(self) -> pd.DataFrame:
         """One row per video: video_id, label (first crop's), n_crops."""
+        import pandas as pd
+
         df = pd.DataFrame({"video_id": self.video_id, "label": self.label})
         return df.groupby("video_id", sort=True).agg(label=("label", "first"), n_crops=("label", "size")).reset_index()
 
@@ -128,6 +132,8 @@ class FrameDetector(HyperParams, ABC):
         from blinkbench.detectors.evaluation import frame_to_video
 
         s = self.predict_frames(cs.crops) if len(cs) else np.zeros(0)
+        import pandas as pd
+
         df = pd.DataFrame({"video_id": cs.video_id, "score": s})
         out = frame_to_video(df)
         labels = cs.videos().set_index("video_id")["label"]
