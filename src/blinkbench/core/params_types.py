@@ -626,29 +626,16 @@ class AttackParams(TypedDict):
     base: ReadOnly[BaseSection]
 
 
-class AttackDvcParamsAttacks(TypedDict):
+class AttackDvcParamsAttacks(AttackParamsAttacks):
     """The keys of attacks it reads."""
 
-    params: ReadOnly[AttacksParamsSection]
-    batch_size: ReadOnly[int]
-    dataset: ReadOnly[DatasetName]
-    labels: ReadOnly[list[Literal['real', 'fake']]]
-    models_trained_on: ReadOnly[DatasetName]
     compressions: ReadOnly[list[Compression]]
 
 
-class AttackDvcParamsFaces(TypedDict):
-    """The keys of faces it reads."""
-
-    crops: ReadOnly[FacesCropsSection]
-
-
-class AttackDvcParams(TypedDict):
+class AttackDvcParams(AttackParams):
     """What step 'attack' reads (steps_table.STEPS['attack'].params plus its DVC form's extra keys)."""
 
     attacks: ReadOnly[AttackDvcParamsAttacks]
-    faces: ReadOnly[AttackDvcParamsFaces]
-    base: ReadOnly[BaseSection]
 
 
 class CompressParams(TypedDict):
@@ -704,53 +691,16 @@ class RescoreParams(TypedDict):
     blinks: ReadOnly[BlinksSection]
 
 
-class RescoreDvcParamsAttacks(TypedDict):
+class RescoreDvcParamsAttacks(RescoreParamsAttacks):
     """The keys of attacks it reads."""
 
-    dataset: ReadOnly[DatasetName]
-    labels: ReadOnly[list[Literal['real', 'fake']]]
-    models_trained_on: ReadOnly[DatasetName]
     compressions: ReadOnly[list[Compression]]
 
 
-class RescoreDvcParamsDetectors(TypedDict):
-    """The keys of detectors it reads."""
-
-    min_face_s: ReadOnly[float]
-    enabled: ReadOnly[list[BlinkDetector]]
-    train_on: ReadOnly[list[DatasetName] | None]
-    test_on: ReadOnly[list[DatasetName] | None]
-
-
-class RescoreDvcParamsFrameDetectors(TypedDict):
-    """The keys of frame_detectors it reads."""
-
-    enabled: ReadOnly[list[FrameDetector]]
-    train_on: ReadOnly[list[DatasetName] | None]
-    test_on: ReadOnly[list[DatasetName] | None]
-
-
-class RescoreDvcParamsDefence(TypedDict):
-    """The keys of defence it reads."""
-
-    enabled: ReadOnly[bool]
-    dataset: ReadOnly[DatasetName]
-    detectors: ReadOnly[list[Literal['resnet50', 'vgg19', 'xception', 'efficientnet_b4', 'meso4', 'mesoinception4']]]
-    algorithms: ReadOnly[list[Literal['pgd', 'deepfool']]]
-    variants: ReadOnly[list[Literal['frozen', 'full']]]
-
-
-class RescoreDvcParams(TypedDict):
+class RescoreDvcParams(RescoreParams):
     """What step 'rescore' reads (steps_table.STEPS['rescore'].params plus its DVC form's extra keys)."""
 
     attacks: ReadOnly[RescoreDvcParamsAttacks]
-    detectors: ReadOnly[RescoreDvcParamsDetectors]
-    datasets: ReadOnly[dict[str, DatasetSection]]
-    frame_detectors: ReadOnly[RescoreDvcParamsFrameDetectors]
-    defence: ReadOnly[RescoreDvcParamsDefence]
-    faces: ReadOnly[FacesSection]
-    landmarks: ReadOnly[LandmarksSection]
-    blinks: ReadOnly[BlinksSection]
 
 
 class EarAttackParamsBlinkAttacks(TypedDict):

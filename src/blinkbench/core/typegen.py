@@ -131,27 +131,35 @@ class _Gen:
             self.blocks[name] = _class(name, _doc(node, path), items)
         return name
 
-    def step(self, step: str, keys: tuple[str, ...], suffix: str = "Params") -> str:
-        """``<Step>Params``: the declared keys only (partial nested classes for dotted keys)."""
+    def step(self, step: str, keys: tuple[str, ...], suffix: str = "Params",
+             base: tuple[str, tuple[str, ...]] | None = None) -> str:
+        """``<Step>Params``: the declared keys only (partial nested classes for dotted keys).
+        With ``base`` (the plain class's name and keys) the class extends it and declares only
+        what the extra keys add: a new section, or a partial section widened by a key."""
         name = _camel(step) + suffix
         self._partial(name, f"What step {step!r} reads (steps_table.STEPS[{step!r}].params"
                       + (" plus its DVC form's extra keys" if suffix != "Params" else "") + ").",
-                      self.schema, _tree(keys), ())
+                      self.schema, _tree(keys), (), base and (base[0], _tree(base[1])))
         return name
 
-    def _partial(self, name: str, doc: str, node: dict, tree: dict, path: tuple[str, ...]) -> str:
+    def _partial(self, name: str, doc: str, node: dict, tree: dict, path: tuple[str, ...],
+                 base: tuple[str, dict] | None = None) -> str:
         items = []
         for k, sub in tree.items():
             if k == "{dataset}":  # one dataset of the datasets map: the map's own type
                 return self.type_of(node, path)
             child = node["properties"][k]
+            inherited = base[1].get(k) if base else None
+            if inherited == sub:
+                continue  # the base declares it alike
             if sub is True:
                 ann = self.type_of(child, (*path, k))
             else:
+                wider = (f"{base[0]}{_camel(k)}", inherited) if isinstance(inherited, dict) else None
                 ann = self._partial(f"{name}{_camel(k)}", f"The keys of {'.'.join((*path, k))} it reads.",
-                                    child, sub, (*path, k))
+                                    child, sub, (*path, k), wider)
             items.append((k, ann, self._required(node, k), ""))
-        self.blocks[name] = _class(name, doc, items)
+        self.blocks[name] = _class(name, doc, items, base[0] if base else None)
         return name
 
 
@@ -166,7 +174,9 @@ def _doc(node: dict, path: tuple[str, ...]) -> str:
     return f"{where}: {desc}" if desc else where
 
 
-def _class(name: str, doc: str, items: list[tuple[str, str, bool, str]]) -> str:
+def _class(name: str, doc: str, items: list[tuple[str, str, bool, str]], base: str | None = None) -> str:
+    """A TypedDict class (extending ``base``, a TypedDict, where given: a ReadOnly item it
+    redeclares narrows the base's type, as PEP 705 allows)."""
     bad = [k for k, *_ in items if not k.isidentifier() or keyword.iskeyword(k)]
     lines = []
     for k, ann, req, desc in items:
@@ -176,8 +186,10 @@ def _class(name: str, doc: str, items: list[tuple[str, str, bool, str]]) -> str:
         lines.append(f"    {k!r}: {ann},\n" if bad else f"    {k}: {ann}\n")
     doc = doc.replace('"""', "'''").replace("\\", "\\\\")
     if bad:  # keys that are not identifiers (e.g. "acc_0.5"): the functional form
+        if base:
+            raise ValueError(f"{name}: a TypedDict with non-identifier keys cannot extend {base}")
         return f'{name} = TypedDict("{name}", {{\n{"".join(lines)}}})\n{name}.__doc__ = """{doc}"""\n'
-    return f'class {name}(TypedDict):\n    """{doc}"""\n\n' + "".join(lines)
+    return f'class {name}({base or "TypedDict"}):\n    """{doc}"""\n\n' + "".join(lines)
 
 
 def _overloads(steps: dict[str, tuple[str, str | None]]) -> str:
@@ -204,8 +216,9 @@ def generate() -> str:
     for step, spec in STEPS.items():
         keys = tuple(spec.params)
         extra = dvc_extra(step)
-        steps[step] = (gen.step(step, keys),
-                       gen.step(step, keys + tuple(k for k in extra if k not in keys), "DvcParams") if extra else None)
+        plain = gen.step(step, keys)
+        steps[step] = (plain, gen.step(step, keys + tuple(k for k in extra if k not in keys), "DvcParams",
+                                       base=(plain, keys)) if extra else None)
     table = "".join(f"    {s!r}: {plain},\n" for s, (plain, _) in steps.items())
     body = "\n\n".join(gen.blocks.values())
     return (f"{HEADER}\n\n{body}\n\n"
