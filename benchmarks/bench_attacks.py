@@ -302,6 +302,13 @@ def cut_clip(src: Path, n: int, out: Path) -> None:
     write_video(out, frames(), probe(src).fps, codec="ffv1", pix_fmt="bgr0")
 
 
+def _at_least_one(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def prepare_clip(d: Path, n_frames: int) -> dict:
     """The lossless cut of the clip, its face track and the faces step's crops, in ``d``."""
     from blinkbench.core import config
@@ -353,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=240)
     ap.add_argument("--resnet-size", type=int, default=112)
-    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--frames", type=_at_least_one, default=40,
+                    help="frames of the clip to cut and attack (at least 1: an empty clip has no crops)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batching-repeats", type=int, default=2, help="interleaved repeats of the PGD batching runs")
     ap.add_argument("--skip-crops", action="store_true")
