@@ -62,3 +62,33 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def fit_tiny_detector(net, x, y, *, lr: float, epochs: int, test, batch: int | None = None, min_acc: float = 0.95):
+    """Train an attack test's tiny frame detector (crops ``x`` -> one fake logit) with Adam on
+    the binary cross-entropy towards labels ``y`` (float), full batch or in shuffled batches
+    of ``batch`` (seeded), then put it in eval mode and check it learned the synthetic task:
+    accuracy of the logit's sign on the held-out ``test`` crops and labels at least ``min_acc``
+    (else the attack tests would measure nothing). Seed torch before building ``net``."""
+    import torch
+    import torch.nn.functional as F
+
+    opt = torch.optim.Adam(net.parameters(), lr)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        if batch is None:
+            batches = [(x, y)]
+        else:
+            perm = torch.randperm(len(x), generator=g)
+            batches = [(x[i], y[i]) for i in (perm[b:b + batch] for b in range(0, len(x), batch))]
+        for xb, yb in batches:
+            loss = F.binary_cross_entropy_with_logits(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    xt, yt = test
+    with torch.no_grad():
+        acc = float(((net(xt) > 0).long() == yt).float().mean())
+    assert acc >= min_acc, f"the tiny CNN did not learn the synthetic task (test accuracy {acc:.2f})"
+    return net

@@ -23,6 +23,7 @@ from blinkbench.attacks.frame import (FGSM, PGD, FakeRetouch, attack_box, attack
     stats_path)
 from blinkbench.video.compress import compress_video
 from blinkbench.video.codec import FrameReader, write_video
+from conftest import fit_tiny_detector
 
 EPS = 8.0  # 0-255 levels: visible on close inspection, small
 
@@ -70,24 +71,9 @@ def to_tensor(crops: np.ndarray) -> torch.Tensor:
 def model() -> nn.Module:
     torch.manual_seed(0)
     x, y = crop_set(512, seed=0)
-    xs, ys = to_tensor(x), torch.from_numpy(y).float()
-    net = TinyCNN()
-    opt = torch.optim.Adam(net.parameters(), 1e-2)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(40):
-        perm = torch.randperm(len(xs), generator=g)
-        for b in range(0, len(xs), 64):
-            i = perm[b:b + 64]
-            loss = F.binary_cross_entropy_with_logits(net(xs[i]), ys[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    net.eval()
     xt, yt = crop_set(64, seed=1)
-    with torch.no_grad():
-        acc = ((net(to_tensor(xt)) > 0).numpy() == yt).mean()
-    assert acc >= 0.95, f"the tiny CNN did not learn the synthetic task (test accuracy {acc:.2f})"
-    return net
+    return fit_tiny_detector(TinyCNN(), to_tensor(x), torch.from_numpy(y).float(), lr=1e-2, epochs=40, batch=64,
+                             test=(to_tensor(xt), torch.from_numpy(yt)))
 
 
 @pytest.fixture(scope="module")

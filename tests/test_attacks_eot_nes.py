@@ -26,6 +26,7 @@ from blinkbench.attacks.frame import EOTPGD, NES, attack_video, available, creat
 from blinkbench.attacks.frame import eot
 from blinkbench.core import config, io
 from blinkbench.video.codec import write_video
+from conftest import fit_tiny_detector
 
 EPS = 8.0
 
@@ -57,33 +58,16 @@ def crops(n: int, seed: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor
     return x.clamp(0, 1), y
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: these small models run many tiny calls, which extra threads only slow
-    down on a shared machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# torch at one thread for the whole module (conftest): these small models run many tiny calls,
+# which extra threads only slow down on a shared machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def model(one_thread) -> nn.Module:
+def model(one_torch_thread) -> nn.Module:
     torch.manual_seed(0)
     x, y = crops(128, seed=0)
-    net = Tiny()
-    opt = torch.optim.Adam(net.parameters(), 2e-2)
-    for _ in range(50):
-        loss = F.binary_cross_entropy_with_logits(net(x), y.float())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
-    xt, yt = crops(64, seed=1)
-    with torch.no_grad():
-        acc = float(((net(xt) > 0).long() == yt).float().mean())
-    assert acc >= 0.95, f"the tiny CNN did not learn the synthetic task (accuracy {acc:.2f})"
-    return net
+    return fit_tiny_detector(Tiny(), x, y.float(), lr=2e-2, epochs=50, test=crops(64, seed=1))
 
 
 @pytest.fixture(scope="module")
