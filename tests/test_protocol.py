@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import datasets
-from blinkbench.datasets import demo
 from blinkbench.core import io, paths
 from blinkbench.experiments import protocol
-from blinkbench.spine import steps
+from demo_workdir import demo_workdir
 
 DEMO = {"n_real": 3, "n_fake": 3, "duration_s": 6.0, "fps": [25, 30], "size": 192}
 BIN = Path(sys.executable).parent
@@ -27,27 +24,15 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def demo_project(tmp_path_factory):
     """A working directory with the demo generated and run through the per-video steps."""
-    from blinkbench.core import config
-
     work = tmp_path_factory.mktemp("proto")
-    old = os.getcwd()
-    os.chdir(work)
-    try:
-        params = config.validate({"datasets": {"demo": {"adapter": "folder", "root": "data/raw/demo"}},
-                                  "demo": DEMO, "faces": {"crops": {"n_per_video": 6, "size": 64}},
-                                  # 6 s clips: below the default verdict minimum of 7 s of face
-                                  "detectors": {"enabled": ["blink_rate_rule", "minirocket"], "min_face_s": 5.0,
-                                                "hyper": {"minirocket": {"num_kernels": 840}}},
-                                  "frame_detectors": {"enabled": ["block_dct", "meso4"],
-                                                      "hyper": {"meso4": {"epochs": 2, "input_size": 64}}}})
-        demo.generate("data/raw/demo", DEMO, seed=params["base"]["seed"])
-        ds = params["datasets"]["demo"]
-        datasets.write_manifest(datasets.build_manifest("demo", ds, params), paths.path("manifest", dataset="demo"))
-        for step in ("faces", "landmarks", "ear", "blinks"):
-            steps.run_batch(step, "demo", params)
+    with demo_workdir(work, DEMO, {"faces": {"crops": {"n_per_video": 6, "size": 64}},
+                                   # 6 s clips: below the default verdict minimum of 7 s of face
+                                   "detectors": {"enabled": ["blink_rate_rule", "minirocket"], "min_face_s": 5.0,
+                                                 "hyper": {"minirocket": {"num_kernels": 840}}},
+                                   "frame_detectors": {"enabled": ["block_dct", "meso4"],
+                                                       "hyper": {"meso4": {"epochs": 2, "input_size": 64}}}},
+                      run=("faces", "landmarks", "ear", "blinks")) as params:
         yield work, params
-    finally:
-        os.chdir(old)
 
 
 def _sha(p: Path) -> str:
