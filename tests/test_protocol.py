@@ -39,9 +39,11 @@ def _sha(p: Path) -> str:
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
 
-def _files(detector: str, train="demo", test="demo") -> dict[str, Path]:
+def _files(detector: str, train="demo", test="demo", family="blink") -> dict[str, Path]:
+    """The protocol's files of a ``family`` (``blink`` or ``frame``) detector: ``{family}_model``,
+    ``_model_info``, ``_scores``, ``_eval`` and ``_roc``."""
     w = {"detector": detector, "train": train, "test": test}
-    return {k: paths.path(k, **w) for k in ("blink_model", "blink_model_info", "blink_scores", "blink_eval", "blink_roc")}
+    return {k: paths.path(k, **w) for k in (f"{family}_{f}" for f in ("model", "model_info", "scores", "eval", "roc"))}
 
 
 @pytest.mark.parametrize("detector", ["blink_rate_rule", "minirocket"])
@@ -131,15 +133,10 @@ def test_report_has_detector_metrics_matrix_and_roc(demo_project):
     assert "Frame-level detectors" in page and "frame_detectors" not in metrics
 
 
-def _frame_files(detector: str, train="demo", test="demo") -> dict[str, Path]:
-    w = {"detector": detector, "train": train, "test": test}
-    return {k: paths.path(k, **w) for k in ("frame_model", "frame_model_info", "frame_scores", "frame_eval", "frame_roc")}
-
-
 @pytest.mark.parametrize("detector", ["block_dct", "meso4"])
 def test_frame_detector_protocol_on_demo(demo_project, detector):
     _, params = demo_project
-    f = _frame_files(detector)
+    f = _files(detector, family="frame")
     info = protocol.train_frame(params, detector, "demo", f["frame_model"], f["frame_model_info"])
     assert info["status"] == "ok", info["error"]
     man = pd.read_parquet(paths.path("manifest", dataset="demo"))
@@ -182,7 +179,7 @@ def test_study_attack_compress_rescore_and_report(demo_project):
     from blinkbench.experiments import study
 
     _, params = demo_project
-    f = _frame_files("meso4")
+    f = _files("meso4", family="frame")
     if not f["frame_model"].exists():
         protocol.train_frame(params, "meso4", "demo", f["frame_model"], f["frame_model_info"])
     b = _files("blink_rate_rule")
