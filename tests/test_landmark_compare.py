@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import SHARED
+from demo_workdir import demo_workdir
 
 PFLD = SHARED / "models" / "pfld_68.onnx"
 DETECTORS = ["blink_rate_rule", "minirocket"]
@@ -24,31 +25,17 @@ slow = pytest.mark.slow
 def compared(tmp_path_factory):
     if not PFLD.is_file():
         pytest.skip(f"{PFLD} not found: the PFLD model lives in ../shared/models (never in the repository)")
-    from blinkbench import datasets
-    from blinkbench.core import config, paths
-    from blinkbench.datasets import demo
     from blinkbench.experiments import landmark_compare as lc
-    from blinkbench.spine import steps
 
     cfg = {"n_real": 4, "n_fake": 4, "duration_s": 4.0, "fps": [25], "size": 160}
     work = tmp_path_factory.mktemp("landmark_compare")
-    old = os.getcwd()
-    os.chdir(work)
-    try:
-        params = config.validate({
-            "datasets": {"demo": {"adapter": "folder", "root": "data/raw/demo"}}, "demo": cfg,
+    with demo_workdir(work, cfg, {
             "faces": {"crops": {"n_per_video": 0}},
             "detectors": {"enabled": DETECTORS, "min_face_s": 2.0, "series": {"window_s": 2.0, "stride_s": 1.0}},
-            "attacks": {"enabled": False}, "blink_attacks": {"enabled": False}})
-        demo.generate("data/raw/demo", cfg, seed=params["base"]["seed"])
-        datasets.write_manifest(datasets.build_manifest("demo", params["datasets"]["demo"], params),
-                                paths.path("manifest", dataset="demo"))
-        steps.run_batch("faces", "demo", params)
+            "attacks": {"enabled": False}, "blink_attacks": {"enabled": False}}, run=["faces"]) as params:
         df = lc.compare(params, "demo", ["mediapipe", "pfld", "no_such_backend"], pfld_model=str(PFLD))
         out = lc.write(df, "demo")
         yield params, df, out, work
-    finally:
-        os.chdir(old)
 
 
 @slow

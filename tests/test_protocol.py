@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blinkbench import datasets
-from blinkbench.datasets import demo
 from blinkbench.core import io, paths
 from blinkbench.experiments import protocol
-from blinkbench.spine import steps
+from demo_workdir import demo_workdir
 
 DEMO = {"n_real": 3, "n_fake": 3, "duration_s": 6.0, "fps": [25, 30], "size": 192}
 BIN = Path(sys.executable).parent
@@ -27,36 +24,26 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def demo_project(tmp_path_factory):
     """A working directory with the demo generated and run through the per-video steps."""
-    from blinkbench.core import config
-
     work = tmp_path_factory.mktemp("proto")
-    old = os.getcwd()
-    os.chdir(work)
-    try:
-        params = config.validate({"datasets": {"demo": {"adapter": "folder", "root": "data/raw/demo"}},
-                                  "demo": DEMO, "faces": {"crops": {"n_per_video": 6, "size": 64}},
-                                  # 6 s clips: below the default verdict minimum of 7 s of face
-                                  "detectors": {"enabled": ["blink_rate_rule", "minirocket"], "min_face_s": 5.0,
-                                                "hyper": {"minirocket": {"num_kernels": 840}}},
-                                  "frame_detectors": {"enabled": ["block_dct", "meso4"],
-                                                      "hyper": {"meso4": {"epochs": 2, "input_size": 64}}}})
-        demo.generate("data/raw/demo", DEMO, seed=params["base"]["seed"])
-        ds = params["datasets"]["demo"]
-        datasets.write_manifest(datasets.build_manifest("demo", ds, params), paths.path("manifest", dataset="demo"))
-        for step in ("faces", "landmarks", "ear", "blinks"):
-            steps.run_batch(step, "demo", params)
+    with demo_workdir(work, DEMO, {"faces": {"crops": {"n_per_video": 6, "size": 64}},
+                                   # 6 s clips: below the default verdict minimum of 7 s of face
+                                   "detectors": {"enabled": ["blink_rate_rule", "minirocket"], "min_face_s": 5.0,
+                                                 "hyper": {"minirocket": {"num_kernels": 840}}},
+                                   "frame_detectors": {"enabled": ["block_dct", "meso4"],
+                                                       "hyper": {"meso4": {"epochs": 2, "input_size": 64}}}},
+                      run=("faces", "landmarks", "ear", "blinks")) as params:
         yield work, params
-    finally:
-        os.chdir(old)
 
 
 def _sha(p: Path) -> str:
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
 
-def _files(detector: str, train="demo", test="demo") -> dict[str, Path]:
+def _files(detector: str, train="demo", test="demo", family="blink") -> dict[str, Path]:
+    """The protocol's files of a ``family`` (``blink`` or ``frame``) detector: ``{family}_model``,
+    ``_model_info``, ``_scores``, ``_eval`` and ``_roc``."""
     w = {"detector": detector, "train": train, "test": test}
-    return {k: paths.path(k, **w) for k in ("blink_model", "blink_model_info", "blink_scores", "blink_eval", "blink_roc")}
+    return {k: paths.path(k, **w) for k in (f"{family}_{f}" for f in ("model", "model_info", "scores", "eval", "roc"))}
 
 
 @pytest.mark.parametrize("detector", ["blink_rate_rule", "minirocket"])
@@ -146,15 +133,10 @@ def test_report_has_detector_metrics_matrix_and_roc(demo_project):
     assert "Frame-level detectors" in page and "frame_detectors" not in metrics
 
 
-def _frame_files(detector: str, train="demo", test="demo") -> dict[str, Path]:
-    w = {"detector": detector, "train": train, "test": test}
-    return {k: paths.path(k, **w) for k in ("frame_model", "frame_model_info", "frame_scores", "frame_eval", "frame_roc")}
-
-
 @pytest.mark.parametrize("detector", ["block_dct", "meso4"])
 def test_frame_detector_protocol_on_demo(demo_project, detector):
     _, params = demo_project
-    f = _frame_files(detector)
+    f = _files(detector, family="frame")
     info = protocol.train_frame(params, detector, "demo", f["frame_model"], f["frame_model_info"])
     assert info["status"] == "ok", info["error"]
     man = pd.read_parquet(paths.path("manifest", dataset="demo"))
@@ -197,7 +179,7 @@ def test_study_attack_compress_rescore_and_report(demo_project):
     from blinkbench.experiments import study
 
     _, params = demo_project
-    f = _frame_files("meso4")
+    f = _files("meso4", family="frame")
     if not f["frame_model"].exists():
         protocol.train_frame(params, "meso4", "demo", f["frame_model"], f["frame_model_info"])
     b = _files("blink_rate_rule")

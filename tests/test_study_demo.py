@@ -54,33 +54,20 @@ def small_demo_study(tmp_path_factory):
     demo's Meso4 settings from params.yaml, then the study's attack and re-scoring functions
     (study.attack_one: the faces step's box, written losslessly; study.rescore_set: the faces
     step on the written video, every crop scored)."""
-    import os
-
-    from blinkbench import datasets
     from blinkbench.core import config, paths
-    from blinkbench.datasets import demo
     from blinkbench.experiments import protocol, study
-    from blinkbench.spine import steps
     from conftest import ROOT
+    from demo_workdir import demo_workdir
 
     base = config.load(ROOT / "params.yaml")
     cfg = {"n_real": 4, "n_fake": 4, "duration_s": 6.0, "fps": [25, 30], "size": 192}
     work = tmp_path_factory.mktemp("study_demo")
-    old = os.getcwd()
-    os.chdir(work)
-    try:
-        params = config.validate({
-            "datasets": {"demo": {"adapter": "folder", "root": "data/raw/demo"}}, "demo": cfg,
+    with demo_workdir(work, cfg, {
             "faces": {"crops": {"n_per_video": 8}},
             "detectors": {"enabled": ["blink_rate_rule"], "min_face_s": 5.0},
             "frame_detectors": {"enabled": ["meso4"], "hyper": {"meso4": base["frame_detectors"]["hyper"]["meso4"]}},
             "attacks": {"targets": ["meso4"], "methods": ["fgsm", "pgd"], "eps": [2, 8], "compressions": []},
-            "blink_attacks": {"enabled": False}})
-        demo.generate("data/raw/demo", cfg, seed=params["base"]["seed"])
-        datasets.write_manifest(datasets.build_manifest("demo", params["datasets"]["demo"], params),
-                                paths.path("manifest", dataset="demo"))
-        for step in ("faces", "landmarks", "ear", "blinks"):
-            steps.run_batch(step, "demo", params)
+            "blink_attacks": {"enabled": False}}, run=("faces", "landmarks", "ear", "blinks")) as params:
         w = {"detector": "meso4", "train": "demo"}
         protocol.train_frame(params, "meso4", "demo", paths.path("frame_model", **w), paths.path("frame_model_info", **w))
         clean = protocol.evaluate_frame(params, paths.path("frame_model", **w), "demo", work / "s.parquet",
@@ -93,8 +80,6 @@ def small_demo_study(tmp_path_factory):
                                                                     variant=v))
             out[(m, float(e))] = (recs, res)
         yield clean, vids, out
-    finally:
-        os.chdir(old)
 
 
 def test_detection_of_demo_fakes_falls_with_eps(small_demo_study):

@@ -226,7 +226,7 @@ def compute(params: dict, models: Mapping | None = None) -> dict[str, pd.DataFra
     ``models``: name -> fitted blink detector (default: the trained ones of
     ``attacks.models_trained_on``). A video whose artifacts are missing or unreadable gets a
     row with ``status`` and ``error`` and no figures; the others go on."""
-    from blinkbench.experiments.study import plan
+    from blinkbench.experiments.study import rescored_sets
 
     if not params["attacks"]["enabled"]:
         return {"videos": pd.DataFrame(), "summary": pd.DataFrame(), "reference": pd.DataFrame()}
@@ -234,10 +234,7 @@ def compute(params: dict, models: Mapping | None = None) -> dict[str, pd.DataFra
     models = dict(_blink_models(params) if models is None else models)
     clean_scores: dict[tuple[str, str], float | None] = {}
     rows = []
-    for target, method, eps, variant in plan(params):
-        sp = paths.path("study", dataset=ds, target=target, method=method, eps=eps, variant=variant)
-        if not sp.exists():
-            continue
+    for target, method, eps, variant, sp in rescored_sets(params):
         study = io.read_json(sp)
         work = paths.path("study_work", dataset=ds, target=target, method=method, eps=eps, variant=variant)
         for v in study.get("videos", []):

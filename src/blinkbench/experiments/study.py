@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,16 @@ log = logging.getLogger(__name__)
 def adv_path(params: dict, target: str, method: str, eps, variant: str, video: str) -> Path:
     return paths.path("adversarial", dataset=params["attacks"]["dataset"], target=target, method=method,
                       eps=_eps(eps), variant=variant, video=video)
+
+
+def rescored_sets(params: dict) -> Iterator[tuple[str, str, str, str, Path]]:
+    """``(target, method, eps, variant, path)`` of each planned set (:func:`plan`) whose
+    re-scoring JSON (``path``, left to the caller to read) exists."""
+    ds = params["attacks"]["dataset"]
+    for t, m, e, v in plan(params):
+        p = paths.path("study", dataset=ds, target=t, method=m, eps=e, variant=v)
+        if p.exists():
+            yield t, m, e, v, p
 
 
 def attack_one(params: dict, target: str, method: str, eps, video_id: str, out: str | Path) -> dict:

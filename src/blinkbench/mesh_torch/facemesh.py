@@ -107,6 +107,13 @@ def model_file(relative: str) -> Path:
     return path
 
 
+def _load_graph(path: str | Path | None, default: str) -> tuple[TFLiteGraph, list[str]]:
+    """The model at ``path`` (default: ``default`` in the mediapipe wheel) as a torch graph,
+    and its output tensors' names in output order."""
+    model = read_model(path or model_file(default))
+    return TFLiteGraph(model), [model.tensors[i].name for i in model.outputs]
+
+
 def _check_image(x: torch.Tensor, size: int) -> None:
     if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (size, size):
         raise ValueError(f"expected (B, 3, {size}, {size}) RGB in [0, 1], got {tuple(x.shape)}")
@@ -122,7 +129,7 @@ class TorchFaceMesh(nn.Module):
 
     def __init__(self, path: str | Path | None = None):
         super().__init__()
-        self.graph = TFLiteGraph(read_model(path or model_file(FACE_MESH_MODEL)))
+        self.graph, _ = _load_graph(path, FACE_MESH_MODEL)
 
     def forward(self, image: torch.Tensor) -> MeshResult:
         _check_image(image, MESH_SIZE)
@@ -143,9 +150,7 @@ class TorchFaceMeshAttention(nn.Module):
 
     def __init__(self, path: str | Path | None = None):
         super().__init__()
-        model = read_model(path or model_file(FACE_MESH_ATTENTION_MODEL))
-        self.graph = TFLiteGraph(model)
-        names = [model.tensors[i].name for i in model.outputs]
+        self.graph, names = _load_graph(path, FACE_MESH_ATTENTION_MODEL)
         want = ["output_mesh_identity", "output_lips", "output_left_eye", "output_right_eye",
                 "output_left_iris", "output_right_iris", "conv_faceflag"]
         if sorted(names) != sorted(want):
@@ -174,9 +179,7 @@ class TorchIris(nn.Module):
 
     def __init__(self, path: str | Path | None = None):
         super().__init__()
-        model = read_model(path or model_file(IRIS_MODEL))
-        self.graph = TFLiteGraph(model)
-        names = [model.tensors[i].name for i in model.outputs]
+        self.graph, names = _load_graph(path, IRIS_MODEL)
         self._contour = names.index("output_eyes_contours_and_brows")
         self._iris = names.index("output_iris")
 
@@ -198,9 +201,7 @@ class TorchBlazeFace(nn.Module):
 
     def __init__(self, path: str | Path | None = None):
         super().__init__()
-        model = read_model(path or model_file(BLAZEFACE_MODEL))
-        self.graph = TFLiteGraph(model)
-        names = [model.tensors[i].name for i in model.outputs]
+        self.graph, names = _load_graph(path, BLAZEFACE_MODEL)
         self._reg, self._cls = names.index("regressors"), names.index("classificators")
         self.register_buffer("anchors", torch.as_tensor(ssd_anchors_short_range()), persistent=False)
 

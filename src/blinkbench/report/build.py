@@ -272,17 +272,13 @@ def study_results(params: dict) -> pd.DataFrame:
     is recomputed from the stored per-video rows with the current ``detectors.min_face_s``
     (a change of it shows here without re-running the re-scoring); a JSON without rows
     keeps its stored summary."""
-    from blinkbench.experiments.study import plan, summarise
+    from blinkbench.experiments.study import rescored_sets, summarise
 
     if not params["attacks"]["enabled"]:
         return pd.DataFrame()
-    ds = params["attacks"]["dataset"]
     min_face_s = float(params["detectors"]["min_face_s"])
     rows = []
-    for t, m, e, v in plan(params):
-        p = paths.path("study", dataset=ds, target=t, method=m, eps=e, variant=v)
-        if not p.exists():
-            continue
+    for t, m, e, v, p in rescored_sets(params):
         res = io.read_json(p)
         summ = summarise(res["videos"], min_face_s) if res.get("videos") else res["summary"]
         base = {"target": t, "method": m, "eps": float(e), "variant": v, **{f"{k}": summ.get("perceptual", {}).get(k)

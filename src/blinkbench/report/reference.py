@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from blinkbench.core import io, paths
+from blinkbench.core import io
 from blinkbench.core.config import STUDY_PRESETS
 from blinkbench.experiments.study import insufficient
 
@@ -113,16 +113,14 @@ def reference_table(sets: dict[tuple[str, float], dict], targets: list[str], eps
 
 def load_sets(params: dict, method: str = "fgsm", variant: str = VARIANT) -> dict[tuple[str, float], dict]:
     """The lossless re-scoring JSONs of ``method`` (and the clean reference) that exist."""
-    from blinkbench.experiments.study import plan
+    from blinkbench.experiments.study import rescored_sets
 
     a = params["attacks"]
     out = {}
-    for t, m, e, v in plan(params):
+    for t, m, e, v, p in rescored_sets(params):
         if v != variant or not (t == CLEAN or (t in a["targets"] and m == method)):
             continue
-        p = paths.path("study", dataset=a["dataset"], target=t, method=m, eps=e, variant=v)
-        if p.exists():
-            out[(t, float(e))] = io.read_json(p)
+        out[(t, float(e))] = io.read_json(p)
     return out
 
 

@@ -89,21 +89,22 @@ def dtw_matrix(A: np.ndarray, B: np.ndarray, method: str, options: dict | None =
 
 class _KnnDtwRef(WindowDetector):
     """k-NN on EAR windows under one pyts DTW variant (``method``, ``options`` from the
-    hyper-parameters named in ``option_keys``). The fitted model is the training windows
-    and their labels, as arrays."""
+    hyper-parameters named in ``option_defaults``, which also gives their defaults). The
+    fitted model is the training windows and their labels, as arrays."""
 
     family = "classical"
     method: ClassVar[str] = "classic"
-    option_keys: ClassVar[tuple[str, ...]] = ()
+    option_defaults: ClassVar[dict[str, float]] = {}
     test_params = {"n_neighbors": 3}
 
     @classmethod
     def default_hyper(cls):
         return {"n_neighbors": 1,        # the reference's pyts default
-                "max_reference": None}   # cap on the reference windows (None: all)
+                "max_reference": None,   # cap on the reference windows (None: all)
+                **cls.option_defaults}
 
     def _options(self) -> dict:
-        return {k: self.hyper[k] for k in self.option_keys}
+        return {k: self.hyper[k] for k in self.option_defaults}
 
     def _fit_windows(self, X, M, y, groups):
         X = np.ascontiguousarray(X, dtype=np.float64)
@@ -150,11 +151,7 @@ class KnnDtwSakoeChiba(_KnnDtwRef):
     window length, pyts' default 0.1: 0.6 s of a 6 s window)."""
 
     method = "sakoechiba"
-    option_keys = ("window_size",)
-
-    @classmethod
-    def default_hyper(cls):
-        return {**super().default_hyper(), "window_size": 0.1}
+    option_defaults = {"window_size": 0.1}
 
 
 @register("knn_dtw_itakura")
@@ -162,11 +159,7 @@ class KnnDtwItakura(_KnnDtwRef):
     """k-NN under DTW in an Itakura parallelogram of slope ``max_slope`` (pyts' default 2)."""
 
     method = "itakura"
-    option_keys = ("max_slope",)
-
-    @classmethod
-    def default_hyper(cls):
-        return {**super().default_hyper(), "max_slope": 2.0}
+    option_defaults = {"max_slope": 2.0}
 
 
 @register("knn_dtw_fast")
@@ -175,12 +168,8 @@ class KnnDtwFast(_KnnDtwRef):
     coarser copies of the windows, refined level by level."""
 
     method = "fast"
-    option_keys = ("radius",)
+    option_defaults = {"radius": 0}
     test_params = {"n_neighbors": 3, "max_reference": 24}
-
-    @classmethod
-    def default_hyper(cls):
-        return {**super().default_hyper(), "radius": 0}
 
 
 # ----------------------------------------------------------------------------- pyts estimators
