@@ -85,6 +85,17 @@ class Entry:
     #                  such an entry gets a manifest row with status "error" and is never opened
 
 
+def video_entry(
+    video_id: str, path: Path, label: str, fake_method: str, *, group: str, source_id: str = "",
+    target_id: str = "", split: str = "", compression: str = "", error: str = "",
+) -> Entry:  # fmt: skip
+    """The :class:`Entry` of one video, its ``method`` following its label as in every
+    adapter: :data:`ORIGINAL` for a real video, ``fake_method`` for a fake one; the fields an
+    adapter does not know stay empty."""
+    method = ORIGINAL if label == "real" else fake_method
+    return Entry(video_id, path, label, method, source_id, target_id, split, compression, group, error)
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """The parameters seeded splitting reads: ``base.seed`` and ``splits.val_fraction``."""

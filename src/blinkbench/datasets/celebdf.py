@@ -34,7 +34,7 @@ import re
 from pathlib import Path
 
 from .base import (
-    ORIGINAL, TEST_FRACTION, Entry, SplitConfig, assign_splits, list_videos, name_under, rejected_id, safe_id,
+    TEST_FRACTION, Entry, SplitConfig, assign_splits, list_videos, name_under, rejected_id, safe_id, video_entry,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -87,23 +87,13 @@ def _entry(path: Path, folder: str, is_test: bool) -> Entry:
         target, source = (m[1], "" if real else m[2]) if m else ("", "")
         if not m:
             log.warning("Celeb-DF: unrecognised file name %s: grouped on its own", path)
-    return Entry(
-        video_id=vid,
-        path=path,
-        label="real" if real else "fake",
-        method=ORIGINAL if real else SYNTHESIS,
-        source_id=source,
-        target_id=target,
-        split="test" if is_test else "",
-        compression="",
-        group=vid if is_test else (target or vid),
-    )
+    return video_entry(vid, path, "real" if real else "fake", SYNTHESIS, source_id=source, target_id=target,
+                       split="test" if is_test else "", group=vid if is_test else (target or vid))
 
 
 def _rejected(path: Path, rel: str, error: str, label: str) -> Entry:
     vid = rejected_id("test", safe_id(Path(rel).stem), raw=rel)
-    return Entry(video_id=vid, path=path, label=label, method=ORIGINAL if label == "real" else SYNTHESIS,
-                 source_id="", target_id="", split="test", compression="", group=vid, error=error)
+    return video_entry(vid, path, label, SYNTHESIS, split="test", group=vid, error=error)
 
 
 def metadata_files(root: Path, cfg: dict) -> list[Path]:

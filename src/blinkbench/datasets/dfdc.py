@@ -43,7 +43,9 @@ from pathlib import Path
 
 from blinkbench.core.labels import LABELS, label_of
 
-from .base import ORIGINAL, Entry, SplitConfig, assign_splits, name_under, rejected_id, resolve_under, safe_id
+from .base import (
+    Entry, SplitConfig, assign_splits, name_under, rejected_id, resolve_under, safe_id, video_entry,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +201,4 @@ def _csv_rows(reader: csv.DictReader, path: Path) -> list[dict]:
 
 
 def _entry(vid: str, path: Path, label: str, target: str, split: str, group: str, error: str = "") -> Entry:
-    return Entry(
-        video_id=vid,
-        path=path,
-        label=label,
-        method=ORIGINAL if label == "real" else METHOD,
-        source_id="",
-        target_id=target,
-        split=split,
-        compression="",
-        group=group,
-        error=error,
-    )
+    return video_entry(vid, path, label, METHOD, target_id=target, split=split, group=group, error=error)

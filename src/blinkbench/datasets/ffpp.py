@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import ORIGINAL, SPLITS, TEST_FRACTION, Entry, SplitConfig, assign_splits, list_videos, safe_id
+from .base import SPLITS, TEST_FRACTION, Entry, SplitConfig, assign_splits, list_videos, safe_id, video_entry
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +105,8 @@ def _entry(
     if not target:
         log.warning("FF++: unrecognised file name %s: grouped on its own", path)
     split = official.split_of(target, source) if youtube and official is not None else ""
-    return Entry(
-        video_id=vid,
-        path=path,
-        label="real" if real else "fake",
-        method=ORIGINAL if real else name,
-        source_id=source,
-        target_id=target,
-        split=split,
-        compression=comp,
-        group=(groups.get(target, target) if youtube else target) or vid,
-    )
+    return video_entry(vid, path, "real" if real else "fake", name, source_id=source, target_id=target, split=split,
+                       compression=comp, group=(groups.get(target, target) if youtube else target) or vid)
 
 
 def metadata_files(root: Path, cfg: dict) -> list[Path]:

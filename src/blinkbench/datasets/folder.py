@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .base import (
-    LABELS, ORIGINAL, SPLITS, TEST_FRACTION, Entry, SplitConfig, assign_splits, list_videos, safe_id,
+    LABELS, SPLITS, TEST_FRACTION, Entry, SplitConfig, assign_splits, list_videos, safe_id, video_entry,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -48,17 +48,7 @@ def discover(root: Path, cfg: dict, split_cfg: SplitConfig) -> list[Entry]:
             rel = path.relative_to(base).with_suffix("")
             vid = safe_id(label, "__".join(rel.parts))
             entries.append(
-                Entry(
-                    video_id=vid,
-                    path=path,
-                    label=label,
-                    method=ORIGINAL if label == "real" else "fake",
-                    source_id="",
-                    target_id=vid if label == "real" else "",
-                    split="",
-                    compression="",
-                    group=vid,
-                )
+                video_entry(vid, path, label, "fake", target_id=vid if label == "real" else "", group=vid)
             )
     fixed = read_splits_csv(root / SPLITS_FILE)
     if fixed is not None:
