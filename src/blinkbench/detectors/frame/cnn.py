@@ -242,38 +242,21 @@ class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
 _TIMM_HYPER = {"hidden": 256}
 _MESO_HYPER = {"lr": 1e-3, "optimizer": "adam", "weight_decay": 0.0, "batch_size": 32}   # the authors' Adam(1e-3)
 
+# One row per registered CNN detector: registry name (= the :mod:`.nets` architecture) ->
+# class name and the defaults it changes. The classes differ in nothing else, so they are
+# made from this table; each is still a module attribute under its name (importable,
+# picklable by reference).
+ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
+    "resnet50": ("ResNet50Detector", _TIMM_HYPER),
+    "vgg19": ("VGG19Detector", _TIMM_HYPER),
+    "xception": ("XceptionDetector", _TIMM_HYPER),
+    "efficientnet_b4": ("EfficientNetB4Detector", _TIMM_HYPER),
+    "meso4": ("Meso4Detector", _MESO_HYPER),
+    "mesoinception4": ("MesoInception4Detector", _MESO_HYPER),
+}
 
-@register("resnet50")
-class ResNet50Detector(CNNFrameDetector):
-    arch = "resnet50"
-    own_hyper = _TIMM_HYPER
-
-
-@register("vgg19")
-class VGG19Detector(CNNFrameDetector):
-    arch = "vgg19"
-    own_hyper = _TIMM_HYPER
-
-
-@register("xception")
-class XceptionDetector(CNNFrameDetector):
-    arch = "xception"
-    own_hyper = _TIMM_HYPER
-
-
-@register("efficientnet_b4")
-class EfficientNetB4Detector(CNNFrameDetector):
-    arch = "efficientnet_b4"
-    own_hyper = _TIMM_HYPER
-
-
-@register("meso4")
-class Meso4Detector(CNNFrameDetector):
-    arch = "meso4"
-    own_hyper = _MESO_HYPER
-
-
-@register("mesoinception4")
-class MesoInception4Detector(CNNFrameDetector):
-    arch = "mesoinception4"
-    own_hyper = _MESO_HYPER
+for _arch, (_cls_name, _own) in ARCHITECTURES.items():
+    globals()[_cls_name] = register(_arch)(type(_cls_name, (CNNFrameDetector,), {
+        "arch": _arch, "own_hyper": _own, "__module__": __name__,
+        "__doc__": f"The {_arch} network of :mod:`.nets` as a frame detector."}))
+del _arch, _cls_name, _own
