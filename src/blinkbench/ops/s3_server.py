@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from blinkbench.ops import action_main
+
 HOST = "127.0.0.1"
 ENV_KEY = "BLINKBENCH_S3_ACCESS_KEY_ID"
 ENV_SECRET = "BLINKBENCH_S3_SECRET_ACCESS_KEY"
@@ -227,32 +229,37 @@ def configure(root: Path, repo: Path, *, remote: str = REMOTE, default: bool = T
     return state
 
 
+def _start(a: argparse.Namespace) -> int:
+    print(json.dumps(start(Path(a.dir), bucket=a.bucket, timeout=a.timeout)))
+    return 0
+
+
+def _stop(a: argparse.Namespace) -> int:
+    print("stopped" if stop(Path(a.dir)) else "not running")
+    return 0
+
+
+def _status(a: argparse.Namespace) -> int:
+    state = read_state(Path(a.dir))
+    print(json.dumps(state) if state else "not running")
+    return 0 if state else 3
+
+
+def _configure(a: argparse.Namespace) -> int:
+    state = configure(Path(a.dir), Path(a.repo), remote=a.remote)
+    print(f"DVC remote {a.remote} -> {state['endpoint']} (credentials in .dvc/config.local)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="s3_server", description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=["start", "stop", "status", "configure"])
     ap.add_argument("--dir", default=".s3", help="server folder: data, logs, pid (default: %(default)s)")
     ap.add_argument("--bucket", default=BUCKET)
     ap.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for health (start)")
     ap.add_argument("--repo", default=".", help="DVC repository to configure (configure)")
     ap.add_argument("--remote", default=REMOTE, help="DVC remote name (configure)")
-    args = ap.parse_args(argv)
-    root = Path(args.dir)
-    try:
-        if args.action == "start":
-            print(json.dumps(start(root, bucket=args.bucket, timeout=args.timeout)))
-        elif args.action == "stop":
-            print("stopped" if stop(root) else "not running")
-        elif args.action == "status":
-            state = read_state(root)
-            print(json.dumps(state) if state else "not running")
-            return 0 if state else 3
-        else:
-            state = configure(root, Path(args.repo), remote=args.remote)
-            print(f"DVC remote {args.remote} -> {state['endpoint']} (credentials in .dvc/config.local)")
-    except ServerError as e:
-        print(f"s3_server: {e}", file=sys.stderr)
-        return 1
-    return 0
+    actions = {"start": _start, "stop": _stop, "status": _status, "configure": _configure}
+    return action_main(ap, actions, (ServerError,), argv)
 
 
 if __name__ == "__main__":

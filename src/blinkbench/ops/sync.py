@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from blinkbench.ops import action_main
+
 UP_TO_DATE = ("data and pipelines are up to date", "there are no changes")
 
 
@@ -97,27 +99,26 @@ def pull(repo: Path, *, dvc_args: list[str] | None = None) -> None:
         raise RuntimeError(f"snakemake --touch failed:\n{r.stdout}{r.stderr}")
 
 
+def _record(a: argparse.Namespace) -> int:
+    recorded, skipped = record(Path(a.repo), check_snakemake=not a.no_snakemake_check)
+    print(f"recorded {len(recorded)} stages into dvc.lock")
+    if skipped:
+        print("not recorded (outputs missing):\n  " + "\n  ".join(skipped), file=sys.stderr)
+        return 2
+    return 0
+
+
+def _pull(a: argparse.Namespace) -> int:
+    pull(Path(a.repo))
+    print("pulled; dvc status clean; Snakemake outputs marked up to date")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sync", description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=["record", "pull"])
     ap.add_argument("--repo", default=".")
     ap.add_argument("--no-snakemake-check", action="store_true", help="record: skip the `snakemake -n` check")
-    args = ap.parse_args(argv)
-    repo = Path(args.repo)
-    try:
-        if args.action == "record":
-            recorded, skipped = record(repo, check_snakemake=not args.no_snakemake_check)
-            print(f"recorded {len(recorded)} stages into dvc.lock")
-            if skipped:
-                print("not recorded (outputs missing):\n  " + "\n  ".join(skipped), file=sys.stderr)
-                return 2
-        else:
-            pull(repo)
-            print("pulled; dvc status clean; Snakemake outputs marked up to date")
-    except RuntimeError as e:
-        print(f"sync {args.action}: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return action_main(ap, {"record": _record, "pull": _pull}, (RuntimeError,), argv)
 
 
 if __name__ == "__main__":
