@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _timing import rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,15 +70,6 @@ def _crops(shared: Path | None, n: int) -> tuple[np.ndarray, str]:
     return crops, "real crops (selfie_blinks.mp4, MediaPipe ROI)"
 
 
-def _rate(fn, n_iter: int, seconds: float) -> float:
-    fn()
-    rates, t_end = [], time.perf_counter() + seconds
-    while time.perf_counter() < t_end or len(rates) < 2:
-        t0 = time.perf_counter()
-        fn()
-        rates.append(n_iter / (time.perf_counter() - t0))
-    return statistics.median(rates)
-
 
 def landmark_breaker(crops: np.ndarray, source: str, seconds: float) -> None:
     from blinkbench.attacks.blink import make_attack
@@ -90,7 +81,7 @@ def landmark_breaker(crops: np.ndarray, source: str, seconds: float) -> None:
         row = {}
         for b in (1, 8):
             x = crops[:b]
-            row[b] = _rate(lambda: atk(x), atk.steps * b, seconds)
+            row[b] = rate(lambda: atk(x), atk.steps * b, seconds, min_passes=2)
         print(f"{name:<14}{'+'.join(atk.surrogates):<22}{row[1]:>10.1f}{row[8]:>10.1f}{atk.steps / row[8]:>24.2f}")
 
 

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -44,6 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _timing import rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ["selfie_blinks.mp4", "talking_crop_a.mp4"]
@@ -102,16 +101,6 @@ def _face_crops(shared: Path, tracks: dict, n: int) -> tuple[np.ndarray, np.ndar
     eyes = (torch.cat(eyes).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     return faces, eyes
 
-
-def _rate(fn, n_items: int, seconds: float) -> float:
-    """Median items/s over passes of ``fn`` (each pass handles n_items), after one warm-up."""
-    fn()
-    rates, t_end = [], time.perf_counter() + seconds
-    while time.perf_counter() < t_end or len(rates) < 3:
-        t0 = time.perf_counter()
-        fn()
-        rates.append(n_items / (time.perf_counter() - t0))
-    return statistics.median(rates)
 
 
 def _tflite_pass(path, images: np.ndarray, scale: float = 1.0, shift: float = 0.0):
@@ -220,12 +209,12 @@ def speed_table(faces: np.ndarray, eyes: np.ndarray, seconds: float) -> None:
         else:
             ref_label = "tflite"
         row = {"model": name, "ref": ref_label,
-               "ref fps": _rate(ref, len(images), seconds) if ref is not None else float("nan")}
+               "ref fps": rate(ref, len(images), seconds) if ref is not None else float("nan")}
         if graph is not None:
             graph.close()
         for label, b, bwd in (("fwd b1", 1, False), ("fwd b16", 16, False), ("fwd+bwd b1", 1, True), ("fwd+bwd b16", 16, True)):
             run, n = _torch_passes(model, images, b, bwd, loss)
-            row[label] = _rate(run, n, seconds)
+            row[label] = rate(run, n, seconds)
         rows.append(row)
     cols = ["ref fps", "fwd b1", "fwd b16", "fwd+bwd b1", "fwd+bwd b16"]
     print(f"\nframes/s, 1 thread, {len(faces)} face crops / {len(eyes)} eye crops "
