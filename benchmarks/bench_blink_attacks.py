@@ -25,7 +25,6 @@ phases do.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -39,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _timing import rate  # noqa: E402
+from _common import parser, rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,8 +115,7 @@ def ear_attack(shared: Path, video: str) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap = parser(__doc__)
     ap.add_argument("--seconds", type=float, default=6.0, help="minimum timing per Landmark Breaker cell")
     ap.add_argument("--video", default="selfie_blinks.mp4", help="clip under samples/blink for part 2")
     ap.add_argument("--skip-video", action="store_true")

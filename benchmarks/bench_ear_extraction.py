@@ -63,6 +63,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import parser  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DFDC_CLIP = "samples/dfdc/dfdc_train_part_49/lynaeydofd.mp4"
 CACHE = Path(tempfile.gettempdir()) / "blinkbench_bench"
@@ -572,8 +574,7 @@ FFPP_TITLE = "FF++ c23, 1280x720"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="shared data root (default ../shared)")
+    ap = parser(__doc__)
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per clip and mode (median reported)")
     ap.add_argument("--skip-memory", action="store_true", help="throughput only")
     ap.add_argument("--skip-throughput", action="store_true", help="peak memory only")

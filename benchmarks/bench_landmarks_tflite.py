@@ -38,7 +38,6 @@ figures on a shared machine need a rerun on an idle one; the ratios are the answ
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -53,6 +52,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from _common import parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(tempfile.gettempdir()) / "blinkbench_bench" / "tflite"
@@ -408,8 +409,7 @@ def snakemake_check(clips: list[Path]) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap = parser(__doc__)
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per cell; 0: faithfulness only")
     ap.add_argument("--groups", default="ffpp_c40,ffpp_c23")
     ap.add_argument("--skip-blinks", action="store_true")

@@ -29,7 +29,6 @@ a square 1.5x face-box crop (MediaPipe's own ROI size). Distances in frame pixel
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -42,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _timing import rate  # noqa: E402
+from _common import parser, rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ["selfie_blinks.mp4", "talking_crop_a.mp4"]
@@ -275,8 +274,7 @@ def pipeline_comparison(shared: Path, work: Path, tracks: dict) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap = parser(__doc__)
     ap.add_argument("--n-crops", type=int, default=32, help="face crops for the speed table (multiple of 16)")
     ap.add_argument("--seconds", type=float, default=4.0, help="minimum timing per cell")
     ap.add_argument("--skip-pipeline", action="store_true")
