@@ -77,24 +77,26 @@ def study_sets(params: dict) -> list[tuple[str, str, str, str]]:
     return sets
 
 
-def selected_videos(params: dict) -> "pd.DataFrame":
-    """Rows of the source manifest the study attacks: test split, labels from params, ok."""
+def _usable_test_rows(dataset: str, labels) -> "pd.DataFrame":
+    """Rows of ``dataset``'s manifest in the test split, with a label in ``labels`` and
+    status ok, by video id (the videos an attack may take)."""
     import pandas as pd
 
+    man = pd.read_parquet(paths.path("manifest", dataset=dataset))
+    sel = man[(man["split"] == "test") & man["label"].isin(list(labels)) & (man["status"] == "ok")]
+    return sel.sort_values("video_id")
+
+
+def selected_videos(params: dict) -> "pd.DataFrame":
+    """Rows of the source manifest the study attacks: test split, labels from params, ok."""
     a = params["attacks"]
-    man = pd.read_parquet(paths.path("manifest", dataset=a["dataset"]))
-    sel = man[(man["split"] == "test") & man["label"].isin(a["labels"]) & (man["status"] == "ok")]
-    return sel.sort_values("video_id").reset_index(drop=True)
+    return _usable_test_rows(a["dataset"], a["labels"]).reset_index(drop=True)
 
 
 def blink_attack_videos(params: dict, mode: str) -> "pd.DataFrame":
     """Rows of the manifest a blink attack (``suppress``: real videos, ``inject``: fakes) takes."""
-    import pandas as pd
-
     b = params["blink_attacks"]
-    man = pd.read_parquet(paths.path("manifest", dataset=b["dataset"]))
-    sel = man[(man["split"] == "test") & (man["label"] == MODE_LABEL[mode]) & (man["status"] == "ok")]
-    sel = sel.sort_values("video_id")
+    sel = _usable_test_rows(b["dataset"], [MODE_LABEL[mode]])
     return sel.head(b["max_videos"]) if b["max_videos"] else sel
 
 
