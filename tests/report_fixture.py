@@ -163,7 +163,8 @@ def make(work: Path, mp, params: dict) -> dict:
                                 "noise_clean": 0.005, "noise_attacked": 0.005 + 0.01 * i, "eye_disp_median_px": 0.4 * i,
                                 "eye_disp_max_px": 1.5, "eye_shape_median_px": 0.2 * i, "eye_shape_max_px": 0.9})
     ne = pd.DataFrame(ne_rows)
-    ne_ref = pd.DataFrame([{"label": "real", "n": 3, "jitter": 0.011}, {"label": "fake", "n": 3, "jitter": 0.012}])
+    ne_ref = pd.DataFrame([{"detector": d, "label": lab, "jitter_median": j, "count": 3}
+                           for d in ("blink_rate_rule", "tsf") for lab, j in (("real", 0.011), ("fake", 0.012))])
     real_finding = noise_effect.finding
     mp.setattr(noise_effect, "compute", lambda params, models=None: {"summary": ne, "reference": ne_ref})
     mp.setattr(noise_effect, "write", lambda tables, out_dir: {

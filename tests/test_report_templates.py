@@ -297,3 +297,18 @@ def test_no_table_cell_or_sentence_shows_a_python_repr(built):
     assert "Videos per backend by status: mediapipe: 4 ok; pfld: 4 error." in flat
     assert ("Unknown verdicts (videos per set and detector): clean: blink/blink_rate_rule 2; "
             "meso4/eps12.75: blink/blink_rate_rule 2; meso4/eps25.5: blink/blink_rate_rule 2.") in flat
+
+
+def test_jitter_table_lists_detectors_with_equal_figures_once():
+    """Detectors that prepare their series alike have equal train-series jitter; the report
+    shows each set of figures once, naming the detectors, instead of one copy per detector."""
+    from blinkbench.report.build import _detectors_sharing_rows
+
+    rows = [{"detector": d, "label": lab, "jitter_median": j, "noise_median": 0.01, "count": 5}
+            for d in ("knn", "rule", "tsf") for lab, j in (("fake", 0.04), ("real", 0.09 if d == "tsf" else 0.08))]
+    out = _detectors_sharing_rows(pd.DataFrame(rows))
+    assert out.to_dict("records") == [
+        {"detector": "knn, rule", "label": "real", "jitter_median": 0.08, "noise_median": 0.01, "count": 5},
+        {"detector": "knn, rule, tsf", "label": "fake", "jitter_median": 0.04, "noise_median": 0.01, "count": 5},
+        {"detector": "tsf", "label": "real", "jitter_median": 0.09, "noise_median": 0.01, "count": 5},
+    ]

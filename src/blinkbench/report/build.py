@@ -432,6 +432,19 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
                            lb_run=lb_run if isinstance(lb_run, dict) else {})
 
 
+
+def _detectors_sharing_rows(ref: "pd.DataFrame") -> "pd.DataFrame":
+    """The train-series jitter table with one row per label and set of detectors whose
+    figures are equal (detectors preparing their series alike see the same numbers);
+    ``detector`` lists them. A table without a ``detector`` column comes back as it is."""
+    if "detector" not in ref.columns:
+        return ref
+    figures = [c for c in ref.columns if c not in ("detector", "label")]
+    key = ref[["label", *figures]].astype(str).agg("|".join, axis=1)
+    out = ref.groupby(key, sort=False, as_index=False).agg({"detector": ", ".join, "label": "first",
+                                                            **{c: "first" for c in figures}})
+    return out[["detector", "label", *figures]].sort_values(["detector", "label"], ignore_index=True)
+
 def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     """Why the blink detectors move under per-frame noise (:mod:`blinkbench.experiments.noise_effect`):
     per study set and blink detector, score change, EAR difference (raw and after the
@@ -455,7 +468,7 @@ def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     over = noise_effect.overview(found["table"]) if found else None
     page = render("sections/noise_effect.html", files=[p.name for p in files.values()],
                   summary=summary[[c for c in cols if c in summary]],
-                  reference=ref if ref is not None and len(ref) else None, finding=found,
+                  reference=_detectors_sharing_rows(ref) if ref is not None and len(ref) else None, finding=found,
                   overview=over if over is not None and len(over) else None)
     metrics: dict = {}
     for r in summary.to_dict("records"):
