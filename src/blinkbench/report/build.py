@@ -432,18 +432,16 @@ def blink_attack_section(params: dict) -> tuple[dict, str]:
                            lb_run=lb_run if isinstance(lb_run, dict) else {})
 
 
-
 def _detectors_sharing_rows(ref: "pd.DataFrame") -> "pd.DataFrame":
     """The train-series jitter table with one row per label and set of detectors whose
     figures are equal (detectors preparing their series alike see the same numbers);
-    ``detector`` lists them. A table without a ``detector`` column comes back as it is."""
-    if "detector" not in ref.columns:
-        return ref
+    ``detector`` lists them."""
     figures = [c for c in ref.columns if c not in ("detector", "label")]
     key = ref[["label", *figures]].astype(str).agg("|".join, axis=1)
     out = ref.groupby(key, sort=False, as_index=False).agg({"detector": ", ".join, "label": "first",
                                                             **{c: "first" for c in figures}})
     return out[["detector", "label", *figures]].sort_values(["detector", "label"], ignore_index=True)
+
 
 def noise_effect_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     """Why the blink detectors move under per-frame noise (:mod:`blinkbench.experiments.noise_effect`):
