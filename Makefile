@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= all
 
-.PHONY: setup demo study-shared test test-fast lint bench clean-data record pull s3-start s3-stop
+.PHONY: setup demo study-shared study-shared-quick test test-fast lint bench clean-data record pull s3-start s3-stop
 
 setup: $(VENV)/.installed
 
@@ -30,9 +30,14 @@ demo: setup
 	@echo "Report: $(abspath data/reports/index.html)"
 
 # The real-footage study on ../shared/samples (configs/shared.yaml; README "Real footage").
+SHARED_CONFIGS ?= configs/shared.yaml
 study-shared: setup
-	$(BIN)/snakemake --configfile configs/shared.yaml --cores $(CORES)
+	$(BIN)/snakemake --configfile $(SHARED_CONFIGS) --cores $(CORES)
 	@echo "Report: $(abspath data/reports/index.html)"
+
+# A first pass that fits a 2-core machine (configs/shared_quick.yaml layered on shared.yaml).
+study-shared-quick: SHARED_CONFIGS += configs/shared_quick.yaml
+study-shared-quick: study-shared
 
 test: setup
 	$(BIN)/python -m pytest
