@@ -26,7 +26,8 @@ SECTION_HEADINGS = [
     "blinkbench report", DATASET, "Status", "Blinks by label", "Ground-truth blinks recovered", "Videos",
     "Blink-based detectors (EAR series)", "Metrics", "Cross-dataset matrix (AUC; rows: trained on, columns: tested on)",
     "Best-of selection (validation data only)", "Frame-level detectors (face crops)", "Resiliency study",
-    "Detection rate of fake videos", "Coverage of the blink detectors", "Perceptual cost and blink-path change", "The reference study's attack table",
+    "Detection rate of fake videos", "Coverage of the blink detectors", "When the attack fools its target",
+    "Perceptual cost and blink-path change", "The reference study's attack table",
     "Landmark backends compared", "What per-frame noise does to the blink path", "Finding",
     "Attacks on the blink path", "Landmark Breaker (NME by the outer eye corners; SSIM in the face box)",
     "white box", "transfer", "Adaptive post-training defence",
@@ -133,6 +134,10 @@ def make(work: Path, mp, params: dict) -> dict:
                           "coverage": 1.0 if det.startswith("frame/") else 0.5,
                           "n_insufficient": None if det.startswith("frame/") else 2})
     mp.setattr(build, "study_results", lambda params: pd.DataFrame(srows))
+    fooled = pd.DataFrame([{"target": "meso4", "method": "fgsm", "eps": 12.75, "variant": "none", "fakes": 2,
+                            "detected clean": 2, "fooled": 1, "blink/blink_rate_rule": "1.00 -> 0.00 (1 insufficient)"}])
+    mp.setattr(build, "fooled_results",
+               lambda params: (fooled.set_index(["target", "method", "eps", "variant"]), {}))
 
     # --- the reference study's table and the landmark comparison
     def res(frac, blink):

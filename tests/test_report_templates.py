@@ -79,7 +79,7 @@ def test_every_section_heading_table_and_figure_is_on_the_page(built):
     assert "normal 95.23 % and robust 8.12 % before" in text and "robust 55.6-70.1 %" in text
     assert "Not post-trained: meso4/deepfool: no crops & <none>" in text
     assert "Not run: pfld/blink_rate_rule: no model <path> & co" in text
-    assert page.count('<table class="dataframe t">') == 25
+    assert page.count('<table class="dataframe t">') == 26   # 25 + the fooled-subset table
     metrics = io.read_json(paths.PATTERNS["metrics"])
     assert {"demo", "blink_detectors", "frame_detectors", "blink_best_of", "study", "reference_attack",
             "landmark_compare", "noise_effect", "blink_attacks", "defence"} <= set(metrics)

@@ -82,6 +82,10 @@ def test_reduced_real_footage_study_runs_end_to_end(shared, tmp_path):
     assert "frame/meso4" in attacked and "blink/blink_rate_rule" in attacked
     # the target detects the real fake before the attack, and the attack moves it
     assert clean["frame/meso4"] == 1.0 and attacked["frame/meso4"] == 0.0
+    # ... so the question is asked on that fake: the blink rule's verdict on the video the attack took from Meso4
+    f = m["study"]["fooled_target"]["meso4"]["fgsm"]["eps8"]["none"]
+    assert (f["n_fakes"], f["n_detected_clean"], f["n_fooled"], f["fooled_rate"]) == (1, 1, 1, 1.0)
+    assert set(f["detection_rate_on_fooled"]) == {"blink/blink_rate_rule"}
     ev = io.read_json(tmp_path / "data/evaluations/blink/blink_rate_rule/demo/shared.json")
     assert ev["n"] + ev["n_abstained"] + len(ev["skipped"]) == 2 and ev["coverage"] is not None
     assert (tmp_path / "data/reports/index.html").exists()

@@ -201,3 +201,57 @@ def test_an_unprojected_attack_with_several_eps_is_refused(method, params):
     proj = {**params, method: {**params.get(method, {}), "project": True}}
     ok = config.validate(_with_datasets({"methods": ["fgsm", method], "eps": [2, 8], "params": proj}))
     assert config.unprojected_methods(ok["attacks"]) == []
+
+
+def _fr(vid, frac, blink=None, face_s=10.0, other=None, label="fake"):
+    scores = {"frame/meso4": frac, "frame_frac/meso4": frac}
+    if blink is not None:
+        scores["blink/tsf"] = blink
+    if other is not None:
+        scores.update({"frame/resnet50": other, "frame_frac/resnet50": other})
+    return {"video_id": vid, "label": label, "status": "ok", "face_duration_s": face_s, "scores": scores}
+
+
+def test_fooled_subset_asks_the_question_only_where_the_target_was_moved():
+    from blinkbench.experiments.study import fooled_subset
+
+    # a, b, c detected clean; d missed clean (0.2): already "fooled" before any attack, so not counted
+    clean = [_fr("a", 0.9, 0.8, other=0.9), _fr("b", 0.8, 0.7, other=0.2), _fr("c", 0.7, 0.9), _fr("d", 0.2, 0.9)]
+    attacked = [_fr("a", 0.1, 0.6, other=0.7), _fr("b", 0.3, 0.2, face_s=3.0, other=0.1),
+                _fr("c", 0.6, 0.1), _fr("d", 0.0, 0.9)]
+    f = fooled_subset(attacked, clean, "meso4", min_face_s=5.0)
+    assert (f["n_fakes"], f["n_detected_clean"], f["n_fooled"]) == (4, 3, 2)
+    assert f["fooled_rate"] == pytest.approx(2 / 3) and f["fooled_videos"] == ["a", "b"]
+    assert "frame/meso4" not in f["detectors"]            # the target itself is the condition, not a column
+    tsf = f["detectors"]["blink/tsf"]
+    assert tsf["clean"] == {"n": 2, "detection_rate": 1.0, "n_insufficient": 0}
+    # b has 3 s of face after the attack: an abstention, not a miss
+    assert tsf["attacked"] == {"n": 1, "detection_rate": 1.0, "n_insufficient": 1}
+    rn = f["detectors"]["frame/resnet50"]
+    assert rn["clean"]["detection_rate"] == pytest.approx(0.5) and rn["attacked"]["detection_rate"] == pytest.approx(0.5)
+    assert "n_insufficient" not in rn["attacked"]
+    # nothing detected clean: no rate, no table to read
+    none = fooled_subset(attacked, [_fr(r["video_id"], 0.1) for r in clean], "meso4")
+    assert none["n_detected_clean"] == 0 and none["fooled_rate"] is None and none["detectors"] == {}
+
+
+def test_report_shows_the_fooled_subset_beside_the_success_rate_over_all_fakes(tmp_path, monkeypatch):
+    from blinkbench.report import build
+
+    monkeypatch.chdir(tmp_path)
+    params = _study_params(5.0)
+    ds = params["attacks"]["dataset"]
+    clean = [_fr("a", 0.9, 0.8), _fr("b", 0.8, 0.7), _fr("d", 0.2, 0.9)]
+    attacked = [_fr("a", 0.1, 0.6), _fr("b", 0.9, 0.2), _fr("d", 0.0, 0.3)]
+    for t, m, e, rows in (("clean", "none", "0", clean), ("meso4", "fgsm", "2", attacked)):
+        io.write_json({"videos": rows, "summary": summarise(rows, 5.0)},
+                      paths.path("study", dataset=ds, target=t, method=m, eps=e, variant="none"))
+    metrics, page = build.study_section(params, tmp_path / "reports")
+    # over all fakes d counts as fooled (missed before the attack): 2 of 3
+    assert metrics["attack_success_rate_videos"]["meso4"]["fgsm"]["eps2"]["none"] == pytest.approx(0.6667)
+    f = metrics["fooled_target"]["meso4"]["fgsm"]["eps2"]["none"]
+    assert (f["n_detected_clean"], f["n_fooled"], f["fooled_rate"]) == (2, 1, 0.5)
+    assert f["detection_rate_on_fooled"] == {"blink/tsf": {"clean": 1.0, "attacked": 1.0}}
+    sec = page[page.index("When the attack fools its target"):]
+    table = sec[sec.index("<table"):sec.index("</table>")]
+    assert re.findall(r"<td>([^<]*)</td>", table) == ["3", "2", "1", "1.00 -&gt; 1.00"]

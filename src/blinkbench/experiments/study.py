@@ -241,3 +241,38 @@ def summarise(rows: list[dict], min_face_s: float = 0.0) -> dict:
     q = [r["attack_queries_per_frame_mean"] for r in rows if r.get("attack_queries_per_frame_mean") is not None]
     out["queries_per_frame"] = float(np.mean(q)) if q else None
     return out
+
+
+def fooled_subset(attacked: list[dict], clean: list[dict], target: str, min_face_s: float = 0.0) -> dict:
+    """The study's question asked where it has an answer: on the fake videos the attack
+    actually took from its target, does each other detector still see the fake?
+
+    ``attacked`` and ``clean`` are the per-video rows of an attacked set and of the clean set
+    under the same compression. A fake is *detected clean* when the target calls at least
+    half its clean crops fake, and *fooled* when, attacked, fewer than half are (seed 003's
+    per-video verdict). The attack success rate over all fakes counts a fake the target
+    missed before any attack as fooled; ``fooled_rate`` here is over the detected ones only.
+    On the fooled videos, every other detector's detection rate (score >= 0.5) clean and
+    attacked; blink detectors abstain below ``min_face_s`` of face as in :func:`summarise`
+    (``n`` counts the verdicts, ``n_insufficient`` the abstentions)."""
+    frac = "frame_frac/" + target
+    by_id = {r["video_id"]: r for r in clean}
+    fakes = [r for r in attacked if r.get("label", "fake") == "fake"]
+    detected = [r for r in fakes if by_id.get(r["video_id"], {}).get("scores", {}).get(frac, -1.0) >= 0.5]
+    fooled = [r for r in detected if r["scores"].get(frac, 1.0) < 0.5]
+    out: dict = {"n_fakes": len(fakes), "n_detected_clean": len(detected), "n_fooled": len(fooled),
+                 "fooled_rate": len(fooled) / len(detected) if detected else None,
+                 "fooled_videos": [r["video_id"] for r in fooled], "detectors": {}}
+    keys = sorted({k for r in fooled + [by_id[r["video_id"]] for r in fooled] for k in r["scores"]
+                   if not k.startswith("frame_frac/") and k != "frame/" + target})
+    for k in keys:
+        d: dict = {}
+        for name, rows in (("clean", [by_id[r["video_id"]] for r in fooled]), ("attacked", fooled)):
+            blink = k.startswith("blink/")
+            short = [blink and insufficient(r, min_face_s) for r in rows]
+            s = np.array([r["scores"][k] for r, x in zip(rows, short) if k in r["scores"] and not x], float)
+            d[name] = {"n": int(len(s)), "detection_rate": float((s >= 0.5).mean()) if len(s) else None}
+            if blink:
+                d[name]["n_insufficient"] = int(sum(short))
+        out["detectors"][k] = d
+    return out

@@ -294,6 +294,45 @@ def study_results(params: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def fooled_results(params: dict) -> tuple[pd.DataFrame | None, dict]:
+    """Per attacked set, the fakes its target detected clean and the attack fooled, and
+    every other detector's detection rate on those fooled videos, clean -> attacked
+    (:func:`blinkbench.experiments.study.fooled_subset`, from the stored per-video rows and
+    the clean set under the same compression). A table (cells "clean -> attacked", a blink
+    detector's abstentions in brackets) and the ``metrics.json`` entry."""
+    from blinkbench.experiments.plan import CLEAN, eps_name
+    from blinkbench.experiments.study import fooled_subset, rescored_sets
+
+    if not params["attacks"]["enabled"]:
+        return None, {}
+    min_face_s = float(params["detectors"]["min_face_s"])
+    sets = {(t, m, e, v): io.read_json(p) for t, m, e, v, p in rescored_sets(params)}
+    rows, metrics = [], {}
+    for (t, m, e, v), res in sets.items():
+        clean = sets.get((CLEAN[0], CLEAN[1], eps_name(CLEAN[2]), v))
+        if t == CLEAN[0] or clean is None or not res.get("videos"):
+            continue
+        f = fooled_subset(res["videos"], clean.get("videos") or [], t, min_face_s)
+        metrics.setdefault(t, {}).setdefault(m, {}).setdefault(f"eps{float(e):g}", {})[v] = {
+            "n_fakes": f["n_fakes"], "n_detected_clean": f["n_detected_clean"], "n_fooled": f["n_fooled"],
+            "fooled_rate": _num(f["fooled_rate"]),
+            "detection_rate_on_fooled": {k: {c: _num(d[c]["detection_rate"]) for c in ("clean", "attacked")}
+                                         for k, d in f["detectors"].items()}}
+        row = {"target": t, "method": m, "eps": float(e), "variant": v, "fakes": f["n_fakes"],
+               "detected clean": f["n_detected_clean"], "fooled": f["n_fooled"]}
+        for k, d in f["detectors"].items():
+            c, a = d["clean"], d["attacked"]
+            cell = " -> ".join("-" if x["detection_rate"] is None else f"{x['detection_rate']:.2f}" for x in (c, a))
+            if a.get("n_insufficient"):
+                cell += f" ({a['n_insufficient']} insufficient)"
+            row[k] = cell
+        rows.append(row)
+    if not rows:
+        return None, {}
+    table = pd.DataFrame(rows).sort_values(["target", "method", "eps", "variant"])
+    return table.set_index(["target", "method", "eps", "variant"]).fillna(""), metrics
+
+
 def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     """The resiliency study: detection rate of attacked fake videos per detector, eps and
     compression (the clean reference is eps 0), perceptual cost, blink-path change; eps-sweep
@@ -360,13 +399,16 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
                                                                "blink_change", "ear_median_change",
                                                                "queries_per_frame"]].first().astype(float)
     # (float: a column that is None for every white-box row printed "None" instead of a blank)
+    fooled_table, fooled_target = fooled_results(params)
     out = {"attack_success_rate_videos": fooled, "detection_rate": metrics}
+    if fooled_target:
+        out["fooled_target"] = fooled_target
     if cov_metrics:
         out["blink_coverage"] = cov_metrics
     if queries:
         out["queries_per_frame"] = queries
     return out, render("sections/study.html", a=a, plots=plots, detection=wide, cost=cost, coverage=coverage,
-                       min_face_s=float(params["detectors"]["min_face_s"]))
+                       fooled=fooled_table, min_face_s=float(params["detectors"]["min_face_s"]))
 
 
 def blink_attack_section(params: dict) -> tuple[dict, str]:
