@@ -263,16 +263,13 @@ def fooled_subset(attacked: list[dict], clean: list[dict], target: str, min_face
     out: dict = {"n_fakes": len(fakes), "n_detected_clean": len(detected), "n_fooled": len(fooled),
                  "fooled_rate": len(fooled) / len(detected) if detected else None,
                  "fooled_videos": [r["video_id"] for r in fooled], "detectors": {}}
-    keys = sorted({k for r in fooled + [by_id[r["video_id"]] for r in fooled] for k in r["scores"]
-                   if not k.startswith("frame_frac/") and k != "frame/" + target})
+    # each side summarised as any set is (summarise: same detection rule, same abstentions)
+    sides = {"clean": summarise([by_id[r["video_id"]] for r in fooled], min_face_s),
+             "attacked": summarise(fooled, min_face_s)}
+    keys = sorted({k for side in sides.values() for k in side if "/" in k and k != "frame/" + target})
     for k in keys:
-        d: dict = {}
-        for name, rows in (("clean", [by_id[r["video_id"]] for r in fooled]), ("attacked", fooled)):
-            blink = k.startswith("blink/")
-            short = [blink and insufficient(r, min_face_s) for r in rows]
-            s = np.array([r["scores"][k] for r, x in zip(rows, short) if k in r["scores"] and not x], float)
-            d[name] = {"n": int(len(s)), "detection_rate": float((s >= 0.5).mean()) if len(s) else None}
-            if blink:
-                d[name]["n_insufficient"] = int(sum(short))
-        out["detectors"][k] = d
+        out["detectors"][k] = {
+            name: {f: side.get(k, {"n": 0, "detection_rate": None, "n_insufficient": 0})[f]
+                   for f in ("n", "detection_rate", "n_insufficient") if k.startswith("blink/") or f != "n_insufficient"}
+            for name, side in sides.items()}
     return out
