@@ -39,11 +39,16 @@ study-shared: setup
 study-shared-quick: SHARED_CONFIGS += configs/shared_quick.yaml
 study-shared-quick: study-shared
 
+# Test files spread over TEST_WORKERS processes (pytest-xdist); a file stays in one process,
+# so its module fixtures (a demo run, a trained model) are built once.
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: setup
 	$(BIN)/snakemake --lint
