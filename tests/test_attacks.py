@@ -318,7 +318,16 @@ def test_eps_zero_video_is_bit_identical(clip, model, tmp_path):
     assert stats["frames_attacked"] == N - len(NO_FACE)
     src, adv = decoded(video), decoded(out)
     assert len(adv) == N and all(np.array_equal(a, b) for a, b in zip(src, adv))
-    assert stats["linf_max"] == 0 and stats["psnr_mean"] is None and stats["ssim_mean"] == pytest.approx(1.0)
+    assert stats["linf_max"] == 0 and stats["psnr_mean"] is None and stats["ssim_mean"] == 1.0
+    # the clean reference skips the repeated forward passes: every probability is the clean one
+    recs = stats["frames"]
+    assert recs and all(r["p_fake_after"] == r["p_fake_float"] == r["p_fake_before"] for r in recs)
+    assert all(r["ssim"] == 1.0 and r["psnr"] is None and r["success"] == (r["p_fake_before"] < 0.5) for r in recs)
+    r = recs[len(recs) // 2]                      # and that clean one is the model's on the crop
+    x0, y0, x1, y1 = r["box"]
+    crop = torch.from_numpy(src[r["frame"]][y0:y1, x0:x1]).permute(2, 0, 1)[None].float() / 255.0
+    with torch.no_grad():
+        assert float(torch.sigmoid(model(crop).reshape(-1))[0]) == pytest.approx(r["p_fake_before"], abs=1e-6)
 
 
 @pytest.mark.parametrize("name,params", [("fgsm", {}), ("fakeretouch", {"steps": 10, "sigma": 1.0})])

@@ -243,14 +243,18 @@ def _run(video_path, boxes, model, atk: Attack, out_path: Path, fps: float, stat
         p_before = prob(clean)
         adv = atk(model, x, seed=seed * 1_000_003 + items[0][0])
         extra = atk.frame_stats() if hasattr(atk, "frame_stats") else {}    # e.g. NES: queries per crop
-        with torch.no_grad():
-            p_float = torch.sigmoid(model(adv).reshape(-1)).cpu().numpy()
+        untouched = bool(torch.equal(adv, x))     # eps 0 (the clean reference): no forward pass to repeat
+        if untouched:
+            p_float = p_before
+        else:
+            with torch.no_grad():
+                p_float = torch.sigmoid(model(adv).reshape(-1)).cpu().numpy()
         delta = (adv - x).permute(0, 2, 3, 1).cpu().numpy().astype(np.float64) * 255.0     # in levels
         flat = delta.reshape(len(delta), -1)
         # what the attack reached, in crop_metrics' units: L2 of the [0, 1] difference, L-inf in levels
         l2_float, linf_float = np.linalg.norm(flat, axis=1) / 255.0, np.abs(flat).max(1)
         q = quantise(clean, delta, levels)
-        p_after = prob(q)
+        p_after = p_before.copy() if untouched else prob(q)     # untouched: q is clean, bit for bit
         scale = np.ones(len(items))
         if rescale:
             p_after = _rescue(clean, delta, q, p_after, scale, levels, prob)
