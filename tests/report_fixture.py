@@ -133,11 +133,12 @@ def make(work: Path, mp, params: dict) -> dict:
                           "n": 2, "detection_rate": rate, "mean_score": 0.6, "video_fooled_rate": 0.5 if eps else 0.0,
                           "coverage": 1.0 if det.startswith("frame/") else 0.5,
                           "n_insufficient": None if det.startswith("frame/") else 2})
-    mp.setattr(build, "study_results", lambda params: pd.DataFrame(srows))
+    mp.setattr(build, "study_sets", lambda params: {})
+    mp.setattr(build, "study_results", lambda params, sets=None: pd.DataFrame(srows))
     fooled = pd.DataFrame([{"target": "meso4", "method": "fgsm", "eps": 12.75, "variant": "none", "fakes": 2,
                             "detected clean": 2, "fooled": 1, "blink/blink_rate_rule": "1.00 -> 0.00 (1 insufficient)"}])
     mp.setattr(build, "fooled_results",
-               lambda params: (fooled.set_index(["target", "method", "eps", "variant"]), {}))
+               lambda params, sets=None: (fooled.set_index(["target", "method", "eps", "variant"]), {}))
 
     # --- the reference study's table and the landmark comparison
     def res(frac, blink):

@@ -267,19 +267,28 @@ def detectors_section(params: dict, out_dir: Path, family: str = "blink") -> tup
     return metrics, render("sections/detectors.html", title=title, family=family, results=df, matrix=matrix, plots=plots)
 
 
-def study_results(params: dict) -> pd.DataFrame:
-    """One row per (study set, detector) from the re-scoring JSONs that exist. The summary
-    is recomputed from the stored per-video rows with the current ``detectors.min_face_s``
-    (a change of it shows here without re-running the re-scoring); a JSON without rows
-    keeps its stored summary."""
-    from blinkbench.experiments.study import rescored_sets, summarise
+def study_sets(params: dict) -> dict[tuple, dict]:
+    """The re-scoring JSONs that exist, read once: ``{(target, method, eps, variant): json}``
+    (empty when the study is off). :func:`study_results` and :func:`fooled_results` both take it."""
+    from blinkbench.experiments.study import rescored_sets
+
+    if not params["attacks"]["enabled"]:
+        return {}
+    return {(t, m, e, v): io.read_json(p) for t, m, e, v, p in rescored_sets(params)}
+
+
+def study_results(params: dict, sets: dict[tuple, dict] | None = None) -> pd.DataFrame:
+    """One row per (study set, detector) from the re-scoring JSONs that exist (``sets`` from
+    :func:`study_sets`, read here when not given). The summary is recomputed from the stored
+    per-video rows with the current ``detectors.min_face_s`` (a change of it shows here
+    without re-running the re-scoring); a JSON without rows keeps its stored summary."""
+    from blinkbench.experiments.study import summarise
 
     if not params["attacks"]["enabled"]:
         return pd.DataFrame()
     min_face_s = float(params["detectors"]["min_face_s"])
     rows = []
-    for t, m, e, v, p in rescored_sets(params):
-        res = io.read_json(p)
+    for (t, m, e, v), res in (study_sets(params) if sets is None else sets).items():
         summ = summarise(res["videos"], min_face_s) if res.get("videos") else res["summary"]
         base = {"target": t, "method": m, "eps": float(e), "variant": v, **{f"{k}": summ.get("perceptual", {}).get(k)
                 for k in ("psnr_mean", "ssim_mean", "linf_max", "l2_mean", "success_rate")},
@@ -294,19 +303,20 @@ def study_results(params: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fooled_results(params: dict) -> tuple[pd.DataFrame | None, dict]:
+def fooled_results(params: dict, sets: dict[tuple, dict] | None = None) -> tuple[pd.DataFrame | None, dict]:
     """Per attacked set, the fakes its target detected clean and the attack fooled, and
     every other detector's detection rate on those fooled videos, clean -> attacked
     (:func:`blinkbench.experiments.study.fooled_subset`, from the stored per-video rows and
     the clean set under the same compression). A table (cells "clean -> attacked", a blink
     detector's abstentions in brackets) and the ``metrics.json`` entry."""
     from blinkbench.experiments.plan import CLEAN, eps_name
-    from blinkbench.experiments.study import fooled_subset, rescored_sets
+    from blinkbench.experiments.study import fooled_subset
 
     if not params["attacks"]["enabled"]:
         return None, {}
     min_face_s = float(params["detectors"]["min_face_s"])
-    sets = {(t, m, e, v): io.read_json(p) for t, m, e, v, p in rescored_sets(params)}
+    if sets is None:
+        sets = study_sets(params)
     rows, metrics = [], {}
     for (t, m, e, v), res in sets.items():
         clean = sets.get((CLEAN[0], CLEAN[1], eps_name(CLEAN[2]), v))
@@ -340,7 +350,8 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
     emphasised); blink detection rates carry their coverage (``detectors.min_face_s``)."""
     from .plotting import plot_eps_sweep
 
-    df = study_results(params)
+    sets = study_sets(params)                    # read once for both tables
+    df = study_results(params, sets)
     if df.empty:
         return {}, ""
     a = params["attacks"]
@@ -399,7 +410,7 @@ def study_section(params: dict, out_dir: Path) -> tuple[dict, str]:
                                                                "blink_change", "ear_median_change",
                                                                "queries_per_frame"]].first().astype(float)
     # (float: a column that is None for every white-box row printed "None" instead of a blank)
-    fooled_table, fooled_target = fooled_results(params)
+    fooled_table, fooled_target = fooled_results(params, sets)
     out = {"attack_success_rate_videos": fooled, "detection_rate": metrics}
     if fooled_target:
         out["fooled_target"] = fooled_target
