@@ -40,9 +40,10 @@ study-shared-quick: SHARED_CONFIGS += configs/shared_quick.yaml
 study-shared-quick: study-shared
 
 # Test files spread over TEST_WORKERS processes (pytest-xdist); a file stays in one process,
-# so its module fixtures (a demo run, a trained model) are built once.
+# so its module fixtures (a demo run, a trained model) are built once. Files start in the
+# order tests/conftest.py gives them (the end-to-end ones first).
 TEST_WORKERS ?= auto
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: setup
 	$(PYTEST)

@@ -16,6 +16,19 @@ SHARED = ROOT.parent / "shared"
 SKIP_SHARED = "../shared not found: real-clip tests need the shared samples beside the project root"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Test files with the most end-to-end (``slow``) tests first, each file's tests kept
+    together and in order. ``make test`` spreads whole files over the cores (pytest-xdist,
+    ``--dist loadfile --no-loadscope-reorder``) in this order: the long files start first
+    and the short ones fill the gaps, instead of a few Snakemake/DVC/SLURM runs at the end
+    with one core idle (xdist's own order is by number of tests, which puts them last)."""
+    from collections import Counter
+
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    first = {p: i for i, p in enumerate(dict.fromkeys(item.path for item in items))}
+    items.sort(key=lambda it: (-slow[it.path], first[it.path]))
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """The ../shared folder (real clips and models); skips the test where it is absent."""
