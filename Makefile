@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= all
 
-.PHONY: setup demo study-shared study-shared-quick test test-fast lint bench clean-data record pull s3-start s3-stop
+.PHONY: setup demo study-shared study-shared-quick study-shared-fgsm test test-fast lint bench clean-data record pull s3-start s3-stop
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ study-shared: setup
 # A first pass that fits a 2-core machine (configs/shared_quick.yaml layered on shared.yaml).
 study-shared-quick: SHARED_CONFIGS += configs/shared_quick.yaml
 study-shared-quick: study-shared
+
+# FGSM alone over the whole eps x compression grid (configs/shared_fgsm.yaml on shared.yaml).
+study-shared-fgsm: SHARED_CONFIGS += configs/shared_fgsm.yaml
+study-shared-fgsm: study-shared
 
 # Test files spread over TEST_WORKERS processes (pytest-xdist); a file stays in one process,
 # so its module fixtures (a demo run, a trained model) are built once. Files start in the
