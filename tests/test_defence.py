@@ -250,6 +250,24 @@ def test_run_one_records_a_failure_and_goes_on(tmp_path, monkeypatch):
         FrameDetector.load(paths.path("frame_model", detector="meso4-pt-pgd-frozen", train="tiny"))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA (it checks the refusal)")
+def test_run_one_asks_core_devices_for_its_device(tmp_path, monkeypatch):
+    """Post-training runs on the device blinkbench.core.devices names (issue 14 point 5):
+    where no GPU exists, BLINKBENCH_DEVICE=cuda is refused and recorded as this item's error,
+    and BLINKBENCH_DEVICE=cpu gives the same record as the default (auto: the CPU here)."""
+    params = _dataset(tmp_path, monkeypatch)
+    monkeypatch.setenv("BLINKBENCH_DEVICE", "cuda")
+    res = pt.run_one(params, "meso4", "pgd", "frozen")
+    assert res["status"] == "error" and "no CUDA device" in res["error"]
+    monkeypatch.setenv("BLINKBENCH_DEVICE", "cpu")
+    forced = pt.run_one(params, "meso4", "pgd", "frozen")
+    monkeypatch.delenv("BLINKBENCH_DEVICE")
+    auto = pt.run_one(params, "meso4", "pgd", "frozen")
+    assert forced["status"] == auto["status"] == "ok", (forced.get("traceback"), auto.get("traceback"))
+    for k in ("before", "after", "neighbourhood", "fit"):
+        assert forced[k] == auto[k]
+
+
 def test_defence_params_and_plan():
     from blinkbench import defence
 

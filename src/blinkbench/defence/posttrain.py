@@ -39,6 +39,9 @@ defended model as an ordinary frame model file (:mod:`blinkbench.detectors.model
 ``data/models/frame/<detector>-pt-<algorithm>-<variant>/<dataset>.zip`` (so the study can
 attack or re-score it like any detector) and the evaluation JSON at
 ``data/evaluations/defence/<dataset>/<detector>/<algorithm>-<variant>.json``.
+The network works on CUDA when torch sees a GPU (:mod:`blinkbench.core.devices`;
+``BLINKBENCH_DEVICE=cpu`` forces the CPU, whose results are deterministic); every tensor
+follows the network's device, and the defended network is kept and saved on the CPU.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from blinkbench.core import io, paths
+from blinkbench.core import devices, io, paths
 from . import ALGORITHMS, VARIANTS, defended_name, plan  # noqa: F401  (plan: re-exported)
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,7 @@ def _to_tensor(crops: np.ndarray) -> torch.Tensor:
 
 
 def _to_hwc(x: torch.Tensor) -> np.ndarray:
-    return x.detach().permute(0, 2, 3, 1).contiguous().numpy().astype(np.float32)
+    return x.detach().permute(0, 2, 3, 1).contiguous().cpu().numpy().astype(np.float32)
 
 
 def cosine(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -160,13 +163,14 @@ def neighbourhood(net: nn.Module, crops: np.ndarray, labels: np.ndarray, algorit
     atk = anchor_attack(algorithm, eps, attack_params)
     was_training = net.training
     net.eval()
+    dev = devices.of(net)
     parts: dict[str, list] = {k: [] for k in ("crops", "label", "source", "fraction", "cosine")}
     n_cand, flipped = 0, 0
     try:
         for s in range(0, len(crops), batch_size):
-            x = _to_tensor(crops[s:s + batch_size])
+            x = _to_tensor(crops[s:s + batch_size]).to(dev)
             y = np.asarray(labels[s:s + batch_size]).astype(int)
-            sign = _signs(y)
+            sign = _signs(y).to(dev)
             wrapped = TowardsWrong(net, sign)
             a = atk(wrapped, x, seed=seed + s)
             with torch.no_grad():
@@ -175,6 +179,7 @@ def neighbourhood(net: nn.Module, crops: np.ndarray, labels: np.ndarray, algorit
                 for t in fractions:
                     c = (x + float(t) * (a - x)).clamp_(0.0, 1.0)
                     keep, cos = keep_mask(clean_emb, net.embed(c), tau)
+                    keep, cos = keep.cpu(), cos.cpu()
                     n_cand += len(c)
                     idx = keep.nonzero().flatten().numpy()
                     if len(idx):
@@ -213,6 +218,7 @@ def posttrain(net: nn.Module, crops: np.ndarray, labels: np.ndarray, neighbours:
         pool_x.append(neighbours.crops)
         pool_y.append(neighbours.label.astype(np.float32))
     n_clean = len(pool_x[0])
+    dev = devices.of(net)
     n = n_clean + (len(pool_x[1]) if len(pool_x) > 1 else 0)
     if n == 0:
         raise ValueError("post-training needs at least one crop")
@@ -241,8 +247,8 @@ def posttrain(net: nn.Module, crops: np.ndarray, labels: np.ndarray, neighbours:
                 order = np.concatenate([order, gen.permutation(n)])
             idx, order = order[:batch_size], order[batch_size:]
             xs, ys = zip(*(item(int(i)) for i in idx))
-            x = torch.cat([_to_tensor(np.asarray(c)[None]) for c in xs])
-            y = torch.tensor(ys, dtype=torch.float32)
+            x = torch.cat([_to_tensor(np.asarray(c)[None]) for c in xs]).to(dev)
+            y = torch.tensor(ys, dtype=torch.float32, device=dev)
             opt.zero_grad(set_to_none=True)
             loss = F.binary_cross_entropy_with_logits(net(x).reshape(-1), y)
             loss.backward()
@@ -260,10 +266,12 @@ def posttrain(net: nn.Module, crops: np.ndarray, labels: np.ndarray, neighbours:
 
 def _logits(net: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = BATCH) -> np.ndarray:
     out = [np.zeros(0)]
+    dev = devices.of(net)
     with torch.inference_mode():
         for s in range(0, len(x), batch_size):
             b = x[s:s + batch_size]
-            out.append(net(b if isinstance(b, torch.Tensor) else _to_tensor(b)).reshape(-1).double().numpy())
+            b = b if isinstance(b, torch.Tensor) else _to_tensor(b)
+            out.append(net(b.to(dev)).reshape(-1).double().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -279,8 +287,8 @@ def evaluate(net: nn.Module, crops: np.ndarray, labels: np.ndarray, video_id: np
     clean = _logits(net, crops, batch_size)
     adv_logits = []
     for s in range(0, len(crops), batch_size):
-        x = _to_tensor(crops[s:s + batch_size])
-        wrapped = TowardsWrong(net, _signs(labels[s:s + batch_size]))
+        x = _to_tensor(crops[s:s + batch_size]).to(devices.of(net))
+        wrapped = TowardsWrong(net, _signs(labels[s:s + batch_size]).to(x.device))
         adv_logits.append(_logits(net, fgsm(wrapped, x, seed=seed + s), batch_size))
     adv = np.concatenate(adv_logits) if adv_logits else np.zeros(0)
     sign = np.where(labels == 1, 1.0, -1.0)
@@ -342,7 +350,7 @@ def defend(det, train, test, algorithm: str, variant: str, cfg: dict, seed: int 
     if not hasattr(det, "embed"):
         raise ValueError(f"{det.name}: not a CNN detector (no embed()); post-training needs a network")
     nb, sgd, ev = cfg["neighbourhood"], cfg["sgd"], cfg["evaluate"]
-    net = det.network()
+    net = det.network().to(devices.name())     # CUDA when there is one (core.devices)
     train = _subsample(train, nb.get("max_crops"), seed)
     if len(set(train.label.tolist()) & {0, 1}) < 2:
         raise ValueError(f"post-training needs real and fake training crops; have labels {sorted(set(train.label.tolist()))}")
@@ -359,7 +367,7 @@ def defend(det, train, test, algorithm: str, variant: str, cfg: dict, seed: int 
     after = evaluate(new_net, test.crops, test.label, test.video_id, fgsm_eps=ev["fgsm_eps"], seed=seed)
     t4 = time.perf_counter()
     defended = copy.copy(det)
-    defended.net_ = new_net.eval()
+    defended.net_ = new_net.cpu().eval()       # kept (and saved) on the CPU, as training does
     record = {"algorithm": algorithm, "algorithm_label": ALGORITHMS[algorithm], "variant": variant,
               "variant_label": VARIANTS[variant], "tau": float(cfg["tau"]),
               "n_train_crops": int(len(train)), "n_test_crops": int(len(test)),
