@@ -285,10 +285,11 @@ def evaluate(net: nn.Module, crops: np.ndarray, labels: np.ndarray, video_id: np
     fgsm = create("fgsm", eps=float(fgsm_eps))
     net.eval()
     clean = _logits(net, crops, batch_size)
+    dev = devices.of(net)
     adv_logits = []
     for s in range(0, len(crops), batch_size):
-        x = _to_tensor(crops[s:s + batch_size]).to(devices.of(net))
-        wrapped = TowardsWrong(net, _signs(labels[s:s + batch_size]).to(x.device))
+        x = _to_tensor(crops[s:s + batch_size]).to(dev)
+        wrapped = TowardsWrong(net, _signs(labels[s:s + batch_size]).to(dev))
         adv_logits.append(_logits(net, fgsm(wrapped, x, seed=seed + s), batch_size))
     adv = np.concatenate(adv_logits) if adv_logits else np.zeros(0)
     sign = np.where(labels == 1, 1.0, -1.0)
