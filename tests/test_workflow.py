@@ -153,6 +153,40 @@ def test_snakemake_lint_clean():
     assert "Lints for" not in r.stdout + r.stderr, r.stdout + r.stderr
 
 
+def _profile(name: str) -> dict:
+    return yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())
+
+
+def test_a_source_copied_with_a_new_mtime_but_the_same_bytes_reruns_nothing(tmp_path):
+    """The project's Snakemake profile on a one-rule workflow: a 3 MB source (a real clip's
+    size, over Snakemake's own 1 MB checksum limit) given a newer modification time with
+    the same bytes, as a fresh copy of ``../shared`` or a dataset has, reruns nothing;
+    changed bytes rerun. Both profiles set the same limit."""
+    limit = _profile("default")["max-checksum-file-size"]
+    assert _profile("slurm")["max-checksum-file-size"] == limit
+    src = tmp_path / "clip.mp4"
+    size = 3_000_000
+    assert 1_000_000 < size <= limit
+    src.write_bytes(random.Random(0).randbytes(size))
+    (tmp_path / "Snakefile").write_text('rule copy:\n    input: "clip.mp4"\n    output: "out/clip.bin"\n'
+                                        '    shell: "cp {input} {output}"\n')
+
+    def smk(*args: str) -> str:
+        r = subprocess.run([str(BIN / "snakemake"), "--profile", str(ROOT / "profiles/default"), "--cores", "1",
+                            *args], cwd=tmp_path, capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout + r.stderr
+
+    smk()
+    assert (tmp_path / "out/clip.bin").read_bytes() == src.read_bytes()
+    later = (tmp_path / "out/clip.bin").stat().st_mtime + 60
+    os.utime(src, (later, later))
+    assert "Nothing to be done" in smk("-n")
+    src.write_bytes(random.Random(1).randbytes(size))
+    os.utime(src, (later, later))
+    assert "Updated input files: clip.mp4" in smk("-n")
+
+
 # ------------------------------------------------------------------ end to end (slow)
 
 TINY = {
