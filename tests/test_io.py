@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,43 @@ def test_temporary_of_a_killed_writer_is_cleaned_by_the_next_write(tmp_path):
     assert not out.exists()
     io.write_parquet(pd.DataFrame({"a": [1]}), out, {"status": "ok", "stamp": "s"})
     assert sorted(f.name for f in out.parent.iterdir()) == ["x.parquet"]
+
+
+# A `blinkbench` command stopped by SIGTERM (Snakemake stopping its jobs, scancel, a SLURM
+# time limit) in the middle of an atomic write: the command's own entry point, main().
+_TERMINATED_COMMAND = """
+import argparse, sys, time
+from blinkbench import cli
+from blinkbench.core import io
+
+def slow(args):
+    with io.atomic_path(sys.argv[1]) as tmp:
+        tmp.write_bytes(b"x" * 1000)
+        print("writing", flush=True)
+        time.sleep(120)
+    return 0
+
+cli.COMMANDS["slow"] = slow
+parser = argparse.ArgumentParser()
+parser.set_defaults(cmd="slow", verbose=False)
+cli.build_parser = lambda: parser
+sys.exit(cli.main([]))
+"""
+
+
+def test_a_command_stopped_by_sigterm_leaves_no_temporary(tmp_path):
+    out = tmp_path / "d" / "x.mkv"
+    p = subprocess.Popen([sys.executable, "-c", _TERMINATED_COMMAND, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "writing"
+        assert [f.name for f in out.parent.iterdir()] == [f".x.tmp-{p.pid}.mkv"]
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    assert list(out.parent.iterdir()) == []
 
 
 def test_clean_temporaries_spares_live_writers_and_other_files(tmp_path):

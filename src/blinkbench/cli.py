@@ -17,8 +17,10 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,7 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM (Snakemake stopping its jobs, ``scancel``, a SLURM time limit) as an exit:
+    Python's default would end the process at once, leaving the temporary of a file being
+    written (a 1080p video is hundreds of MB) until that file is next written; as an
+    exception, every ``finally`` runs and :func:`blinkbench.core.io.atomic_path` removes it."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():   # signal handlers live there only
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
