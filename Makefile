@@ -9,6 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= all
+# Free disk the install needs (scripts/check_free_space.sh says why); 0 skips the check.
+SETUP_FREE_GB ?= 9
 
 .PHONY: setup demo study-shared study-shared-quick study-shared-fgsm test test-fast lint bench clean-data record pull s3-start s3-stop
 
@@ -16,6 +18,7 @@ setup: $(VENV)/.installed
 
 # Exact pins from requirements.lock, then the package itself without re-resolving.
 $(VENV)/.installed: pyproject.toml requirements.lock
+	@if [ ! -d $(VENV) ]; then bash scripts/check_free_space.sh $(SETUP_FREE_GB) .; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -r requirements.lock
