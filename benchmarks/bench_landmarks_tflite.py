@@ -195,7 +195,7 @@ def speed_and_fidelity(groups: dict[str, list[Path]], repeats: int) -> dict:
     print(f"\n== 1. single job: step (mediapipe_tflite, batch {cfg['batch_size']}, {cfg['num_threads']} thread) "
           f"vs MediaPipe graph alone; eye landmarks vs the graph's (frame px)  [{_load()}]")
     print(f"{'clip':<34}{'frames':>7}{'graph fps':>10}{'step fps':>10}{'ratio':>7}{'EAR-pt med':>11}"
-          f"{'lid med':>9}{'p95':>7}{'dec+crop ms':>12}{'infer ms':>9}{'step ms':>9}  (CPU/frame)")
+          f"{'lid med':>9}{'p95':>7}{'dec+crop ms':>12}{'infer ms':>9}{'step ms':>9}{'graph ms':>9}  (CPU/frame)")
     summary = {}
     tfl = make_backend(pt["landmarks"])
     for group, clips in groups.items():

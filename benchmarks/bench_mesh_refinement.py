@@ -32,19 +32,6 @@ sys.path.insert(0, str(ROOT / "src"))
 DEFAULT_CLIPS = ["samples/ffpp_c40/**/*.mp4", "samples/blink/*.mp4"]
 
 
-def _frames(path: Path, n: int) -> list[np.ndarray]:
-    import cv2
-
-    cap, out = cv2.VideoCapture(str(path)), []
-    while len(out) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return out
-
-
 def _eye_points(frames: list[np.ndarray], refine: bool, idx: list[int]) -> tuple[list, float]:
     import mediapipe as mp
 
@@ -62,8 +49,16 @@ def _eye_points(frames: list[np.ndarray], refine: bool, idx: list[int]) -> tuple
     return out, dt
 
 
+def _mean_ear(pts: np.ndarray) -> float:
+    """Mean EAR of both eyes from the 12 EAR points (right eye's six, then the left's)."""
+    from blinkbench.spine.ear import eye_aspect_ratio
+
+    return float((eye_aspect_ratio(pts[:6]) + eye_aspect_ratio(pts[6:])) / 2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from blinkbench.spine.ear import EYE_INDICES, eye_aspect_ratio
+    from blinkbench.spine.ear import EYE_INDICES
+    from blinkbench.video.lossless import read_frames
 
     ap = parser(__doc__)
     ap.add_argument("--frames", type=int, default=150, help="frames per clip (from the start)")
@@ -79,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'EAR ref':>7s} {'EAR plain':>9s} {'corr':>5s} {'ms ref':>7s} {'ms plain':>8s}")
     all_d, t_ref, t_plain, n_all = [], 0.0, 0.0, 0
     for clip in clips:
-        frames = _frames(clip, a.frames)
+        frames = read_frames(clip, a.frames)
         if not frames:
             print(f"{str(clip.relative_to(a.shared)):44s} unreadable")
             continue
@@ -95,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         d = np.concatenate([np.linalg.norm(r - p, axis=1) for r, p in pairs])
         all_d.append(d)
-
-        def ear(pts):
-            return (eye_aspect_ratio(pts[:6]) + eye_aspect_ratio(pts[6:])) / 2
-
-        e = np.array([(ear(r), ear(p)) for r, p in pairs])
+        e = np.array([(_mean_ear(r), _mean_ear(p)) for r, p in pairs])
         corr = np.corrcoef(e[:, 0], e[:, 1])[0, 1] if len(e) > 2 else float("nan")
         print(f"{name:44s} {len(frames):6d} {size:>10s} {np.median(d):7.2f} {np.percentile(d, 95):7.2f} "
               f"{e[:, 0].mean():7.3f} {e[:, 1].mean():9.3f} {corr:5.2f} {ms_r:7.2f} {ms_p:8.2f}")
