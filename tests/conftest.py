@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
 
-from blinkbench.core import config
-from blinkbench.video.codec import write_video
+def _threads_per_worker() -> None:
+    """Under ``pytest -n N`` (N > 1) give each worker's math libraries its share of the
+    cores (at least one), before anything imports torch or numpy's BLAS. Their default is
+    every core per process: with two workers on two cores, torch's OpenMP threads wait
+    spinning for a thread that the other worker has taken the core from, and a test ran
+    5.6x longer (test_study_demo: 62 s alone with one core busy elsewhere at one thread,
+    347 s at the default two). Children (Snakemake, DVC, the CLI) inherit the share.
+    A value set by the user is kept."""
+    n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if n > 1:
+        share = str(max(1, (os.cpu_count() or 1) // n))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            os.environ.setdefault(var, share)
+
+
+_threads_per_worker()
+
+import numpy as np  # noqa: E402  (after the thread share above)
+import pytest  # noqa: E402
+
+from blinkbench.core import config  # noqa: E402
+from blinkbench.video.codec import write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
