@@ -30,6 +30,8 @@ import pytest  # noqa: E402
 from blinkbench.core import config  # noqa: E402
 from blinkbench.video.codec import write_video  # noqa: E402
 
+import slurm_background  # noqa: E402  (tests/: the SLURM test's run, started in the background)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SKIP_SHARED = "../shared not found: real-clip tests need the shared samples beside the project root"
@@ -45,7 +47,14 @@ def pytest_collection_modifyitems(config, items):
 
     slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
     first = {p: i for i, p in enumerate(dict.fromkeys(item.path for item in items))}
-    items.sort(key=lambda it: (-slow[it.path], first[it.path]))
+    # The SLURM test goes last: its run goes on in the background from the start
+    # (tests/slurm_background.py) and by then it only reads the result
+    items.sort(key=lambda it: (it.path.name == slurm_background.TEST_FILE, -slow[it.path], first[it.path]))
+
+
+def pytest_collection_finish(session):
+    """Start the SLURM test's cluster run in the background if it was selected."""
+    slurm_background.start(session.config, session.items)
 
 
 @pytest.fixture(scope="session")
