@@ -249,12 +249,7 @@ class PGD(FoolboxAttack):
         stepsize = self.rel_step_size * eps
         net = TwoClassLogits(gradient_view(model))
         target = torch.zeros(len(x), dtype=torch.long, device=x.device)     # class "real"
-        # on CPU the crops channels-last, as attack_mode makes the weights: oneDNN's
-        # convolutions then skip a layout copy per layer and pass. PGD on Meso-4, batch 8,
-        # one thread: the same perturbation to the bit; 2 % less CPU on real face crops
-        # (bench_attacks --before-after, 20 repeats: 1.81x -> 1.84x), 6 % on noise crops
-        x0 = x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
-        x = x0
+        x0 = x
         if self.random_start:       # foolbox: x0 + ep.uniform(x0, shape, -eps, eps), clipped
             x = x0 + (torch.rand(x0.shape, dtype=x0.dtype, device=x0.device) * (eps - -eps) + -eps)
             x = torch.clamp(x, 0.0, 1.0)
@@ -266,7 +261,7 @@ class PGD(FoolboxAttack):
                 x = x + -1.0 * (stepsize * grad.sign())                  # targeted: down the loss
                 x = x0 + torch.clamp(x - x0, -eps, eps)
                 x = torch.clamp(x, 0.0, 1.0)
-        return (x0 + torch.clamp(x - x0, -eps, eps)).contiguous()    # foolbox's clip_perturbation of the result
+        return x0 + torch.clamp(x - x0, -eps, eps)     # foolbox's clip_perturbation of the result
 
 
 @register("fgsm")
