@@ -66,13 +66,11 @@ def run_dir(config) -> Path:
     return shared / "slurm-background"
 
 
-_launched: list[subprocess.Popen] = []
-
-
 def start(config, items) -> None:
     """Launch the background run if the session's selected tests include the SLURM test
     and no other process of this session has launched it; the launching process waits for
-    it (or ends it after :data:`TOTAL_TIMEOUT_S`) when its session ends."""
+    it when its session ends. Past :data:`TOTAL_TIMEOUT_S` it is sent SIGTERM, on which it
+    still stops the cluster (:func:`main`), and killed if that does not end it."""
     if config.option.collectonly or not any(it.path.name == TEST_FILE for it in items):
         return
     d = run_dir(config)
@@ -80,19 +78,23 @@ def start(config, items) -> None:
         d.mkdir()
     except FileExistsError:     # another worker of this session launched it
         return
+    t0 = time.monotonic()
     with open(d / "background.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(d)], stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=d)
-    _launched.append(proc)
 
     def reap() -> None:
         try:
             proc.wait(timeout=max(1.0, TOTAL_TIMEOUT_S - (time.monotonic() - t0)))
+            return
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
+            proc.terminate()
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S + 30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    t0 = time.monotonic()
     config.add_cleanup(reap)
 
 
@@ -192,10 +194,18 @@ def run(d: Path) -> dict:
             res["stop"] = {"rc": None, "log": f"scripts/slurm_local.sh stop took over {STOP_TIMEOUT_S} s"}
 
 
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)     # unwinds through run()'s finally: the cluster is stopped
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     d = Path(argv[1])
     t0 = time.monotonic()
-    res = run(d)
+    try:
+        res = run(d)
+    except SystemExit as e:     # SIGTERM: run() stopped the cluster on the way out
+        res = {"error": f"the background run was terminated (exit {e.code}); see {d / 'background.log'}"}
     res["seconds"] = round(time.monotonic() - t0, 1)
     tmp = d / (RESULT + ".tmp")
     tmp.write_text(json.dumps(res))

@@ -6,6 +6,10 @@ error, not a wait."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 import types
 from pathlib import Path
 
@@ -34,6 +38,29 @@ def test_a_cluster_that_cannot_start_is_a_skip_and_is_still_stopped(tmp_path, mo
     assert (tmp_path / "calls.txt").read_text().split() == ["start", "stop"]
     assert res["stop"]["rc"] == 0
     assert not (run / (slurm_background.RESULT + ".tmp")).exists()
+
+
+def test_a_terminated_run_still_stops_the_cluster_and_says_so(tmp_path):
+    """SIGTERM (what :func:`slurm_background.start`'s clean-up sends past its time limit)
+    while the cluster is starting: the stand-in is asked to stop, and the result is written."""
+    script = tmp_path / "slurm_local.sh"
+    calls = tmp_path / "calls.txt"
+    script.write_text(f'#!/bin/bash\necho "$1" >> {calls}\nif [ "$1" = start ]; then sleep 30; fi\nexit 0\n')
+    run = tmp_path / "run"
+    run.mkdir()
+    code = ("import sys, pathlib, slurm_background as s; s.SCRIPT = pathlib.Path(sys.argv[1]); "
+            "sys.exit(s.main(['x', sys.argv[2]]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(script), str(run)],
+                            cwd=Path(slurm_background.__file__).parent)
+    deadline = time.monotonic() + 60
+    while not (calls.exists() and "start" in calls.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None, "the stand-in was never started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    res = json.loads((run / slurm_background.RESULT).read_text())
+    assert "terminated" in res["error"]
+    assert calls.read_text().split() == ["start", "stop"]
 
 
 def _config(tmp_path: Path, collectonly: bool = False):
