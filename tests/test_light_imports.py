@@ -99,3 +99,52 @@ b.create("fcn"); f.create("meso4")
     assert cnn.to_tensor is cnn_fit.to_tensor and cnn.PREDICT_BATCH == cnn_fit.PREDICT_BATCH
     with pytest.raises(AttributeError):
         cnn.no_such_name  # noqa: B018
+
+
+def test_predicting_imports_no_lightning(tmp_path):
+    """Saved detectors predict without Lightning, as the re-scoring, evaluation and attack
+    jobs do: a frame CNN (MesoNet) and a neural blink detector (FCN), loaded from their model
+    files in a fresh interpreter, give the parent's scores with torch loaded and Lightning
+    not. (Their input conversions lived beside the training code, so every such job imported
+    Lightning: ~3.5 s of CPU, a seventh of a re-scoring job on a 1080p clip.)"""
+    import numpy as np
+
+    from blinkbench.detectors import blink, frame
+    from blinkbench.detectors.blink.series import VideoSeries
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (6, 48, 48, 3), dtype=np.uint8)
+    cs = frame.CropSet(crops, np.array([f"v{i}" for i in range(6)], object), np.arange(6) % 2, np.zeros(6, int))
+    cnn = frame.create("meso4", seed=0, input_size=48, batch_size=6, epochs=1, dropout=0.0)
+    cnn.fit(cs)
+    cnn.save(tmp_path / "cnn.zip")
+    t = np.arange(200) / 25.0
+    videos = [VideoSeries(f"s{i}", t, 0.3 + 0.02 * rng.standard_normal(len(t)), label=i % 2) for i in range(6)]
+    fcn = blink.create("fcn", seed=0, **{**blink.get("fcn").test_params, "epochs": 1})
+    fcn.fit(videos, np.array([v.label for v in videos]))
+    fcn.save(tmp_path / "fcn.zip")
+    np.save(tmp_path / "crops.npy", crops)
+    code = f"""
+import numpy as np, json
+from pathlib import Path
+from blinkbench.detectors.blink import Detector
+from blinkbench.detectors.blink.series import VideoSeries
+from blinkbench.detectors.frame import FrameDetector
+d = Path({str(tmp_path)!r})
+p_cnn = FrameDetector.load(d / "cnn.zip").predict_frames(np.load(d / "crops.npy"))
+rng = np.random.default_rng(0)
+rng.integers(0, 256, (6, 48, 48, 3), dtype=np.uint8)
+t = np.arange(200) / 25.0
+videos = [VideoSeries(f"s{{i}}", t, 0.3 + 0.02 * rng.standard_normal(len(t)), label=i % 2) for i in range(6)]
+p_fcn = Detector.load(d / "fcn.zip").predict_proba(videos)
+print(json.dumps({{"cnn": p_cnn.tolist(), "fcn": np.asarray(p_fcn).tolist()}}))
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    code += "\nimport sys, json; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    scores_line, modules_line = out.stdout.strip().splitlines()[-2:]
+    loaded, scores = set(json.loads(modules_line)), json.loads(scores_line)
+    assert "torch" in loaded and "lightning" not in loaded, sorted(loaded & set(HEAVY))
+    np.testing.assert_array_equal(scores["cnn"], cnn.predict_frames(crops))
+    np.testing.assert_array_equal(scores["fcn"], fcn.predict_proba(videos))

@@ -36,9 +36,20 @@ from __future__ import annotations
 import inspect
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+def to_input(X, M, mask_channel: bool) -> torch.Tensor:
+    """Windows ``(n, L)`` (and masks, or None) as the networks' float32 input ``(n, C, L)``.
+    Here, not beside the training code, so that predicting does not import Lightning."""
+    x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).unsqueeze(1)
+    if mask_channel:
+        m = torch.ones_like(x) if M is None else torch.from_numpy(np.asarray(M, dtype=np.float32)).unsqueeze(1)
+        x = torch.cat([x, m], dim=1)
+    return x
 
 
 class ConvBlock(nn.Module):

@@ -41,10 +41,14 @@ from .base import WindowDetector, register
 # importing this module (registry, parse-time checks) stays light; the Lightning pieces are
 # in .neural_fit and are still reachable from here (module __getattr__ below).
 PREDICT_BATCH = 1024
-_IN_NEURAL_FIT = ("to_input", "split_by_video", "WindowDataModule", "SeriesClassifier", "PreciseBatchNorm")
+_IN_NEURAL_FIT = ("split_by_video", "WindowDataModule", "SeriesClassifier", "PreciseBatchNorm")
 
 
 def __getattr__(name: str):
+    if name == "to_input":              # the networks' input: predicting needs no Lightning
+        from . import nets
+
+        return nets.to_input
     if name in _IN_NEURAL_FIT:
         from . import neural_fit
 
@@ -151,7 +155,7 @@ class NeuralWindowDetector(PicklesNetAsWeights, WindowDetector):
         import torch
 
         from blinkbench.core import devices
-        from .neural_fit import to_input
+        from .nets import to_input
 
         net = self.network()
         dev = devices.of(net)

@@ -1,9 +1,10 @@
-"""The Lightning side of the neural blink detectors (:mod:`.neural`): input tensors, the
-seeded by-video split, the DataModule, the LightningModule and the batch-norm callback.
+"""The Lightning side of the neural blink detectors (:mod:`.neural`): the seeded by-video
+split, the DataModule, the LightningModule and the batch-norm callback.
 
 Kept apart from :mod:`.neural` so that importing the detectors (the registry, the
 workflow's parse-time check of names and hyper-parameters) does not import torch or
-Lightning; :meth:`.neural.NeuralWindowDetector.fit` imports this module."""
+Lightning; :meth:`.neural.NeuralWindowDetector.fit` imports this module. The networks'
+input (``to_input``) is in :mod:`.nets`, so that predicting does not import Lightning."""
 
 from __future__ import annotations
 
@@ -14,16 +15,8 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import nets
+from .nets import to_input  # noqa: F401  (also this module's name)
 from blinkbench.detectors.training import BinaryLogitModule
-
-def to_input(X: np.ndarray, M: np.ndarray | None, mask_channel: bool) -> torch.Tensor:
-    """Windows ``(n, L)`` (and masks) as the networks' float32 input ``(n, C, L)``."""
-    x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).unsqueeze(1)
-    if mask_channel:
-        m = torch.ones_like(x) if M is None else torch.from_numpy(np.asarray(M, dtype=np.float32)).unsqueeze(1)
-        x = torch.cat([x, m], dim=1)
-    return x
-
 
 def split_by_video(groups: np.ndarray, y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation window indices, holding out whole videos (``groups``).

@@ -44,11 +44,15 @@ from .cropstore import as_crops
 # torch, Lightning and the networks are imported where they are used (fit, predict), so that
 # importing this module (registry, parse-time checks) stays light; the torch pieces are in
 # .cnn_fit and are still reachable from here (module __getattr__ below).
-_IN_CNN_FIT = ("PREDICT_BATCH", "AUGMENT", "augment", "to_tensor", "CropDataset", "CropDataModule", "FrameClassifier",
+_IN_CNN_FIT = ("AUGMENT", "augment", "CropDataset", "CropDataModule", "FrameClassifier",
                "PreciseBatchNorm", "recalibrate_batchnorm")
 
 
 def __getattr__(name: str):
+    if name in ("PREDICT_BATCH", "to_tensor"):     # the networks' input: predicting needs no Lightning
+        from . import nets
+
+        return getattr(nets, name)
     if name in _IN_CNN_FIT:
         from . import cnn_fit
 
@@ -184,7 +188,7 @@ class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
         import torch
 
         from blinkbench.core import devices
-        from .cnn_fit import PREDICT_BATCH, to_tensor
+        from .nets import PREDICT_BATCH, to_tensor
 
         net = self.network()
         dev = devices.of(net)
@@ -204,7 +208,7 @@ class CNNFrameDetector(PicklesNetAsWeights, FrameDetector):
         import torch
 
         from blinkbench.core import devices
-        from .cnn_fit import PREDICT_BATCH, to_tensor
+        from .nets import PREDICT_BATCH, to_tensor
 
         net = self.network()
         dev = devices.of(net)

@@ -1,9 +1,10 @@
-"""The torch and Lightning side of the CNN frame detectors (:mod:`.cnn`): crops as tensors,
-augmentation, the DataModule, the LightningModule and precise batch norm.
+"""The torch and Lightning side of the CNN frame detectors (:mod:`.cnn`): augmentation, the
+DataModule, the LightningModule and precise batch norm.
 
 Kept apart from :mod:`.cnn` so that importing the detectors (the registry, the workflow's
 parse-time check of names and hyper-parameters) does not import torch or Lightning; the
-detectors' ``fit`` and ``predict`` import this module."""
+detectors' ``fit`` imports this module. Crops as tensors (``to_tensor``) are in :mod:`.nets`,
+so that predicting (re-scoring, evaluating, attacking) does not import Lightning."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import nets
+from .nets import PREDICT_BATCH, to_tensor  # noqa: F401  (also this module's names)
 from blinkbench.detectors.training import BinaryLogitModule
 from .base import CropSet
 
-PREDICT_BATCH = 32
 
 # ---------------------------------------------------------------------------- data
 
@@ -59,21 +60,6 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: dict = AUGMENT) -> n
     return np.ascontiguousarray(out)
 
 
-def to_tensor(crops: np.ndarray) -> torch.Tensor:
-    """Crops ``(n, H, W, 3)`` (uint8, or float in [0, 1]) as the networks' ``(n, 3, H, W)``
-    float32 input in [0, 1]."""
-    crops = np.asarray(crops)
-    if crops.ndim != 4 or crops.shape[-1] != 3:
-        raise ValueError(f"expected crops (n, H, W, 3), got shape {crops.shape}")
-    if crops.dtype == np.uint8:
-        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-    elif np.issubdtype(crops.dtype, np.floating):
-        if crops.size and (not np.isfinite(crops).all() or crops.min() < 0 or crops.max() > 1):
-            raise ValueError("float crops must be finite and in [0, 1]")
-        x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)).permute(0, 3, 1, 2)
-    else:
-        raise ValueError(f"crops must be uint8 or float in [0, 1], got {crops.dtype}")
-    return x.contiguous()
 
 
 class CropDataset(Dataset):
