@@ -310,6 +310,20 @@ def box_mask(i: int, margin=0.0, size_step=16) -> np.ndarray:
     return m
 
 
+def test_a_video_that_fails_the_lossless_check_is_an_error_record(clip, model, tmp_path, monkeypatch):
+    """A writer that is not lossless (H.264 4:2:0 standing in for FFV1) is caught by the
+    check: the stats say which frames differ, the video is left empty, nothing crashes."""
+    import blinkbench.attacks.frame.video as attack_module
+
+    monkeypatch.setattr(attack_module, "LOSSLESS", {"codec": "libx264", "pix_fmt": "yuv420p"})
+    video, track = clip
+    out = tmp_path / "adv.mkv"
+    stats = attack_video(video, track, model, "pgd", {"eps": 0, "steps": 2}, out)
+    assert stats["status"] == "error" and not stats["verified_lossless"]
+    assert f"lossless check failed: {N} of {N} frames differ" in stats["error"]
+    assert out.exists() and out.stat().st_size == 0
+
+
 def test_eps_zero_video_is_bit_identical(clip, model, tmp_path):
     video, track = clip
     out = tmp_path / "adv.mkv"

@@ -343,3 +343,27 @@ def test_bitexact_h264_gives_the_same_bytes_every_time(tmp_path):
 def test_x264_cap_keeps_every_level_but_avx512(flags, want):
     cpuinfo = f"processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: {flags}\n"
     assert video.x264_cpu_cap(cpuinfo) == want
+
+
+def test_lossless_check_counts_what_differs_and_catches_a_lossy_path(tmp_path, monkeypatch):
+    """The lossless check (every adversarial video goes through it): frames written and
+    decoded compare equal; a changed, a missing and an extra frame each count once; a write
+    that is not lossless (H.264 4:2:0 standing in for FFV1) fails the check, named in the
+    error, and leaves no file behind."""
+    from blinkbench.video import lossless
+
+    frames = _frames(6)
+    out = tmp_path / "a.mkv"
+    assert lossless.write_lossless(out, iter(frames), 25) == 6
+    digests = [lossless.frame_digest(f) for f in frames]
+    assert lossless.differing_frames(out, digests) == 0
+    changed = frames[2].copy()
+    changed[10, 20, 1] ^= 1                                   # one bit of one pixel
+    assert lossless.differing_frames(out, digests[:2] + [lossless.frame_digest(changed)] + digests[3:]) == 1
+    assert lossless.differing_frames(out, digests[:5]) == 1   # the file has one frame more
+    assert lossless.differing_frames(out, digests + [digests[0]]) == 1   # ... one frame less
+    assert lossless.frame_digest(frames[0]) != lossless.frame_digest(frames[0].reshape(96, 64, 3))  # same bytes
+    monkeypatch.setattr(lossless, "LOSSLESS", {"codec": "libx264", "pix_fmt": "yuv420p"})
+    with pytest.raises(RuntimeError, match="lossless check failed for .*b.mkv"):
+        lossless.write_lossless(tmp_path / "b.mkv", iter(frames), 25)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mkv"]
