@@ -2,6 +2,7 @@
 """The ``mediapipe_tflite`` landmark backend against MediaPipe's graph (a script, not a test).
 
     python benchmarks/bench_landmarks_tflite.py [--shared PATH] [--repeats N] [--skip-snakemake]
+                                                [--contention N]
 
 Answers issue 14, acceptance points 1 and 2 (every figure printed; ratios are measured back
 to back, clip by clip, so a loaded machine slows both sides of a ratio alike):
@@ -29,6 +30,13 @@ to back, clip by clip, so a loaded machine slows both sides of a ratio alike):
    made beforehand: aggregate frames/s against what 2 cores allow at the step's CPU cost,
    with each job's start-up (a fresh ``blinkbench landmarks`` process) counted in that cost.
    Target: >= 0.9.
+
+``--contention N`` (alone, 2c): why the step's CPU per frame exceeds the sum of its parts.
+On the first N ffpp_c40 clips, the CPU of inference alone and of decode+crop alone, each
+also beside a child process on the other core that runs a Python loop (busy, no memory
+traffic) and beside one that runs the other part (as in the step). If the parts cost more
+beside each other and not beside the loop, the step's extra CPU is the cores sharing caches
+and memory bandwidth, not the step's own glue.
 
 Face tracks are made once per clip with ``steps.faces_one`` (untimed) and cached under
 ``/tmp/blinkbench_bench/tflite``. Each timed (clip, mode) cell: one warm-up, then
@@ -257,6 +265,92 @@ def speed_and_fidelity(groups: dict[str, list[Path]], repeats: int) -> dict:
     return summary
 
 
+def _inputs(tfl, crops: list, origins: list) -> list:
+    return [(tfl.prepare(c) if tfl.input_size else c, c.shape[1], c.shape[0], *o) if c is not None else None
+            for c, o in zip(crops, origins)]
+
+
+def _background(kind: str, clip: str, track: str, ready, stop) -> None:
+    """In a child process: loop one part of the step (``decode``: decode+crop, ``infer``:
+    inference on pre-decoded crops) or a Python loop that touches no memory (``spin``) until
+    ``stop`` is set."""
+    from blinkbench.spine.landmarks import make_backend
+
+    pt = _params("mediapipe_tflite")
+    if kind == "infer":
+        tfl = make_backend(pt["landmarks"])
+        inputs = _inputs(tfl, *crops_for(Path(clip), Path(track), _params("mediapipe")))
+    ready.set()
+    while not stop.is_set():
+        if kind == "decode":
+            decode_crop_alone(Path(clip), Path(track), pt)
+        elif kind == "infer":
+            inference_alone(tfl, inputs)
+        else:
+            sum(range(100_000))
+
+
+def _beside(kind: str, clip: Path, track: Path, fn, repeats: int) -> float:
+    """CPU seconds of ``fn`` (median run) while a child process runs ``kind`` on the other core."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_background, args=(kind, str(clip), str(track), ready, stop), daemon=True)
+    child.start()
+    try:
+        if not ready.wait(300):
+            raise RuntimeError(f"background {kind} did not start")
+        time.sleep(1.0)
+        return _median_run(fn, repeats)[1]
+    finally:
+        stop.set()
+        child.join(60)
+
+
+def contention(clips: list[Path], repeats: int) -> None:
+    """Why the step costs more CPU per frame than its two parts timed alone: each part
+    timed alone, beside a Python loop on the other core (a busy core, no memory traffic),
+    and beside the other part (what the step does: decoding on one core, inference on the
+    other). If the parts slow down beside each other but not beside the loop, the extra CPU
+    is the two cores sharing caches and memory, not the step's own glue."""
+    from blinkbench.spine.landmarks import make_backend
+
+    pg, pt = _params("mediapipe"), _params("mediapipe_tflite")
+    tfl = make_backend(pt["landmarks"])
+    print(f"\n== 2c. contention: CPU ms per frame of each part alone / beside a Python loop / beside the other "
+          f"part, on {len(clips)} ffpp_c40 clips  [{_load()}]")
+    print(f"{'clip':<34}{'frames':>7}{'infer':>8}{'+loop':>8}{'+dec':>8}{'dec':>8}{'+loop':>8}{'+infer':>8}"
+          f"{'step':>8}{'step/alone':>11}{'step/beside':>12}")
+    tot, frames = np.zeros(7), 0
+    for clip in clips:
+        track = track_of(clip, pg)
+        inputs = _inputs(tfl, *crops_for(clip, track, pg))
+        n = len(inputs)
+        work = Path(tempfile.mkdtemp(prefix="bbtfl_"))
+        try:
+            infer = lambda: inference_alone(tfl, inputs)  # noqa: E731
+            dec = lambda: decode_crop_alone(clip, track, pt)  # noqa: E731
+            row = [_median_run(infer, repeats)[1], _beside("spin", clip, track, infer, repeats),
+                   _beside("decode", clip, track, infer, repeats), _median_run(dec, repeats)[1],
+                   _beside("spin", clip, track, dec, repeats), _beside("infer", clip, track, dec, repeats),
+                   _median_run(lambda: landmarks_step(clip, track, work / "t", pt), repeats)[1]]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        tot += row
+        frames += n
+        ms = [c / n * 1e3 for c in row]
+        print(f"{'/'.join(clip.parts[-3:])[-33:]:<34}{n:>7}" + "".join(f"{v:>8.2f}" for v in ms)
+              + f"{ms[6] / (ms[0] + ms[3]):>11.2f}{ms[6] / (ms[2] + ms[5]):>12.2f}", flush=True)
+    ms = tot / max(frames, 1) * 1e3
+    print(f"{'overall':<34}{frames:>7}" + "".join(f"{v:>8.2f}" for v in ms)
+          + f"{ms[6] / (ms[0] + ms[3]):>11.2f}{ms[6] / (ms[2] + ms[5]):>12.2f}")
+    print(f"  -> beside the other part, inference costs {ms[2] / ms[0]:.2f}x and decode+crop {ms[5] / ms[3]:.2f}x "
+          f"their CPU alone (beside a Python loop: {ms[1] / ms[0]:.2f}x, {ms[4] / ms[3]:.2f}x); the step costs "
+          f"{ms[6] / (ms[0] + ms[3]):.2f}x the parts alone and {ms[6] / (ms[2] + ms[5]):.2f}x the parts beside each other")
+    tfl.close()
+
+
 def blink_events(shared: Path, backend: str) -> dict:
     from blinkbench.spine import blinks, steps
 
@@ -415,6 +509,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-blinks", action="store_true")
     ap.add_argument("--skip-snakemake", action="store_true")
     ap.add_argument("--only-snakemake", action="store_true", help="part 2b alone")
+    ap.add_argument("--contention", type=int, default=0, metavar="N",
+                    help="part 2c alone, on the first N ffpp_c40 clips: each part's CPU alone and beside the other")
     args = ap.parse_args(argv)
     if not (args.shared / "samples").is_dir():
         print(f"{args.shared}/samples not found: this benchmark needs the shared real clips.")
@@ -423,6 +519,9 @@ def main(argv=None) -> int:
     groups = {k: v for k, v in clip_lists(args.shared).items() if k in args.groups.split(",") and v}
     if args.only_snakemake:
         snakemake_check(groups["ffpp_c40"])
+        return 0
+    if args.contention:
+        contention(groups["ffpp_c40"][:args.contention], max(1, args.repeats))
         return 0
     speed_and_fidelity(groups, args.repeats)
     if not args.skip_blinks:

@@ -4,6 +4,10 @@ and build its DAG, and how long a job's Python process takes to import what its 
 
     python benchmarks/bench_startup.py [--repeats 3] [--skip-snakemake]
 
+Last, a job that only predicts: a saved MesoNet scoring four crops in a fresh process, and
+the same with the training module (and so Lightning) imported first, as predicting did
+until 2026-12-04.
+
 Each figure is a fresh process, run ``--repeats`` times: wall seconds (median, min) and CPU
 seconds (user + sys of the child, median), and whether torch ended up imported. CPU seconds
 are the steadier figure on a loaded machine. Run from anywhere; the snakemake run uses this
@@ -77,7 +81,42 @@ def main(argv: list[str] | None = None) -> int:
             "print('torch' in sys.modules)"
         runs = [timed([sys.executable, "-c", code], env, ROOT) for _ in range(args.repeats)]
         row(step, runs, f"torch imported: {runs[-1][2].strip()}")
+    predict_rows(args.repeats, env)
     return 0
+
+
+PREDICT = """
+import sys, numpy as np, blinkbench.cli
+blinkbench.cli.build_parser()
+{extra}
+from blinkbench.detectors.frame import FrameDetector
+FrameDetector.load(sys.argv[1]).predict_frames(np.zeros((4, 48, 48, 3), np.uint8))
+print('lightning' in sys.modules)
+"""
+
+
+def predict_rows(repeats: int, env: dict) -> None:
+    """A job that only predicts (rescore, evaluate_frame): a fresh process loads a saved
+    MesoNet and scores four crops; and the same with the training module imported first,
+    which is what predicting imported until 2026-12-04 (Lightning with it)."""
+    import tempfile
+
+    import numpy as np
+
+    from blinkbench.detectors import frame
+
+    with tempfile.TemporaryDirectory() as d:
+        rng = np.random.default_rng(0)
+        cs = frame.CropSet(rng.integers(0, 256, (4, 48, 48, 3), dtype=np.uint8),
+                           np.array(["a", "b", "c", "d"], object), np.arange(4) % 2, np.zeros(4, int))
+        det = frame.create("meso4", seed=0, input_size=48, batch_size=4, epochs=1)
+        det.fit(cs)
+        det.save(Path(d) / "meso4.zip")
+        print("\na saved MesoNet predicting four crops in a fresh process (what rescore and evaluate_frame do)")
+        for label, extra in (("predict", ""), ("predict+fit", "import blinkbench.detectors.frame.cnn_fit")):
+            code = PREDICT.format(extra=extra)
+            runs = [timed([sys.executable, "-c", code, str(Path(d) / "meso4.zip")], env, ROOT) for _ in range(repeats)]
+            row(label, runs, f"Lightning imported: {runs[-1][2].strip()}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     python benchmarks/bench_suite.py --run [--workdir DIR] [--workers N]   # clone HEAD, time `make test`
     python benchmarks/bench_suite.py --log FILE                            # read a finished run's log
 
-``--run`` clones this checkout's HEAD into ``--workdir`` (default: a fresh temporary folder),
+``--run`` clones this checkout's HEAD into ``--workdir`` (default: a fresh temporary folder,
+with a link to this checkout's ``../shared`` beside the clone so that the real-clip tests run),
 creates the venv there (``make setup``, timed apart) and runs ``make test`` (``TEST_WORKERS``
 from ``--workers``, default ``auto``: one test process per core), with the wall, user and
 system seconds of the whole process tree. Printed: setup and test wall time, the cores busy
@@ -64,6 +65,12 @@ def main() -> int:
     if work.exists():
         ap.error(f"{work} exists: --run clones into a new folder")
     subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
+    shared = ROOT.parent / "shared"
+    beside = work.resolve().parent / "shared"
+    if shared.is_dir() and not beside.exists() and args.workdir is None:
+        beside.symlink_to(shared)        # the real-clip tests look for ../shared beside the clone
+    if not beside.exists():
+        print(f"note: no {beside}: the real-clip tests will skip, so this run is shorter than CI's")
     print(f"clone of {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()} "
           f"in {work}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()

@@ -18,6 +18,7 @@ from . import nets
 from .nets import to_input  # noqa: F401  (also this module's name)
 from blinkbench.detectors.training import BinaryLogitModule
 
+
 def split_by_video(groups: np.ndarray, y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation window indices, holding out whole videos (``groups``).
 

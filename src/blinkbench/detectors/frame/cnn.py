@@ -42,8 +42,8 @@ from .base import CropSet, FrameDetector, register
 from .cropstore import as_crops
 
 # torch, Lightning and the networks are imported where they are used (fit, predict), so that
-# importing this module (registry, parse-time checks) stays light; the torch pieces are in
-# .cnn_fit and are still reachable from here (module __getattr__ below).
+# importing this module (registry, parse-time checks) stays light; the training pieces are in
+# .cnn_fit, the networks' input in .nets, both still reachable from here (__getattr__ below).
 _IN_CNN_FIT = ("AUGMENT", "augment", "CropDataset", "CropDataModule", "FrameClassifier",
                "PreciseBatchNorm", "recalibrate_batchnorm")
 

@@ -4,7 +4,7 @@ DataModule, the LightningModule and precise batch norm.
 Kept apart from :mod:`.cnn` so that importing the detectors (the registry, the workflow's
 parse-time check of names and hyper-parameters) does not import torch or Lightning; the
 detectors' ``fit`` imports this module. Crops as tensors (``to_tensor``) are in :mod:`.nets`,
-so that predicting (re-scoring, evaluating, attacking) does not import Lightning."""
+so that predicting (re-scoring, evaluating) does not import Lightning."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from . import nets
 from .nets import PREDICT_BATCH, to_tensor  # noqa: F401  (also this module's names)
 from blinkbench.detectors.training import BinaryLogitModule
 from .base import CropSet
-
 
 # ---------------------------------------------------------------------------- data
 
@@ -58,8 +57,6 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: dict = AUGMENT) -> n
         if ok:
             out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(out)
-
-
 
 
 class CropDataset(Dataset):
