@@ -102,11 +102,11 @@ b.create("fcn"); f.create("meso4")
 
 
 def test_predicting_imports_no_lightning(tmp_path):
-    """Saved detectors predict without Lightning, as the re-scoring, evaluation and attack
-    jobs do: a frame CNN (MesoNet) and a neural blink detector (FCN), loaded from their model
-    files in a fresh interpreter, give the parent's scores with torch loaded and Lightning
-    not. (Their input conversions lived beside the training code, so every such job imported
-    Lightning: ~3.5 s of CPU, a seventh of a re-scoring job on a 1080p clip.)"""
+    """Saved detectors predict without Lightning, as the re-scoring and evaluation jobs do: a
+    frame CNN (MesoNet) and a neural blink detector (FCN), loaded from their model files in a
+    fresh interpreter, give the parent's scores with torch loaded and Lightning not. (Their
+    input conversions lived beside the training code, so every such job imported Lightning:
+    ~3.5 s of CPU each.)"""
     import numpy as np
 
     from blinkbench.detectors import blink, frame
@@ -124,6 +124,7 @@ def test_predicting_imports_no_lightning(tmp_path):
     fcn.fit(videos, np.array([v.label for v in videos]))
     fcn.save(tmp_path / "fcn.zip")
     np.save(tmp_path / "crops.npy", crops)
+    np.save(tmp_path / "ears.npy", np.stack([v.ear for v in videos]))
     code = f"""
 import numpy as np, json
 from pathlib import Path
@@ -132,10 +133,8 @@ from blinkbench.detectors.blink.series import VideoSeries
 from blinkbench.detectors.frame import FrameDetector
 d = Path({str(tmp_path)!r})
 p_cnn = FrameDetector.load(d / "cnn.zip").predict_frames(np.load(d / "crops.npy"))
-rng = np.random.default_rng(0)
-rng.integers(0, 256, (6, 48, 48, 3), dtype=np.uint8)
 t = np.arange(200) / 25.0
-videos = [VideoSeries(f"s{{i}}", t, 0.3 + 0.02 * rng.standard_normal(len(t)), label=i % 2) for i in range(6)]
+videos = [VideoSeries(f"s{{i}}", t, ear, label=i % 2) for i, ear in enumerate(np.load(d / "ears.npy"))]
 p_fcn = Detector.load(d / "fcn.zip").predict_proba(videos)
 print(json.dumps({{"cnn": p_cnn.tolist(), "fcn": np.asarray(p_fcn).tolist()}}))
 """
