@@ -34,6 +34,8 @@ from pathlib import Path
 
 import yaml
 
+from blinkbench.core import io
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SCRIPT = ROOT / "scripts" / "slurm_local.sh"
@@ -207,9 +209,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as e:     # SIGTERM: run() stopped the cluster on the way out
         res = {"error": f"the background run was terminated (exit {e.code}); see {d / 'background.log'}"}
     res["seconds"] = round(time.monotonic() - t0, 1)
-    tmp = d / (RESULT + ".tmp")
-    tmp.write_text(json.dumps(res))
-    os.replace(tmp, d / RESULT)     # the test waits for this name: never half-written
+    io.write_json(res, d / RESULT)     # atomic: the test waits for this name, never half-written
     return 0
 
 
