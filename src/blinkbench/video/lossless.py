@@ -32,7 +32,7 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> list[np.ndar
 
 def frame_digest(frame: np.ndarray) -> tuple[tuple[int, ...], int]:
     """What the lossless check compares for one frame: its shape and the CRC-32 of its
-    pixels. CRC-32 is made to catch accidental changes (FFV1 checks its own slices with it);
+    pixels. CRC-32 is made to catch accidental changes, which is what this check is for:
     a path that is not lossless changes nearly every frame, and each changed frame escapes
     with odds 2^-32. It runs at ~4 GB/s here, where the 128-bit BLAKE2b digest it replaced
     ran at ~0.9 GB/s: 1.5 against 7.3 ms per 1080p frame, on each side of the check."""
