@@ -40,6 +40,14 @@ def frame_digest(frame: np.ndarray) -> tuple[tuple[int, ...], int]:
     return a.shape, zlib.crc32(a)
 
 
+def digesting(frames, digests: list):
+    """``frames`` passed through, each one's :func:`frame_digest` appended to ``digests``
+    on the way (for :func:`differing_frames` once they are written)."""
+    for f in frames:
+        digests.append(frame_digest(f))
+        yield f
+
+
 def differing_frames(path: str | Path, digests: list) -> int:
     """How many frames of ``path`` decode differently from ``digests`` (:func:`frame_digest`
     of each frame written, in order), a missing or extra frame counting as one."""
@@ -58,14 +66,8 @@ def write_lossless(path: str | Path, frames, fps: float, verify: bool = True) ->
     if Path(path).suffix.lower() != ".mkv":
         raise ValueError(f"lossless output is FFV1 in Matroska: {path} must end in .mkv")
     digests: list = []
-
-    def digested():
-        for f in frames:
-            digests.append(frame_digest(f))
-            yield f
-
     with atomic_path(path) as tmp:      # ``path`` appears only once the check has passed
-        n = write_video(tmp, digested(), fps=fps, bitexact=True, **LOSSLESS)
+        n = write_video(tmp, digesting(frames, digests), fps=fps, bitexact=True, **LOSSLESS)
         if verify and n and differing_frames(tmp, digests):
             raise RuntimeError(f"lossless check failed for {path}: decoded frames differ from the written ones")
     return n

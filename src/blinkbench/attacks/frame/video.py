@@ -64,7 +64,7 @@ from torch import nn
 from blinkbench.core import devices, io
 from blinkbench.attacks.perceptual import crop_metrics
 from blinkbench.video.codec import OK, FrameReader, probe, write_video
-from blinkbench.video.lossless import LOSSLESS, differing_frames, frame_digest
+from blinkbench.video.lossless import LOSSLESS, differing_frames, digesting
 from .base import Attack, create
 
 log = logging.getLogger(__name__)
@@ -299,13 +299,8 @@ def _run(video_path, boxes, model, atk: Attack, out_path: Path, fps: float, stat
                 progress.update(1)
         yield from flush()
 
-    def digested(it: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        for f in it:
-            digests.append(frame_digest(f))
-            yield f
-
     rate = fps if fps == fps and fps > 0 else 25.0
-    n = write_video(out_path, digested(frames()), fps=rate, bitexact=True, **LOSSLESS)
+    n = write_video(out_path, digesting(frames(), digests), fps=rate, bitexact=True, **LOSSLESS)
     stats["written"] = True
     if reader.error:
         stats["warnings"].append(reader.error)
