@@ -131,8 +131,9 @@ def test_reference_knn_model_files_hold_arrays_only(tmp_path):
     videos, y = synthetic_videos(2, 5, duration_s=(8, 8))
     rng = np.random.default_rng(0)
     A, B = rng.normal(1, 0.1, (3, 20)), rng.normal(1, 0.1, (2, 20))
-    from pyts.metrics import dtw
+    from blinkbench.detectors.blink.numba_cache import import_cached
 
+    dtw = import_cached("pyts.metrics").dtw
     seen = set()
     for name, method in [("knn_dtw_classic", "classic"), ("knn_dtw_sakoechiba", "sakoechiba"),
                          ("knn_dtw_itakura", "itakura"), ("knn_dtw_fast", "fast")]:

@@ -130,6 +130,23 @@ def test_psnr_and_ssim_are_computed_only_in_attacks_perceptual():
     assert _modules_that(own_metric) == ["attacks/perceptual.py"]
 
 
+def test_pyts_and_tslearn_are_imported_only_through_import_cached():
+    """No module imports pyts or tslearn itself: neither asks numba to cache what it compiles,
+    so imported directly they compile in every process (33 CPU-s for ``pyts.classification``);
+    ``numba_cache.import_cached`` turns numba's cache on for the import. Tests and benchmarks
+    go through it too, or they would compile the library for the rest of their process."""
+    def imports_them(n):
+        libs = ("pyts", "tslearn")
+        return ((isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] in libs)
+                or (isinstance(n, ast.Import) and any(a.name.split(".")[0] in libs for a in n.names)))
+
+    assert _modules_that(imports_them) == []
+    root = SRC.parents[1]
+    elsewhere = [str(p.relative_to(root)) for d in ("tests", "benchmarks") for p in sorted((root / d).rglob("*.py"))
+                 if any(imports_them(n) for n in ast.walk(ast.parse(p.read_text(), str(p))))]
+    assert elsewhere == []
+
+
 def test_metric_rules_keep_json_valid_for_identical_images_and_tiny_boxes():
     """Identical images: PSNR None (JSON null), not inf (invalid JSON, and an infinite mean);
     a box under the 7 px SSIM window: SSIM None, not a value from a shrunk window."""

@@ -260,6 +260,7 @@ def load(path: str | Path, kind: str | None = None):
         attrs = _json_state(path, header)
         names = set(z.namelist())
         if ESTIMATORS in names:
+            getattr(cls, "_before_load", lambda: None)()
             attrs.update(_estimators(path, _read(path, z, ESTIMATORS)))
         det = _instantiate(path, cls, attrs)
         if hasattr(det, "_rebuild_net"):

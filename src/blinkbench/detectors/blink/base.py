@@ -96,6 +96,11 @@ class Detector(HyperParams, ABC):
         for a recorded training failure. Nothing in the file is executed."""
         return modelfile.load(path, "blink")
 
+    @classmethod
+    def _before_load(cls) -> None:
+        """Hook run before a model file's estimators are read (e.g. to import their library
+        a particular way)."""
+
     def _after_load(self) -> None:
         """Hook for detectors that must restore state after loading (e.g. eval mode)."""
 

@@ -29,11 +29,12 @@ machine), tslearn's DTW and GAK at every interpreter start (10-20 s for DTW ther
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .base import WindowDetector, register
+from .numba_cache import import_cached
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -100,6 +101,14 @@ class _Classical(WindowDetector):
     """Shared plumbing: ``_fit_model`` returns the fitted model, ``_proba`` scores windows."""
 
     family = "classical"
+    # numba-compiled libraries the fitted model's classes live in: imported through
+    # import_cached before a model file is read (skops imports them while reading it)
+    cached_modules: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def _before_load(cls) -> None:
+        for name in cls.cached_modules:
+            import_cached(name)
 
     def _fit_windows(self, X, M, y, groups):
         self.model_ = self._fit_model(np.asarray(X, np.float64), y, groups)
@@ -131,6 +140,7 @@ class KnnDtw(_Classical):
     training set."""
 
     test_params = {"n_neighbors": 3, "radius_s": 0.2}
+    cached_modules = ("tslearn.neighbors",)
 
     @classmethod
     def default_hyper(cls):
@@ -138,8 +148,7 @@ class KnnDtw(_Classical):
                 "radius_s": 0.4}         # Sakoe-Chiba band half-width, seconds
 
     def _fit_model(self, X, y, groups):
-        from tslearn.neighbors import KNeighborsTimeSeriesClassifier
-
+        KNeighborsTimeSeriesClassifier = import_cached("tslearn.neighbors").KNeighborsTimeSeriesClassifier
         radius = max(1, int(round(self.hyper["radius_s"] * self.series.rate_hz)))
         self.k_ = int(min(self.hyper["n_neighbors"], len(X)))
         knn = KNeighborsTimeSeriesClassifier(
@@ -165,6 +174,7 @@ class TsSvcGak(_Classical):
     validation over *windows* (not grouped by video, so it is somewhat optimistic)."""
 
     test_params = {"paa": 3}
+    cached_modules = ("tslearn.svm",)
 
     @classmethod
     def default_hyper(cls):
@@ -173,8 +183,7 @@ class TsSvcGak(_Classical):
                 "paa": 2}                # PAA factor applied to the windows before the kernel
 
     def _fit_model(self, X, y, groups):
-        from tslearn.svm import TimeSeriesSVC
-
+        TimeSeriesSVC = import_cached("tslearn.svm").TimeSeriesSVC
         svc = TimeSeriesSVC(kernel="gak", C=self.hyper["C"], gamma=self.hyper["gamma"],
                             probability=True, random_state=self.seed)
         return svc.fit(_tslearn(_paa(X, int(self.hyper["paa"]))), y)

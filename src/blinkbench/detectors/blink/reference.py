@@ -47,6 +47,7 @@ import numpy as np
 
 from .base import WindowDetector, register
 from .classical import _Classical, _fake_proba
+from .numba_cache import import_cached
 
 
 # ----------------------------------------------------------------------------- k-NN under DTW
@@ -67,8 +68,7 @@ def dtw_matrix(A: np.ndarray, B: np.ndarray, method: str, options: dict | None =
         # as pyts' (equal to 0.0 on 150-sample windows for classic, a Sakoe-Chiba band of
         # ceil(window_size x length) and an Itakura parallelogram; tests/test_reference_dtw.py),
         # at ~0.3 ms per pair against pyts' 3.5-4.4 ms and its per-process compile.
-        from tslearn.metrics import cdist_dtw
-
+        cdist_dtw = import_cached("tslearn.metrics").cdist_dtw
         kw = {}
         if method == "sakoechiba":
             ws = float((options or {}).get("window_size", 0.1))
@@ -77,8 +77,7 @@ def dtw_matrix(A: np.ndarray, B: np.ndarray, method: str, options: dict | None =
         elif method == "itakura":
             kw = {"global_constraint": "itakura", "itakura_max_slope": float((options or {}).get("max_slope", 2.0))}
         return cdist_dtw(A[..., None], B[..., None], **kw)
-    from pyts.metrics import dtw
-
+    dtw = import_cached("pyts.metrics").dtw
     options = dict(options or {}) or None
     out = np.zeros((len(A), len(B)))
     for i, a in enumerate(A):
@@ -182,6 +181,7 @@ class LearningShapeletsDetector(_Classical):
     (``learning_rate``, at most ``max_iter`` epochs). Probability: its ``predict_proba``."""
 
     test_params = {"max_iter": 20, "n_shapelets_per_size": 0.05, "shapelet_scale": 1}
+    cached_modules = ("pyts.classification",)
 
     @classmethod
     def default_hyper(cls):
@@ -190,8 +190,7 @@ class LearningShapeletsDetector(_Classical):
                 "alpha": -100.0}
 
     def _fit_model(self, X, y, groups):
-        from pyts.classification import LearningShapelets
-
+        LearningShapelets = import_cached("pyts.classification").LearningShapelets
         h = self.hyper
         est = LearningShapelets(n_shapelets_per_size=h["n_shapelets_per_size"],
                                 min_shapelet_length=h["min_shapelet_length"],
@@ -211,14 +210,14 @@ class TsbfDetector(_Classical):
     Probability: the final forest's vote share."""
 
     test_params = {"n_estimators": 50}
+    cached_modules = ("pyts.classification",)
 
     @classmethod
     def default_hyper(cls):
         return {"n_estimators": 500, "min_subsequence_size": 0.5, "min_interval_size": 0.1, "bins": 10}
 
     def _fit_model(self, X, y, groups):
-        from pyts.classification import TSBF
-
+        TSBF = import_cached("pyts.classification").TSBF
         h = self.hyper
         est = TSBF(n_estimators=int(h["n_estimators"]), min_subsequence_size=h["min_subsequence_size"],
                    min_interval_size=h["min_interval_size"], bins=int(h["bins"]), random_state=self.seed, n_jobs=1)
