@@ -4,9 +4,18 @@ and build its DAG, and how long a job's Python process takes to import what its 
 
     python benchmarks/bench_startup.py [--repeats 3] [--skip-snakemake]
 
-Last, a job that only predicts: a saved MesoNet scoring four crops in a fresh process, and
+Then a job that only predicts: a saved MesoNet scoring four crops in a fresh process, and
 the same with the training module (and so Lightning) imported first, as predicting did
 until 2026-12-04.
+
+Last (``--skip-pyts`` leaves it out), importing pyts, which compiles its numba functions at
+import: ``import pyts.classification`` as it is; through
+:func:`blinkbench.detectors.blink.numba_cache.import_cached` with an empty numba cache (compile
+and write it: the first job on a fresh install) and with the cache written (every later
+job); and a job that loads a saved LearningShapelets detector and scores one video, with the
+cache written, and the same job with pyts imported directly first (compiled, as every job
+did before ``import_cached``). The cache goes to a temporary ``NUMBA_CACHE_DIR``, so the install's own
+cache is neither used nor touched.
 
 Each figure is a fresh process, run ``--repeats`` times: wall seconds (median, min) and CPU
 seconds (user + sys of the child, median), and whether torch ended up imported. CPU seconds
@@ -63,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-snakemake", action="store_true")
+    ap.add_argument("--skip-pyts", action="store_true", help="leave out the pyts import rows (~2 min)")
     args = ap.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH")] if p)}
     print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, "
@@ -82,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = [timed([sys.executable, "-c", code], env, ROOT) for _ in range(args.repeats)]
         row(step, runs, f"torch imported: {runs[-1][2].strip()}")
     predict_rows(args.repeats, env)
+    if not args.skip_pyts:
+        pyts_rows(args.repeats, env)
     return 0
 
 
@@ -117,6 +129,50 @@ def predict_rows(repeats: int, env: dict) -> None:
             code = PREDICT.format(extra=extra)
             runs = [timed([sys.executable, "-c", code, str(Path(d) / "meso4.zip")], env, ROOT) for _ in range(repeats)]
             row(label, runs, f"Lightning imported: {runs[-1][2].strip()}")
+
+
+PYTS_LOAD = """
+import sys, blinkbench.cli
+blinkbench.cli.build_parser()
+from blinkbench.detectors.blink import Detector
+from blinkbench.testing.synthetic import synthetic_videos
+videos, _ = synthetic_videos(1, 0, duration_s=(8, 8))
+Detector.load(sys.argv[1]).predict_proba(videos)
+"""
+
+PYTS_FIT = """
+import sys
+from blinkbench.detectors.blink import create
+from blinkbench.testing.synthetic import synthetic_videos
+videos, y = synthetic_videos(4, 4, duration_s=(8, 8))
+create("learning_shapelets", seed=0, max_iter=20, n_shapelets_per_size=0.05, shapelet_scale=1).fit(videos, y).save(sys.argv[1])
+"""
+
+
+def pyts_rows(repeats: int, env: dict) -> None:
+    """pyts' import cost with and without numba's cache (see the module docstring)."""
+    import tempfile
+
+    direct = "import pyts.classification"
+    helper = "from blinkbench.detectors.blink.numba_cache import import_cached\nimport_cached('pyts.classification')"
+    print("\nimporting pyts.classification in a fresh process (numba compiles pyts' functions at import)")
+    with tempfile.TemporaryDirectory() as d:
+        runs = [timed([sys.executable, "-c", direct], {**env, "NUMBA_CACHE_DIR": f"{d}/none"}, ROOT)
+                for _ in range(repeats)]
+        row("pyts direct", runs, "(import pyts.classification: no cache)")
+        runs = [timed([sys.executable, "-c", helper], {**env, "NUMBA_CACHE_DIR": f"{d}/cold{i}"}, ROOT)
+                for i in range(repeats)]
+        row("pyts cold", runs, "(import_cached, empty cache: compiles and writes it)")
+        warm = {**env, "NUMBA_CACHE_DIR": f"{d}/cold0"}
+        runs = [timed([sys.executable, "-c", helper], warm, ROOT) for _ in range(repeats)]
+        row("pyts warm", runs, "(import_cached, cache written)")
+        timed([sys.executable, "-c", PYTS_FIT, str(Path(d) / "ls.zip")], warm, ROOT)   # in the same cache
+        runs = [timed([sys.executable, "-c", PYTS_LOAD, str(Path(d) / "ls.zip")], warm, ROOT) for _ in range(repeats)]
+        row("shapelets job", runs, "(load a saved LearningShapelets, score one video; cache written)")
+        # as before import_cached: pyts imported directly first, so import_cached finds it compiled
+        runs = [timed([sys.executable, "-c", "import pyts.classification" + PYTS_LOAD, str(Path(d) / "ls.zip")],
+                      warm, ROOT) for _ in range(repeats)]
+        row("shapelets old", runs, "(the same job with pyts imported directly first: compiled, as before)")
 
 
 if __name__ == "__main__":
