@@ -22,9 +22,11 @@ The heavy libraries are imported inside the methods, so registering these detect
 (``n_jobs=1``) and is seeded from the detector's ``seed``; a fitted detector's estimators are
 saved with skops and loaded against an explicit allow-list of their types
 (:data:`blinkbench.detectors.modelfile.TRUSTED`; they keep plain NumPy arrays, no compiled objects),
-so ``save``/``load`` give the same scores without unpickling anything. Numba compiles the kernels on first use: sktime's once per environment (cached
-on disk; about two minutes in all for rocket, minirocket, weasel and catch22 on a busy 2-core
-machine), tslearn's DTW and GAK at every interpreter start (10-20 s for DTW there).
+so ``save``/``load`` give the same scores without unpickling anything. Numba compiles the
+kernels on first use, once per environment and CPU (cached on disk): sktime asks for the cache
+itself (about two minutes in all for rocket, minirocket, weasel and catch22 on a busy 2-core
+machine); tslearn does not, so it is imported through :func:`.numba_cache.import_cached`
+(without it, its DTW compiled again at every interpreter start: 10-20 s there).
 """
 
 from __future__ import annotations
