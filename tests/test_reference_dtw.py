@@ -71,3 +71,13 @@ def test_pyts_compiles_once_then_loads_from_numba_cache(tmp_path):
     assert all(hits == 0 and miss > 0 for hits, miss, _ in first.values()), first        # compiled once
     assert all(hits > 0 and miss == 0 for hits, miss, _ in second.values()), second      # then only loaded
     assert list((tmp_path / "numba").rglob("*.nbi"))                     # written where it was told
+
+
+def test_import_cached_restores_numba_after_a_failed_import():
+    import numba
+
+    njit, jit = numba.njit, numba.jit
+    with pytest.raises(ModuleNotFoundError):
+        import_cached("pyts.no_such_module")
+    assert numba.njit is njit and numba.jit is jit
+    assert import_cached("numpy") is np                   # already imported: returned as it is
