@@ -127,16 +127,49 @@ def test_gradient_view_is_the_same_function(arch, size):
 def test_gradient_view_moves_pools_only_past_increasing_layers():
     net = meso()
     kinds = [[type(m).__name__ for m in blk] for blk in gradient_view(net).backbone]
-    assert kinds == [["Conv2d", "MaxPool2d", "ReLU", "BatchNorm2d"]] * 4
+    assert kinds == [["Conv2d", "_ReusedGradPool", "ReLU", "BatchNorm2d"]] * 4
     with torch.no_grad():
         net.backbone[1][2].weight[3] = -0.5              # one decreasing channel: that pool stays
     kinds = [[type(m).__name__ for m in blk] for blk in gradient_view(net).backbone]
-    assert kinds[1] == ["Conv2d", "ReLU", "BatchNorm2d", "MaxPool2d"]
-    assert kinds[0] == ["Conv2d", "MaxPool2d", "ReLU", "BatchNorm2d"]
+    assert kinds[1] == ["Conv2d", "ReLU", "BatchNorm2d", "_ReusedGradPool"]
+    assert kinds[0] == ["Conv2d", "_ReusedGradPool", "ReLU", "BatchNorm2d"]
+    assert all(type(m) is torch.nn.MaxPool2d for blk in net.backbone for m in blk if "Pool" in type(m).__name__)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         assert torch.equal(gradient_view(net)(x), net(x))
 
+
+
+@pytest.mark.parametrize("kernel,size,ceil,channels_last", [(2, 64, True, False), (2, 65, True, True),
+                                                            (4, 32, True, False), (3, 30, False, True)])
+def test_reused_grad_pool_is_max_pool_to_the_bit_and_reuses_its_buffer(kernel, size, ceil, channels_last):
+    """The pool of the gradient view: the same output and input gradient as nn.MaxPool2d, to
+    the bit, call after call, with its gradient written into one buffer it keeps."""
+    from blinkbench.detectors.frame.nets import _ReusedGradPool
+
+    pool = torch.nn.MaxPool2d(kernel, ceil_mode=ceil)
+    mine = _ReusedGradPool(pool)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    gen = torch.Generator().manual_seed(kernel + size)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    ptrs = set()
+    for _ in range(3):
+        x = torch.rand(2, 3, size, size, generator=gen).contiguous(memory_format=fmt).requires_grad_()
+        w = torch.randn(2, 4, -(-size // kernel) if ceil else size // kernel, generator=gen)
+        outs, grads = [], []
+        for p in (pool, mine):
+            y = conv(x)                                  # an intermediate tensor, as in the network
+            out = p(y)
+            (g,) = torch.autograd.grad((out * w[..., None]).sum(), y)
+            outs.append(out.detach())
+            grads.append(g.clone())
+        assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+        ptrs.add(mine.grad_buffer.data_ptr())
+    assert len(ptrs) == 1                                # one buffer, reused
+    leaf = torch.rand(1, 3, size, size, generator=gen, requires_grad=True)
+    fresh = _ReusedGradPool(pool)
+    (g,) = torch.autograd.grad(fresh(leaf).sum(), leaf)  # the caller's own tensor: the plain pool
+    assert fresh.grad_buffer is None and torch.equal(g, torch.autograd.grad(pool(leaf).sum(), leaf)[0])
 
 def test_gradient_view_only_for_eval_frame_nets():
     net = meso()

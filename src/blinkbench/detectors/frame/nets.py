@@ -265,7 +265,9 @@ class GradientView(nn.Module):
       channel, even rounded, so ``pool(bn(relu(c)))`` and ``bn(relu(pool(c)))`` are equal to
       the bit; ReLU and batch norm then run on a quarter (a sixteenth) of the values. The
       gradient can differ only where two values of a pooling window tie after rounding
-      (the pool routes it to another pixel of the window);
+      (the pool routes it to another pixel of the window). Each pool writes its input
+      gradient into a buffer it keeps across calls (:class:`_ReusedGradPool`: the same
+      kernel, the same values to the bit, no fresh 16 MB per call);
     - timm backbones (``TimmNet``) run as they are (only the resize and normalisation apply).
 
     How large "rounding order" is here: on the benchmark's Meso-4 crops the reference's own
@@ -306,7 +308,8 @@ def _monotone_bn(m: nn.Module) -> bool:
 
 def _pool_first(seq: nn.Module) -> nn.Module:
     """``seq`` (a Sequential of Sequentials) with every max pool moved in front of the ReLUs
-    and increasing batch norms that directly precede it; the layers are shared, not copied."""
+    and increasing batch norms that directly precede it, and computed by :class:`_ReusedGradPool`;
+    the other layers are shared, not copied."""
     if not isinstance(seq, nn.Sequential):
         return seq
     layers = [_pool_first(m) for m in seq]
@@ -319,7 +322,71 @@ def _pool_first(seq: nn.Module) -> nn.Module:
                     and (isinstance(a, nn.ReLU) or _monotone_bn(a))):
                 layers[i], layers[i + 1] = b, a
                 moved = True
-    return nn.Sequential(*layers)
+    return nn.Sequential(*[_ReusedGradPool(m) if type(m) is nn.MaxPool2d and not m.return_indices else m
+                           for m in layers])
+
+
+def _pair(v) -> list[int]:
+    return [int(v), int(v)] if isinstance(v, int) else [int(a) for a in v]
+
+
+class _ReusedGradPool(nn.Module):
+    """``pool`` (an ``nn.MaxPool2d``) whose backward pass writes the input gradient into one
+    buffer this module keeps, instead of a fresh one per call: the same ATen kernel
+    (``max_pool2d_with_indices_backward``, its ``out=`` form), so the same values to the bit.
+
+    Why: PGD calls forward and backward ten times per batch on same-shaped crops, and the
+    pool's input gradient is the largest tensor of the pass (Meso-4: 8 x 8 x 256 x 256 floats,
+    16 MB). Fresh, it costs page faults on every call (glibc hands large blocks back to the
+    kernel when freed); reused, a ``zero_`` over warm pages. Measured on Meso4_DF.h5, batch 8 of
+    240 px face crops, one thread: PGD 9.39 -> 11.48 crops/s, the same perturbations to the bit
+    (``benchmarks/bench_attacks.py --before-after 20``).
+
+    The buffer is returned as the gradient of an intermediate tensor (never of a leaf, the
+    caller's own input, which gets the plain pool): autograd never adds into a gradient that
+    anything else references, and the next call overwrites it only after this pass is
+    consumed. A :class:`GradientView` (and so these modules) is built per attack call, so
+    concurrent calls never share a buffer. ``create_graph`` (double backward) is not supported."""
+
+    def __init__(self, pool: nn.MaxPool2d):
+        super().__init__()
+        self.kernel_size, self.dilation = _pair(pool.kernel_size), _pair(pool.dilation)
+        self.stride = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+        self.padding, self.ceil_mode = _pair(pool.padding), bool(pool.ceil_mode)
+        self.grad_buffer: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.is_grad_enabled() and x.requires_grad) or x.grad_fn is None:
+            # no gradient, or the caller's own tensor (its gradient is handed back to the
+            # caller, who may keep it): the plain pool
+            return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return _ReusedGradPoolFn.apply(x, self)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, ceil_mode={self.ceil_mode}"
+
+
+class _ReusedGradPoolFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pool: _ReusedGradPool) -> torch.Tensor:
+        out, idx = torch.ops.aten.max_pool2d_with_indices(x, pool.kernel_size, pool.stride, pool.padding,
+                                                           pool.dilation, pool.ceil_mode)
+        ctx.save_for_backward(x, idx)
+        ctx.pool = pool
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        x, idx = ctx.saved_tensors
+        pool = ctx.pool
+        buf = pool.grad_buffer
+        if (buf is None or buf.shape != x.shape or buf.stride() != x.stride() or buf.dtype != grad_out.dtype
+                or buf.device != x.device):
+            buf = pool.grad_buffer = torch.empty_strided(x.shape, x.stride(), dtype=grad_out.dtype, device=x.device)
+        torch.ops.aten.max_pool2d_with_indices_backward(grad_out, x, pool.kernel_size, pool.stride, pool.padding,
+                                                        pool.dilation, pool.ceil_mode, idx, grad_input=buf)
+        return buf, None
 
 
 class TwoClassLogits(nn.Module):
