@@ -14,8 +14,8 @@ import: ``import pyts.classification`` as it is; through
 and write it: the first job on a fresh install) and with the cache written (every later
 job); and a job that loads a saved LearningShapelets detector and scores one video, with the
 cache written, and the same job with pyts imported directly first (compiled, as every job
-did before ``import_cached``). The cache goes to a temporary ``NUMBA_CACHE_DIR``, so the install's own
-cache is neither used nor touched.
+did before ``import_cached``). The cache goes to a temporary ``NUMBA_CACHE_DIR``, so the
+install's own cache is neither used nor touched.
 
 Each figure is a fresh process, run ``--repeats`` times: wall seconds (median, min) and CPU
 seconds (user + sys of the child, median), and whether torch ended up imported. CPU seconds

@@ -139,7 +139,6 @@ def test_gradient_view_moves_pools_only_past_increasing_layers():
         assert torch.equal(gradient_view(net)(x), net(x))
 
 
-
 @pytest.mark.parametrize("kernel,size,ceil,channels_last", [(2, 64, True, False), (2, 65, True, True),
                                                             (4, 32, True, False), (3, 30, False, True)])
 def test_reused_grad_pool_is_max_pool_to_the_bit_and_reuses_its_buffer(kernel, size, ceil, channels_last):
@@ -170,6 +169,7 @@ def test_reused_grad_pool_is_max_pool_to_the_bit_and_reuses_its_buffer(kernel, s
     fresh = _ReusedGradPool(pool)
     (g,) = torch.autograd.grad(fresh(leaf).sum(), leaf)  # the caller's own tensor: the plain pool
     assert fresh.grad_buffer is None and torch.equal(g, torch.autograd.grad(pool(leaf).sum(), leaf)[0])
+
 
 def test_gradient_view_only_for_eval_frame_nets():
     net = meso()
