@@ -119,6 +119,25 @@ def test_ridge_calibration_needs_two_videos_per_class(task):
         create("rocket", **get("rocket").test_params).fit(three, y_train[:3])
 
 
+
+@pytest.mark.parametrize("name,library", [("learning_shapelets", "pyts.classification"),
+                                          ("knn_dtw", "tslearn.neighbors")])
+def test_loading_a_model_file_imports_its_numba_library_through_the_cache(name, library, tmp_path, monkeypatch):
+    """skops imports a saved estimator's library while reading the file; for pyts and tslearn
+    the detector imports it first through ``import_cached`` (numba's cache on), else every job
+    loading such a file would compile the library again."""
+    from blinkbench.detectors.blink import classical
+
+    videos, y = synthetic_videos(2, 2, duration_s=(8, 8))
+    det = create(name, seed=0, **get(name).test_params).fit(videos, y)
+    det.save(tmp_path / name)
+    seen = []
+    real = classical.import_cached
+    monkeypatch.setattr(classical, "import_cached", lambda mod: seen.append(mod) or real(mod))
+    loaded = Detector.load(tmp_path / name)
+    assert seen == [library]
+    assert np.array_equal(loaded.predict_proba(videos), det.predict_proba(videos))
+
 def test_paa_averages_blocks_including_a_short_tail():
     from blinkbench.detectors.blink.classical import _paa
 
