@@ -142,10 +142,10 @@ Detector.load(sys.argv[1]).predict_proba(videos)
 
 PYTS_FIT = """
 import sys
-from blinkbench.detectors.blink import create
+from blinkbench.detectors.blink import create, get
 from blinkbench.testing.synthetic import synthetic_videos
 videos, y = synthetic_videos(4, 4, duration_s=(8, 8))
-create("learning_shapelets", seed=0, max_iter=20, n_shapelets_per_size=0.05, shapelet_scale=1).fit(videos, y).save(sys.argv[1])
+create("learning_shapelets", seed=0, **get("learning_shapelets").test_params).fit(videos, y).save(sys.argv[1])
 """
 
 
